@@ -1,0 +1,204 @@
+//! The recovery engine: a pure, synchronous state machine.
+//!
+//! [`Engine::step`] takes the time and one [`Input`] (an observation, a driver call's result, an operator
+//! request, or a tick) and returns the [`Command`]s to run next. It does no I/O and reads no clock, so every
+//! decision is reproducible in a test that asserts the exact command list. The runtime writes
+//! [`Engine::take_changes`] to the journal *before* executing the commands (write-ahead).
+//!
+//! Per host: `Healthy → Suspect → Fencing → Verifying → Isolating → Evacuating → Evacuated → Restoring →
+//! Healthy`, or `NeedsOperator`. Per instance: `Pending → Requested → Rebuilding → Done | Failed` (or
+//! `Skipped`/`Gone`). The storm guard, the strikes, the fencing levels, evacuation concurrency and retry
+//! budget, the instance policy and the return to service all live here.
+
+mod command;
+mod state;
+mod step;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+pub use command::{Command, Input};
+pub use state::{
+    Changes, EngineMeta, FenceProof, FenceRecord, HistoryEvent, HostRecord, InstanceRecord,
+    InstanceState, OperatorRequest, Snapshot, Stage,
+};
+
+use crate::config::RecoveryConfig;
+use crate::{HostId, Timestamp, isolation_marker};
+
+/// Proof that a host was confirmed powered off (or that an operator asserted it).
+///
+/// Only the engine can build one, and only from a power status that read off or an explicit operator
+/// confirmation. Everything destructive downstream of fencing takes `&Fenced`, not a bare host name.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Fenced {
+    host: HostId,
+    at: Timestamp,
+    proof: FenceProof,
+    recovery: String,
+}
+
+impl Fenced {
+    pub(crate) fn from_record(host: &HostId, record: &FenceRecord) -> Self {
+        Self {
+            host: host.clone(),
+            at: record.at,
+            proof: record.proof.clone(),
+            recovery: record.recovery.clone(),
+        }
+    }
+
+    /// The fenced host.
+    pub fn host(&self) -> &HostId {
+        &self.host
+    }
+
+    /// When its power-off was confirmed.
+    pub fn at(&self) -> Timestamp {
+        self.at
+    }
+
+    /// How it was confirmed.
+    pub fn proof(&self) -> &FenceProof {
+        &self.proof
+    }
+
+    /// The recovery this belongs to.
+    pub fn recovery(&self) -> &str {
+        &self.recovery
+    }
+
+    /// The `disabled_reason` to set when isolating the host: `freezer-dr:fenced:<recovery>:<time>`.
+    pub fn marker(&self) -> String {
+        isolation_marker(&self.recovery, self.at)
+    }
+}
+
+impl fmt::Debug for Fenced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fenced")
+            .field("host", &self.host.as_str())
+            .field("at", &self.at.0)
+            .field("proof", &self.proof)
+            .finish()
+    }
+}
+
+#[cfg(feature = "testing")]
+impl Fenced {
+    /// A proof for tests of evacuators (feature `testing` only): never use outside tests.
+    pub fn for_tests(host: impl Into<HostId>) -> Self {
+        Self {
+            host: host.into(),
+            at: Timestamp(0),
+            proof: FenceProof::Operator,
+            recovery: "test".into(),
+        }
+    }
+}
+
+/// The recovery engine. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Engine {
+    cfg: RecoveryConfig,
+    levels: usize,
+    hosts: BTreeMap<HostId, HostRecord>,
+    meta: EngineMeta,
+    // What changed since the last `take_changes`.
+    dirty_hosts: BTreeSet<HostId>,
+    dirty_instances: BTreeSet<(HostId, String)>,
+    cleared: BTreeSet<HostId>,
+    meta_dirty: bool,
+    history: Vec<HistoryEvent>,
+}
+
+impl Engine {
+    /// An engine with no history. `fencing_levels` is the number of configured fencers (`[[fencer]]`).
+    pub fn new(cfg: RecoveryConfig, fencing_levels: usize) -> Self {
+        Self::from_snapshot(cfg, fencing_levels, Snapshot::default())
+    }
+
+    /// An engine resuming from the journal. Nothing is in flight after a restart: hosts mid-fencing re-read
+    /// their power status before anything else, and instances whose evacuation was requested re-read their
+    /// progress, so no destructive call is repeated blindly.
+    pub fn from_snapshot(cfg: RecoveryConfig, fencing_levels: usize, snapshot: Snapshot) -> Self {
+        let hosts = snapshot
+            .hosts
+            .into_iter()
+            .map(|h| (h.host.clone(), h))
+            .collect();
+        Self {
+            cfg,
+            levels: fencing_levels,
+            hosts,
+            meta: snapshot.meta,
+            dirty_hosts: BTreeSet::new(),
+            dirty_instances: BTreeSet::new(),
+            cleared: BTreeSet::new(),
+            meta_dirty: false,
+            history: Vec::new(),
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &RecoveryConfig {
+        &self.cfg
+    }
+
+    /// Every known host, by name.
+    pub fn hosts(&self) -> impl Iterator<Item = &HostRecord> {
+        self.hosts.values()
+    }
+
+    /// One host's record.
+    pub fn host(&self, host: &HostId) -> Option<&HostRecord> {
+        self.hosts.get(host)
+    }
+
+    /// Engine-wide state (brake, refusal episodes).
+    pub fn meta(&self) -> &EngineMeta {
+        &self.meta
+    }
+
+    /// True if no host is between `Fencing` and `Restoring` (what `run --once` waits for). Hosts waiting
+    /// for a person (`NeedsOperator`) or for their repair (`Evacuated`) do not keep it busy.
+    pub fn is_settled(&self) -> bool {
+        self.hosts.values().all(|h| {
+            matches!(
+                h.stage,
+                Stage::Healthy
+                    | Stage::Suspect { .. }
+                    | Stage::Evacuated
+                    | Stage::NeedsOperator { .. }
+            )
+        })
+    }
+
+    /// Everything that changed since the last call, for the journal.
+    pub fn take_changes(&mut self) -> Changes {
+        let hosts = std::mem::take(&mut self.dirty_hosts)
+            .into_iter()
+            .filter_map(|h| self.hosts.get(&h).cloned())
+            .map(|mut r| {
+                r.instances.clear();
+                r
+            })
+            .collect();
+        let instances = std::mem::take(&mut self.dirty_instances)
+            .into_iter()
+            .filter_map(|(h, i)| {
+                let rec = self.hosts.get(&h)?.instances.get(&i)?.clone();
+                Some((h, rec))
+            })
+            .collect();
+        Changes {
+            hosts,
+            instances,
+            clear_instances: std::mem::take(&mut self.cleared).into_iter().collect(),
+            meta: std::mem::take(&mut self.meta_dirty).then(|| self.meta.clone()),
+            history: std::mem::take(&mut self.history),
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! One error type for every driver and for core, classified once so the runtime can decide about retries.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What went wrong, in categories the runtime and the operators can act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The configuration is wrong; the message names the file, the key and the fix.
+    Config,
+    /// The peer could not be reached (connection refused, DNS, TLS handshake).
+    Unreachable,
+    /// The call did not finish in time; its effect is unknown.
+    Timeout,
+    /// Credentials were refused or have expired.
+    Auth,
+    /// The peer does not know the thing asked for (host, instance, domain).
+    NotFound,
+    /// The peer refused because of the thing's current state (Nova 409: locked, task in progress).
+    Conflict,
+    /// The peer is busy or failing (5xx, BMC busy).
+    PeerFailure,
+    /// The peer answered something we cannot interpret.
+    InvalidResponse,
+    /// The driver cannot do this (e.g. `power_on` on a fencer without it).
+    Unsupported,
+    /// The journal failed to read or write.
+    Journal,
+    /// Anything else.
+    Unexpected,
+}
+
+impl ErrorKind {
+    /// The retry class that goes with this kind unless the driver says otherwise.
+    pub fn default_retry(self) -> Retry {
+        match self {
+            Self::Unreachable | Self::Timeout | Self::PeerFailure | Self::Conflict => {
+                Retry::Temporary
+            }
+            _ => Retry::Permanent,
+        }
+    }
+
+    /// A stable snake_case name, for logs and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+            Self::Auth => "auth",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::PeerFailure => "peer_failure",
+            Self::InvalidResponse => "invalid_response",
+            Self::Unsupported => "unsupported",
+            Self::Journal => "journal",
+            Self::Unexpected => "unexpected",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether trying again may help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retry {
+    /// Trying again later may succeed (network, 5xx, busy BMC).
+    Temporary,
+    /// Trying again will fail the same way (auth, 4xx, unknown host).
+    Permanent,
+}
+
+/// The error of every freezer-dr operation.
+///
+/// Drivers build it once with the right kind (and retry class when the default does not fit); context
+/// key/values say what was being done. Messages never contain secrets.
+pub struct Error {
+    kind: ErrorKind,
+    retry: Retry,
+    message: String,
+    context: Vec<(&'static str, String)>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind`, with its default retry class.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            retry: kind.default_retry(),
+            message: message.into(),
+            context: Vec::new(),
+            source: None,
+        }
+    }
+
+    /// Shorthand for a configuration error.
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, message)
+    }
+
+    /// Marks the error temporary.
+    #[must_use]
+    pub fn temporary(mut self) -> Self {
+        self.retry = Retry::Temporary;
+        self
+    }
+
+    /// Marks the error permanent.
+    #[must_use]
+    pub fn permanent(mut self) -> Self {
+        self.retry = Retry::Permanent;
+        self
+    }
+
+    /// Adds a key/value saying what was being done (`host`, `request_id`, ...).
+    #[must_use]
+    pub fn with_context(mut self, key: &'static str, value: impl fmt::Display) -> Self {
+        self.context.push((key, value.to_string()));
+        self
+    }
+
+    /// Attaches the underlying error. Its `Display` becomes part of this error's message, so it must not
+    /// contain secrets either.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The retry class.
+    pub fn retry(&self) -> Retry {
+        self.retry
+    }
+
+    /// True if trying again may help.
+    pub fn is_temporary(&self) -> bool {
+        self.retry == Retry::Temporary
+    }
+
+    /// The message without context or source.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The context key/values.
+    pub fn context(&self) -> &[(&'static str, String)] {
+        &self.context
+    }
+
+    /// A cloneable, serializable summary, for the engine and the journal.
+    pub fn to_failure(&self) -> Failure {
+        Failure {
+            kind: self.kind,
+            retry: self.retry,
+            message: self.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)?;
+        if !self.context.is_empty() {
+            f.write_str(" (")?;
+            for (i, (k, v)) in self.context.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{k}: {v}")?;
+            }
+            f.write_str(")")?;
+        }
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("retry", &self.retry)
+            .field("message", &self.to_string())
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// What the engine and the journal keep of an [`Error`]: kind, retry class and the full message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The kind.
+    pub kind: ErrorKind,
+    /// The retry class.
+    pub retry: Retry,
+    /// The full message, with context and source.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure built directly (tests, engine-internal timeouts).
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            retry: kind.default_retry(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<&Error> for Failure {
+    fn from(e: &Error) -> Self {
+        e.to_failure()
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_classify_retries() {
+        assert!(Error::new(ErrorKind::Unreachable, "x").is_temporary());
+        assert!(Error::new(ErrorKind::PeerFailure, "x").is_temporary());
+        assert!(!Error::new(ErrorKind::Auth, "x").is_temporary());
+        assert!(!Error::new(ErrorKind::NotFound, "x").is_temporary());
+        assert!(Error::new(ErrorKind::Auth, "x").temporary().is_temporary());
+        assert!(
+            !Error::new(ErrorKind::Timeout, "x")
+                .permanent()
+                .is_temporary()
+        );
+    }
+
+    #[test]
+    fn display_carries_context_and_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = Error::new(ErrorKind::Unreachable, "power off failed")
+            .with_context("host", "compute-1")
+            .with_context("bmc", "10.0.0.1:623")
+            .with_source(io);
+        assert_eq!(
+            e.to_string(),
+            "power off failed (host: compute-1, bmc: 10.0.0.1:623): refused"
+        );
+        let f = e.to_failure();
+        assert_eq!(f.kind, ErrorKind::Unreachable);
+        assert_eq!(f.retry, Retry::Temporary);
+        assert!(f.to_string().contains("(unreachable)"));
+    }
+}

@@ -1,0 +1,56 @@
+//! freezer-dr core: compute-node high availability for OpenStack, without any concrete driver.
+//!
+//! The pipeline at a glance:
+//!
+//! - [`Monitor`] observes which compute hosts look down ([`HostHealth`]).
+//! - The [`Engine`] (pure, synchronous) counts strikes, guards against storms and decides what to do next,
+//!   as a list of [`Command`]s.
+//! - A [`Fencer`] powers a host off and reads its power status until it reads off; only then does the engine
+//!   mint a [`Fenced`] proof, which every destructive call downstream requires.
+//! - The [`Evacuator`] isolates the host in Nova, lists its instances, evacuates each one and tracks it.
+//! - The [`Notifier`]s tell the operators and, through the [`Directory`], the affected projects' users.
+//! - The [`Runtime`] executes the engine's commands with timeouts, backoff and concurrency limits, and writes
+//!   every decision to the [`Journal`] before acting on it, so a crash resumes without repeating itself.
+//!
+//! Drivers register themselves through [`inventory`] (see [`registry`]) and are chosen by `type` in the
+//! TOML [`config`].
+
+mod directory;
+mod error;
+mod evacuator;
+mod fencer;
+mod host;
+mod monitor;
+mod notifier;
+mod report;
+mod secret;
+
+pub mod config;
+pub mod engine;
+pub mod journal;
+pub mod registry;
+pub mod runtime;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use directory::{Directory, Recipient};
+pub use engine::{Command, Engine, Fenced, Input};
+pub use error::{Error, ErrorKind, Failure, Result, Retry};
+pub use evacuator::{Evacuator, Progress};
+pub use fencer::{Fencer, PowerState};
+pub use host::{
+    AdminState, Health, HostHealth, HostId, Instance, Timestamp, is_isolation_marker,
+    isolation_marker,
+};
+pub use journal::Journal;
+pub use monitor::Monitor;
+pub use notifier::Notifier;
+pub use report::{Audience, InstanceOutcome, Outcome, Report, ReportKind};
+pub use runtime::Runtime;
+pub use secret::Secret;
+
+// Re-exported so driver crates register without naming `inventory` in their own manifests.
+#[doc(hidden)]
+pub use async_trait::async_trait;
+#[doc(hidden)]
+pub use inventory;

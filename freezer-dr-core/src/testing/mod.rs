@@ -1,0 +1,1 @@
+//! Fakes for every trait and conformance suites (feature `testing`).
