@@ -62,3 +62,28 @@ impl Runtime {
         self
     }
 }
+
+impl Runtime {
+    /// One pass, the original freezer-dr behaviour: observe (up to `strikes` times, `interval` apart) and
+    /// recover every host found down, then return once every recovery settled. Nothing down: an empty
+    /// [`Summary`] (the CLI prints `No failed nodes`).
+    pub async fn run_once(self) -> crate::Result<Summary> {
+        let _ = (&self.cfg, &self.pipeline, &self.journal, self.dry_run);
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            "run_once: not built yet",
+        ))
+    }
+
+    /// The daemon loop, until `shutdown` resolves; in-flight work is drained before returning.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> crate::Result<()> {
+        let _ = shutdown;
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            "run: not built yet",
+        ))
+    }
+}
