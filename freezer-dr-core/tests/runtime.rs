@@ -318,6 +318,9 @@ fn check_invariants(w: &World, k: usize) {
             _ => {}
         }
     }
+    // The fake powers off at once, so the first logged power-off always took effect: a restart must read
+    // the power status instead of sending another one.
+    assert_eq!(w.power_offs("c1"), 1, "crash point {k}: c1 powered off more than once");
     for (instance, n) in requested {
         let evacuations = w.instance_state(&instance).map_or(0, |s| s.evacuations);
         assert!(
