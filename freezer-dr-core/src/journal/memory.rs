@@ -14,7 +14,7 @@ use crate::engine::{
 use crate::{Error, ErrorKind, HostId, Result, Timestamp};
 
 /// The history keeps at most this many lines, like [`super::RedbJournal`].
-const HISTORY_LIMIT: usize = 100_000;
+const HISTORY_LIMIT: usize = super::HISTORY_LIMIT as usize;
 
 /// A [`Journal`] in memory: used by dry runs (nothing touches the disk) and by tests.
 ///

@@ -66,6 +66,11 @@ struct StoredOutbox {
 
 /// The embedded journal: one redb file (default `/var/lib/freezer-dr/journal.redb`).
 ///
+/// Values are JSON. Each commit is one redb write transaction, durable when it returns. The file is opened
+/// in redb's multi-writer mode, so the CLI can open it (to submit requests, read status and history)
+/// while the daemon runs; redb serializes write transactions across processes. [`RedbJournal::lock_daemon`]
+/// keeps a second daemon away. The history keeps the newest [`HISTORY_LIMIT`] lines.
+///
 /// Cheap to clone: clones share the open database.
 #[derive(Clone)]
 pub struct RedbJournal {
@@ -113,8 +118,8 @@ impl Drop for DaemonLock {
 impl RedbJournal {
     /// Opens the journal at `path`, creating the file and its parent directories if missing.
     ///
-    /// Several handles (in one process or several) may have the same file open at once; see the
-    /// [module documentation](self).
+    /// Several handles (in one process or several) may have the same file open at once; see
+    /// [`RedbJournal`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if path.as_os_str().is_empty() {

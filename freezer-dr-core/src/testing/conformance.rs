@@ -8,13 +8,17 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use crate::engine::{
     EngineMeta, FenceProof, FenceRecord, HistoryEvent, HostRecord, InstanceRecord, InstanceState,
     OperatorRequest, Stage,
 };
 use crate::journal::{Batch, OutboxEntry};
-use crate::{Audience, Health, HostId, Instance, Journal, Report, ReportKind, Timestamp};
+use crate::{
+    Audience, Directory, Evacuator, Fenced, Fencer, Health, HostId, Instance, Journal, Monitor,
+    Notifier, PowerState, Progress, Report, ReportKind, Timestamp,
+};
 
 fn instance(id: &str, host: &str, project: &str) -> Instance {
     Instance {
@@ -361,4 +365,251 @@ pub async fn journal(j: &dyn Journal) {
         BTreeSet::from(["compute-1", "compute-10"]),
         "journal: hosts are never removed by these operations"
     );
+}
+
+/// Power-status reads after a power-off before the fencer suite gives up (one every [`POLL`]).
+pub const POWER_POLLS: u32 = 60;
+/// Progress reads after an evacuation before the evacuator suite gives up (one every [`POLL`]).
+pub const PROGRESS_POLLS: u32 = 300;
+/// Time between two reads.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// A host name that starts with `host` but is another host: a driver that matches names by substring or
+/// prefix would take it for `host`.
+fn near_miss(host: &HostId) -> HostId {
+    HostId::new(format!("{host}-freezer-dr-conformance-absent"))
+}
+
+/// The [`Fencer`] contract, against a real peer, on `host` (which it must handle and which will be left
+/// powered off): `power_off` is accepted and the power status then reads off within [`POWER_POLLS`]
+/// reads; a second `power_off` of the off host succeeds (idempotent); a host the fencer does not know is
+/// either not handled or refused with a permanent error, never powered off.
+pub async fn fencer(f: &dyn Fencer, host: &HostId) {
+    assert!(
+        f.handles(host),
+        "fencer: handles({host}) is false; the suite needs a host the fencer handles"
+    );
+    f.power_off(host)
+        .await
+        .unwrap_or_else(|e| panic!("fencer: power_off({host}) failed: {e}"));
+    let mut last = None;
+    for _ in 0..POWER_POLLS {
+        match f.power_status(host).await {
+            Ok(PowerState::Off) => {
+                last = Some(PowerState::Off);
+                break;
+            }
+            Ok(state) => last = Some(state),
+            Err(e) if e.is_temporary() => {}
+            Err(e) => {
+                panic!("fencer: power_status({host}) failed permanently after power_off: {e}")
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(
+        last,
+        Some(PowerState::Off),
+        "fencer: after an accepted power_off, power_status({host}) must read off within {POWER_POLLS} reads"
+    );
+    f.power_off(host).await.unwrap_or_else(|e| {
+        panic!("fencer: power_off of a host already off must succeed (idempotent), got: {e}")
+    });
+    let again = f
+        .power_status(host)
+        .await
+        .unwrap_or_else(|e| panic!("fencer: power_status({host}) failed: {e}"));
+    assert_eq!(
+        again,
+        PowerState::Off,
+        "fencer: a host powered off twice must still read off"
+    );
+
+    let absent = near_miss(host);
+    if f.handles(&absent) {
+        match f.power_off(&absent).await {
+            Ok(()) => panic!(
+                "fencer: power_off({absent}) succeeded for a host the peer does not have \
+                 (names must match exactly, never by prefix or substring)"
+            ),
+            Err(e) => assert!(
+                !e.is_temporary(),
+                "fencer: an unknown host must be a permanent error (retrying cannot help), got: {e}"
+            ),
+        }
+    }
+}
+
+/// The [`Evacuator`] contract, against a real peer, for a host that is really down and has at least one
+/// instance (two or more also checks that an untouched instance reads `NotStarted`): `isolate` succeeds
+/// twice; `instances` lists only instances on exactly that host; an accepted evacuation never reads
+/// `NotStarted` and reaches `Done` on another host within [`PROGRESS_POLLS`] reads; the moved instance is
+/// no longer listed; an instance that does not exist reads `Gone`.
+pub async fn evacuator(e: &dyn Evacuator, fenced: &Fenced) {
+    let host = fenced.host();
+    e.isolate(fenced)
+        .await
+        .unwrap_or_else(|err| panic!("evacuator: isolate({host}) failed: {err}"));
+    e.isolate(fenced).await.unwrap_or_else(|err| {
+        panic!("evacuator: a second isolate({host}) must succeed (safe to repeat), got: {err}")
+    });
+    let listed = e
+        .instances(fenced)
+        .await
+        .unwrap_or_else(|err| panic!("evacuator: instances({host}) failed: {err}"));
+    for i in &listed {
+        assert_eq!(
+            &i.host, host,
+            "evacuator: instances({host}) listed {} which is on {} (hosts must match exactly)",
+            i.id, i.host
+        );
+    }
+    let ids: BTreeSet<&str> = listed.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(
+        ids.len(),
+        listed.len(),
+        "evacuator: instances({host}) listed an instance twice"
+    );
+    let Some(first) = listed.first() else {
+        panic!("evacuator: the suite needs at least one instance on {host}, found none");
+    };
+    if let Some(other) = listed.get(1) {
+        let p = e
+            .progress(other)
+            .await
+            .unwrap_or_else(|err| panic!("evacuator: progress({}) failed: {err}", other.id));
+        assert_eq!(
+            p,
+            Progress::NotStarted,
+            "evacuator: an instance never evacuated, still on its host, must read NotStarted"
+        );
+    }
+
+    e.evacuate(fenced, first)
+        .await
+        .unwrap_or_else(|err| panic!("evacuator: evacuate({}) failed: {err}", first.id));
+    let mut done = None;
+    for _ in 0..PROGRESS_POLLS {
+        match e.progress(first).await {
+            Ok(Progress::Done { host: to, status }) => {
+                done = Some((to, status));
+                break;
+            }
+            Ok(Progress::InProgress { .. }) => {}
+            Ok(Progress::NotStarted) => panic!(
+                "evacuator: progress({}) read NotStarted after an accepted evacuation: the engine \
+                 would request it a second time",
+                first.id
+            ),
+            Ok(other) => panic!("evacuator: evacuation of {} ended {other:?}", first.id),
+            Err(err) if err.is_temporary() => {}
+            Err(err) => panic!(
+                "evacuator: progress({}) failed permanently: {err}",
+                first.id
+            ),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let Some((to, status)) = done else {
+        panic!(
+            "evacuator: evacuation of {} did not reach Done within {PROGRESS_POLLS} reads",
+            first.id
+        );
+    };
+    assert_ne!(
+        &to, host,
+        "evacuator: Done must name another host than the failed one"
+    );
+    assert!(
+        !status.is_empty(),
+        "evacuator: Done must carry the instance's status"
+    );
+    let after = e
+        .instances(fenced)
+        .await
+        .unwrap_or_else(|err| panic!("evacuator: instances({host}) failed: {err}"));
+    assert!(
+        after.iter().all(|i| i.id != first.id),
+        "evacuator: {} is still listed on {host} after its evacuation was done",
+        first.id
+    );
+
+    let mut ghost = first.clone();
+    ghost.id = "00000000-0000-4000-8000-00000000dead".into();
+    let p = e
+        .progress(&ghost)
+        .await
+        .unwrap_or_else(|err| panic!("evacuator: progress of a deleted instance failed: {err}"));
+    assert_eq!(
+        p,
+        Progress::Gone,
+        "evacuator: an instance that does not exist must read Gone"
+    );
+}
+
+/// The [`Notifier`] contract: `report` is delivered, and delivering it again (a retry after a lost
+/// reply) succeeds too. The peer's side (what arrived, to whom) is the driver's own test.
+pub async fn notifier(n: &dyn Notifier, report: &Report) {
+    n.notify(report)
+        .await
+        .unwrap_or_else(|e| panic!("notifier: notify({}) failed: {e}", report.id));
+    n.notify(report).await.unwrap_or_else(|e| {
+        panic!(
+            "notifier: a second notify({}) (a retry) must succeed, got: {e}",
+            report.id
+        )
+    });
+}
+
+/// The [`Monitor`] contract: `observe` succeeds, lists at least one host, no host twice, and the same
+/// hosts on a second observation.
+pub async fn monitor(m: &dyn Monitor) {
+    let seen = m
+        .observe()
+        .await
+        .unwrap_or_else(|e| panic!("monitor: observe failed: {e}"));
+    assert!(!seen.is_empty(), "monitor: observe listed no host");
+    let names: BTreeSet<&HostId> = seen.iter().map(|h| &h.host).collect();
+    assert_eq!(
+        names.len(),
+        seen.len(),
+        "monitor: observe listed a host twice: {seen:?}"
+    );
+    let again = m
+        .observe()
+        .await
+        .unwrap_or_else(|e| panic!("monitor: a second observe failed: {e}"));
+    let names_again: BTreeSet<&HostId> = again.iter().map(|h| &h.host).collect();
+    assert_eq!(
+        names, names_again,
+        "monitor: two observations in a row listed different hosts"
+    );
+}
+
+/// The [`Directory`] contract, for a project that has users: `recipients` lists them, each once, and
+/// every email it gives looks like one.
+pub async fn directory(d: &dyn Directory, project: &str) {
+    let users = d
+        .recipients(project)
+        .await
+        .unwrap_or_else(|e| panic!("directory: recipients({project}) failed: {e}"));
+    assert!(
+        !users.is_empty(),
+        "directory: recipients({project}) listed nobody"
+    );
+    let ids: BTreeSet<&str> = users.iter().map(|u| u.user_id.as_str()).collect();
+    assert_eq!(
+        ids.len(),
+        users.len(),
+        "directory: a user was listed twice: {users:?}"
+    );
+    for u in &users {
+        if let Some(email) = &u.email {
+            assert!(
+                email.contains('@') && !email.trim().is_empty(),
+                "directory: {} has the email {email:?}, which is not an address",
+                u.user_id
+            );
+        }
+    }
 }
