@@ -127,7 +127,14 @@ impl Engine {
         let hosts = snapshot
             .hosts
             .into_iter()
-            .map(|h| (h.host.clone(), h))
+            .map(|mut h| {
+                // Nothing is in flight after a restart, whatever the caller passed in.
+                h.pending = None;
+                for i in h.instances.values_mut() {
+                    i.inflight = false;
+                }
+                (h.host.clone(), h)
+            })
             .collect();
         Self {
             cfg,

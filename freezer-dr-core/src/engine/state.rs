@@ -158,8 +158,8 @@ impl HostRecord {
 /// Host-level calls (one in flight per host).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HostCall {
-    PowerOff,
-    PowerStatus,
+    PowerOff(usize),
+    PowerStatus(usize),
     Isolate,
     Instances,
     Restore,
