@@ -100,7 +100,7 @@ impl Fenced {
 }
 
 /// The recovery engine. See the [module documentation](self).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Engine {
     cfg: RecoveryConfig,
     levels: usize,

@@ -140,10 +140,13 @@ impl Engine {
         // Every host stale at once means the data source is broken, not the hosts.
         let all_stale = total > 0 && down == total;
         for h in observed {
-            let rec = self
-                .hosts
-                .entry(h.host.clone())
-                .or_insert_with(|| HostRecord::new(h.host.clone(), now));
+            if !self.hosts.contains_key(&h.host) {
+                let rec = HostRecord::new(h.host.clone(), now);
+                self.hosts.insert(h.host.clone(), rec);
+            }
+            let Some(rec) = self.hosts.get_mut(&h.host) else {
+                continue;
+            };
             if rec.health != h.health || rec.admin != h.admin {
                 rec.health = h.health;
                 rec.admin = h.admin;

@@ -1,4 +1,5 @@
 //! Engine scenarios: exact command lists for each situation (openraft style).
+#![allow(clippy::field_reassign_with_default)]
 
 use std::time::Duration;
 

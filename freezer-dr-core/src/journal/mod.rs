@@ -9,9 +9,11 @@ use crate::Result;
 use crate::engine::{Changes, HistoryEvent, OperatorRequest, Snapshot};
 use crate::{Report, Timestamp};
 
+mod memory;
 mod redb_journal;
 
-pub use redb_journal::RedbJournal;
+pub use memory::MemoryJournal;
+pub use redb_journal::{DaemonLock, HISTORY_LIMIT, RedbJournal};
 
 /// One report waiting for one notifier.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,734 @@
 //! The embedded single-file journal on redb.
+//!
+//! Every value is stored as JSON, so a journal can be inspected with any redb tool. One [`Journal::commit`]
+//! is one redb write transaction with immediate durability: it is on disk when `commit` returns, or not at
+//! all.
+//!
+//! The database is opened in redb's [`ConcurrencyMode::MultiWriter`] so that the CLI (`freezer-dr pause`,
+//! `status`, `history`) can open the same file while the daemon runs; redb serializes write transactions
+//! across processes. Two daemons on one journal are prevented separately by [`RedbJournal::lock_daemon`].
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{
+    ConcurrencyMode, Database, DatabaseError, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{Batch, Journal, OutboxEntry, PendingRequest};
+use crate::engine::{
+    EngineMeta, HistoryEvent, HostRecord, InstanceRecord, OperatorRequest, Snapshot,
+};
+use crate::{Error, ErrorKind, Result, Timestamp};
+
+/// Engine-wide values by name: `engine` (the [`EngineMeta`]), `schema`, `next_request`, `outbox_seq`.
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// Host name → [`HostRecord`] (without its instances).
+const HOSTS: TableDefinition<&str, &str> = TableDefinition::new("hosts");
+/// (host name, instance id) → [`InstanceRecord`].
+const INSTANCES: TableDefinition<(&str, &str), &str> = TableDefinition::new("instances");
+/// Sequence number → [`HistoryEvent`], append-only.
+const HISTORY: TableDefinition<u64, &str> = TableDefinition::new("history");
+/// Outbox key → [`StoredOutbox`].
+const OUTBOX: TableDefinition<&str, &str> = TableDefinition::new("outbox");
+/// Request id → [`PendingRequest`].
+const REQUESTS: TableDefinition<u64, &str> = TableDefinition::new("requests");
+
+const META_ENGINE: &str = "engine";
+const META_SCHEMA: &str = "schema";
+const META_NEXT_REQUEST: &str = "next_request";
+const META_OUTBOX_SEQ: &str = "outbox_seq";
+
+/// The layout version this code writes. A journal written by a newer layout is refused rather than
+/// misread.
+const SCHEMA: u64 = 1;
+
+/// The history keeps at most this many lines; each commit that goes past it drops the oldest ones.
+pub const HISTORY_LIMIT: u64 = 100_000;
+
+/// redb's page cache. Small on purpose: the journal is tiny and the daemon should idle in a few MiB.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
+
+/// An outbox entry with its place in the queue (insertion order), so `outbox()` is oldest first whatever
+/// the keys look like.
+#[derive(Serialize, Deserialize)]
+struct StoredOutbox {
+    seq: u64,
+    #[serde(flatten)]
+    entry: OutboxEntry,
+}
 
 /// The embedded journal: one redb file (default `/var/lib/freezer-dr/journal.redb`).
+///
+/// Cheap to clone: clones share the open database.
+#[derive(Clone)]
+pub struct RedbJournal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    path: PathBuf,
+    /// Makes the next commit fail after writing part of its batch (unit tests of atomicity).
+    #[cfg(test)]
+    fail_mid_commit: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for RedbJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbJournal")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Holds the daemon lock on a journal (`<journal>.lock`) while alive: no second daemon can take it. The
+/// lock is released when this is dropped (or when the process dies, however it dies).
 #[derive(Debug)]
-pub struct RedbJournal {}
+pub struct DaemonLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl DaemonLock {
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for DaemonLock {
+    fn drop(&mut self) {
+        // Closing the file releases the lock anyway; unlocking first makes the release explicit.
+        let _ = self.file.unlock();
+    }
+}
+
+impl RedbJournal {
+    /// Opens the journal at `path`, creating the file and its parent directories if missing.
+    ///
+    /// Several handles (in one process or several) may have the same file open at once; see the
+    /// [module documentation](self).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if path.as_os_str().is_empty() {
+            return Err(Error::config(
+                "the journal path is empty; set [journal] path to a file such as \
+                 /var/lib/freezer-dr/journal.redb",
+            ));
+        }
+        if path.is_dir() {
+            return Err(Error::config(format!(
+                "the journal path {} is a directory; set [journal] path to a file in it, such as {}",
+                path.display(),
+                path.join("journal.redb").display()
+            )));
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                // `AlreadyExists` here means a path component is a regular file.
+                let e = if e.kind() == io::ErrorKind::AlreadyExists {
+                    io::Error::new(io::ErrorKind::NotADirectory, e)
+                } else {
+                    e
+                };
+                io_error(
+                    e,
+                    format!(
+                        "cannot create the journal directory {} (for {}); create it, give the \
+                         freezer-dr user write access, or set [journal] path elsewhere",
+                        parent.display(),
+                        path.display()
+                    ),
+                )
+            })?;
+        }
+        let db = redb::Builder::new()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| open_error(e, &path))?;
+        let journal = Self {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                #[cfg(test)]
+                fail_mid_commit: std::sync::atomic::AtomicBool::new(false),
+            }),
+        };
+        journal.prepare()?;
+        Ok(journal)
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The lock file of [`RedbJournal::lock_daemon`]: the journal's path with `.lock` appended.
+    pub fn lock_path(&self) -> PathBuf {
+        let mut p = self.inner.path.clone().into_os_string();
+        p.push(".lock");
+        PathBuf::from(p)
+    }
+
+    /// Takes the exclusive daemon lock, so two daemons can never run on one journal. The CLI's read and
+    /// request commands do not take it. Fails at once (never waits) if another process holds it.
+    pub fn lock_daemon(&self) -> Result<DaemonLock> {
+        let path = self.lock_path();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| {
+                io_error(
+                    e,
+                    format!(
+                        "cannot open the daemon lock file {}; give the freezer-dr user write access \
+                         to its directory",
+                        path.display()
+                    ),
+                )
+            })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let who = if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {holder})")
+                };
+                return Err(Error::new(
+                    ErrorKind::Journal,
+                    format!(
+                        "another freezer-dr{who} holds the daemon lock {} on journal {}; only one \
+                         daemon may run per journal: stop the other one, or give this one its own \
+                         [journal] path",
+                        path.display(),
+                        self.inner.path.display()
+                    ),
+                )
+                .permanent());
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(io_error(
+                    e,
+                    format!("cannot lock the daemon lock file {}", path.display()),
+                ));
+            }
+        }
+        // For the error message a second daemon prints; the lock, not this content, is what counts.
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .and_then(|()| file.flush());
+        Ok(DaemonLock { file, path })
+    }
+
+    /// Creates the tables and checks the layout version.
+    fn prepare(&self) -> Result<()> {
+        self.write(|tx| {
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            let schema = match meta.get(META_SCHEMA).map_err(db_err)? {
+                Some(v) => Some(decode::<u64>(v.value(), "meta", META_SCHEMA)?),
+                None => None,
+            };
+            match schema {
+                Some(s) if s > SCHEMA => {
+                    return Err(Error::new(
+                        ErrorKind::Journal,
+                        format!(
+                            "the journal was written by a newer freezer-dr (layout {s}, this one \
+                             knows {SCHEMA}); upgrade freezer-dr or use another [journal] path"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(META_SCHEMA, encode(&SCHEMA)?.as_str())
+                        .map_err(db_err)?;
+                }
+            }
+            drop(meta);
+            tx.open_table(HOSTS).map_err(db_err)?;
+            tx.open_table(INSTANCES).map_err(db_err)?;
+            tx.open_table(HISTORY).map_err(db_err)?;
+            tx.open_table(OUTBOX).map_err(db_err)?;
+            tx.open_table(REQUESTS).map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    /// Runs `f` in one write transaction and commits it durably; nothing is written if `f` fails.
+    fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
+        let run = || {
+            let tx = self.inner.db.begin_write().map_err(db_err)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(db_err)?;
+            Ok(out)
+        };
+        run().map_err(|e: Error| e.with_context("journal", self.inner.path.display()))
+    }
+
+    /// Runs `f` on a consistent read snapshot.
+    fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T>) -> Result<T> {
+        let run = || {
+            let tx = self.inner.db.begin_read().map_err(db_err)?;
+            f(&tx)
+        };
+        run().map_err(|e: Error| e.with_context("journal", self.inner.path.display()))
+    }
+
+    /// Runs blocking journal work off the async runtime.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&RedbJournal) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Journal, "journal task failed")
+                    .with_context("journal", self.inner.path.display())
+                    .with_source(e)
+            })?
+    }
+
+    fn load_sync(&self) -> Result<Snapshot> {
+        self.read(|tx| {
+            let meta_t = tx.open_table(META).map_err(db_err)?;
+            let meta = match meta_t.get(META_ENGINE).map_err(db_err)? {
+                Some(v) => decode::<EngineMeta>(v.value(), "meta", META_ENGINE)?,
+                None => EngineMeta::default(),
+            };
+            let hosts_t = tx.open_table(HOSTS).map_err(db_err)?;
+            let mut hosts = Vec::new();
+            for row in hosts_t.iter().map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                hosts.push(decode::<HostRecord>(v.value(), "hosts", k.value())?);
+            }
+            let inst_t = tx.open_table(INSTANCES).map_err(db_err)?;
+            for host in &mut hosts {
+                let name = host.host.as_str();
+                for row in inst_t.range((name, "")..).map_err(db_err)? {
+                    let (k, v) = row.map_err(db_err)?;
+                    let (h, id) = k.value();
+                    if h != name {
+                        break;
+                    }
+                    let rec =
+                        decode::<InstanceRecord>(v.value(), "instances", &format!("{h}/{id}"))?;
+                    host.instances.insert(id.to_owned(), rec);
+                }
+            }
+            Ok(Snapshot { meta, hosts })
+        })
+    }
+
+    fn commit_sync(&self, batch: &Batch) -> Result<()> {
+        self.write(|tx| {
+            let c = &batch.changes;
+            {
+                let mut hosts = tx.open_table(HOSTS).map_err(db_err)?;
+                for h in &c.hosts {
+                    hosts
+                        .insert(h.host.as_str(), encode(h)?.as_str())
+                        .map_err(db_err)?;
+                }
+            }
+            {
+                let mut inst = tx.open_table(INSTANCES).map_err(db_err)?;
+                // Clear first, then upsert: instances listed in the same batch belong to a recovery that
+                // started after the one being cleared.
+                for h in &c.clear_instances {
+                    let name = h.as_str();
+                    let mut ids = Vec::new();
+                    for row in inst.range((name, "")..).map_err(db_err)? {
+                        let (k, _) = row.map_err(db_err)?;
+                        let (kh, id) = k.value();
+                        if kh != name {
+                            break;
+                        }
+                        ids.push(id.to_owned());
+                    }
+                    for id in &ids {
+                        inst.remove((name, id.as_str())).map_err(db_err)?;
+                    }
+                }
+                for (h, rec) in &c.instances {
+                    inst.insert(
+                        (h.as_str(), rec.instance.id.as_str()),
+                        encode(rec)?.as_str(),
+                    )
+                    .map_err(db_err)?;
+                }
+            }
+            #[cfg(test)]
+            if self
+                .inner
+                .fail_mid_commit
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                return Err(Error::new(
+                    ErrorKind::Journal,
+                    "scripted failure mid-commit",
+                ));
+            }
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            if let Some(m) = &c.meta {
+                meta.insert(META_ENGINE, encode(m)?.as_str())
+                    .map_err(db_err)?;
+            }
+            if !c.history.is_empty() {
+                let mut hist = tx.open_table(HISTORY).map_err(db_err)?;
+                let next = match hist.last().map_err(db_err)? {
+                    Some((k, _)) => k.value() + 1,
+                    None => 0,
+                };
+                for (n, ev) in (next..).zip(&c.history) {
+                    hist.insert(n, encode(ev)?.as_str()).map_err(db_err)?;
+                }
+                let len = hist.len().map_err(db_err)?;
+                for _ in HISTORY_LIMIT..len {
+                    hist.pop_first().map_err(db_err)?;
+                }
+            }
+            if !batch.outbox.is_empty() {
+                let mut seq = read_counter(&meta, META_OUTBOX_SEQ)?;
+                let mut outbox = tx.open_table(OUTBOX).map_err(db_err)?;
+                for entry in &batch.outbox {
+                    let existing = match outbox.get(entry.key.as_str()).map_err(db_err)? {
+                        Some(v) => {
+                            Some(decode::<StoredOutbox>(v.value(), "outbox", &entry.key)?.seq)
+                        }
+                        None => None,
+                    };
+                    let stored = StoredOutbox {
+                        seq: existing.unwrap_or(seq),
+                        entry: entry.clone(),
+                    };
+                    if existing.is_none() {
+                        seq += 1;
+                    }
+                    outbox
+                        .insert(entry.key.as_str(), encode(&stored)?.as_str())
+                        .map_err(db_err)?;
+                }
+                meta.insert(META_OUTBOX_SEQ, encode(&seq)?.as_str())
+                    .map_err(db_err)?;
+            }
+            if !batch.applied_requests.is_empty() {
+                let mut req = tx.open_table(REQUESTS).map_err(db_err)?;
+                for id in &batch.applied_requests {
+                    req.remove(*id).map_err(db_err)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn outbox_sync(&self) -> Result<Vec<OutboxEntry>> {
+        self.read(|tx| {
+            let t = tx.open_table(OUTBOX).map_err(db_err)?;
+            let mut v = Vec::new();
+            for row in t.iter().map_err(db_err)? {
+                let (k, val) = row.map_err(db_err)?;
+                v.push(decode::<StoredOutbox>(val.value(), "outbox", k.value())?);
+            }
+            v.sort_by_key(|s| s.seq);
+            Ok(v.into_iter().map(|s| s.entry).collect())
+        })
+    }
+
+    fn outbox_retry_sync(&self, entry: &OutboxEntry) -> Result<()> {
+        self.write(|tx| {
+            let mut t = tx.open_table(OUTBOX).map_err(db_err)?;
+            let stored = match t.get(entry.key.as_str()).map_err(db_err)? {
+                Some(v) => decode::<StoredOutbox>(v.value(), "outbox", &entry.key)?,
+                // Delivered meanwhile: putting it back would deliver it twice.
+                None => return Ok(()),
+            };
+            let mut updated = stored.entry;
+            updated.attempts = entry.attempts;
+            updated.last_error.clone_from(&entry.last_error);
+            updated.next_attempt = entry.next_attempt;
+            let stored = StoredOutbox {
+                seq: stored.seq,
+                entry: updated,
+            };
+            t.insert(entry.key.as_str(), encode(&stored)?.as_str())
+                .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    fn outbox_done_sync(&self, key: &str) -> Result<()> {
+        self.write(|tx| {
+            let mut t = tx.open_table(OUTBOX).map_err(db_err)?;
+            t.remove(key).map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    fn history_sync(&self, limit: usize) -> Result<Vec<HistoryEvent>> {
+        self.read(|tx| {
+            let t = tx.open_table(HISTORY).map_err(db_err)?;
+            let mut v = Vec::new();
+            for row in t.iter().map_err(db_err)?.rev().take(limit) {
+                let (k, val) = row.map_err(db_err)?;
+                v.push(decode::<HistoryEvent>(
+                    val.value(),
+                    "history",
+                    &k.value().to_string(),
+                )?);
+            }
+            v.reverse();
+            Ok(v)
+        })
+    }
+
+    fn submit_sync(&self, request: OperatorRequest) -> Result<u64> {
+        self.write(|tx| {
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            let id = read_counter(&meta, META_NEXT_REQUEST)?.max(1);
+            meta.insert(META_NEXT_REQUEST, encode(&(id + 1))?.as_str())
+                .map_err(db_err)?;
+            let pending = PendingRequest {
+                id,
+                at: Timestamp::now(),
+                request,
+            };
+            let mut t = tx.open_table(REQUESTS).map_err(db_err)?;
+            t.insert(id, encode(&pending)?.as_str()).map_err(db_err)?;
+            Ok(id)
+        })
+    }
+
+    fn requests_sync(&self) -> Result<Vec<PendingRequest>> {
+        self.read(|tx| {
+            let t = tx.open_table(REQUESTS).map_err(db_err)?;
+            let mut v = Vec::new();
+            for row in t.iter().map_err(db_err)? {
+                let (k, val) = row.map_err(db_err)?;
+                v.push(decode::<PendingRequest>(
+                    val.value(),
+                    "requests",
+                    &k.value().to_string(),
+                )?);
+            }
+            Ok(v)
+        })
+    }
+}
+
+#[async_trait]
+impl Journal for RedbJournal {
+    async fn load(&self) -> Result<Snapshot> {
+        self.blocking(RedbJournal::load_sync).await
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<()> {
+        self.blocking(move |j| j.commit_sync(&batch)).await
+    }
+
+    async fn outbox(&self) -> Result<Vec<OutboxEntry>> {
+        self.blocking(RedbJournal::outbox_sync).await
+    }
+
+    async fn outbox_retry(&self, entry: &OutboxEntry) -> Result<()> {
+        let entry = entry.clone();
+        self.blocking(move |j| j.outbox_retry_sync(&entry)).await
+    }
+
+    async fn outbox_done(&self, key: &str) -> Result<()> {
+        let key = key.to_owned();
+        self.blocking(move |j| j.outbox_done_sync(&key)).await
+    }
+
+    async fn history(&self, limit: usize) -> Result<Vec<HistoryEvent>> {
+        self.blocking(move |j| j.history_sync(limit)).await
+    }
+
+    async fn submit(&self, request: OperatorRequest) -> Result<u64> {
+        self.blocking(move |j| j.submit_sync(request)).await
+    }
+
+    async fn requests(&self) -> Result<Vec<PendingRequest>> {
+        self.blocking(RedbJournal::requests_sync).await
+    }
+}
+
+fn read_counter(meta: &redb::Table<'_, &str, &str>, key: &str) -> Result<u64> {
+    match meta.get(key).map_err(db_err)? {
+        Some(v) => decode::<u64>(v.value(), "meta", key),
+        None => Ok(0),
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| {
+        Error::new(ErrorKind::Journal, "cannot encode a journal record").with_source(e)
+    })
+}
+
+fn decode<T: DeserializeOwned>(json: &str, table: &str, key: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| {
+        Error::new(
+            ErrorKind::Journal,
+            "a journal record cannot be read (written by another freezer-dr version, or edited by \
+             hand?)",
+        )
+        .with_context("table", table)
+        .with_context("key", key)
+        .with_source(e)
+    })
+}
+
+fn db_err(e: impl Into<redb::Error>) -> Error {
+    let e: redb::Error = e.into();
+    let temporary = matches!(&e, redb::Error::Io(_));
+    let err = Error::new(ErrorKind::Journal, "journal read or write failed").with_source(e);
+    if temporary { err.temporary() } else { err }
+}
+
+fn io_error(e: io::Error, message: String) -> Error {
+    let kind = match e.kind() {
+        io::ErrorKind::PermissionDenied
+        | io::ErrorKind::NotADirectory
+        | io::ErrorKind::IsADirectory
+        | io::ErrorKind::ReadOnlyFilesystem
+        | io::ErrorKind::InvalidFilename => ErrorKind::Config,
+        _ => ErrorKind::Journal,
+    };
+    Error::new(kind, message).with_source(e)
+}
+
+fn open_error(e: DatabaseError, path: &Path) -> Error {
+    let shown = path.display();
+    match e {
+        DatabaseError::Storage(redb::StorageError::Io(io)) => io_error(
+            io,
+            format!(
+                "cannot open the journal {shown}; check the path and that the freezer-dr user may \
+                 read and write it, or set [journal] path elsewhere"
+            ),
+        ),
+        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => Error::new(
+            ErrorKind::Journal,
+            format!(
+                "the journal {shown} is held open by a process that does not share it (another \
+                 freezer-dr version?); stop it, or use another [journal] path"
+            ),
+        )
+        .with_source(e),
+        DatabaseError::UpgradeRequired(v) => Error::new(
+            ErrorKind::Journal,
+            format!(
+                "the journal {shown} is in an old redb file format ({v}); move it away and let \
+                 freezer-dr create a new one"
+            ),
+        ),
+        other => Error::new(
+            ErrorKind::Journal,
+            format!(
+                "cannot open the journal {shown}: is it a freezer-dr journal? If it is damaged, \
+                 move it away (freezer-dr starts a new one and re-checks every host) or restore \
+                 it from a backup"
+            ),
+        )
+        .with_source(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::engine::Stage;
+    use crate::{HostId, Journal};
+
+    #[tokio::test]
+    async fn a_batch_that_fails_midway_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = RedbJournal::open(dir.path().join("journal.redb")).unwrap();
+        let mut host = HostRecord::new(HostId::from("compute-1"), Timestamp(1));
+        let mut first = Batch::default();
+        first.changes.hosts = vec![host.clone()];
+        j.commit(first).await.unwrap();
+
+        host.stage = Stage::Evacuating;
+        let mut b = Batch::default();
+        b.changes.hosts = vec![
+            host.clone(),
+            HostRecord::new(HostId::from("compute-2"), Timestamp(1)),
+        ];
+        b.changes.meta = Some(EngineMeta {
+            report_seq: 5,
+            ..EngineMeta::default()
+        });
+        b.changes.history = vec![HistoryEvent {
+            at: Timestamp(2),
+            host: None,
+            instance: None,
+            what: "x".into(),
+        }];
+        j.inner.fail_mid_commit.store(true, Ordering::SeqCst);
+        let err = j.commit(b.clone()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Journal);
+        assert!(
+            err.to_string().contains("journal.redb"),
+            "names the file: {err}"
+        );
+
+        let snap = j.load().await.unwrap();
+        assert_eq!(
+            snap.hosts.len(),
+            1,
+            "the hosts written before the failure were rolled back"
+        );
+        assert_eq!(snap.hosts[0].stage, Stage::Healthy);
+        assert_eq!(snap.meta, EngineMeta::default());
+        assert!(j.history(10).await.unwrap().is_empty());
+
+        j.commit(b).await.unwrap();
+        let snap = j.load().await.unwrap();
+        assert_eq!(
+            snap.hosts.len(),
+            2,
+            "the same batch commits once the failure is gone"
+        );
+        assert_eq!(snap.meta.report_seq, 5);
+    }
+
+    #[tokio::test]
+    async fn values_are_stored_as_inspectable_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = RedbJournal::open(dir.path().join("journal.redb")).unwrap();
+        let mut b = Batch::default();
+        b.changes.hosts = vec![HostRecord::new(HostId::from("compute-1"), Timestamp(1))];
+        j.commit(b).await.unwrap();
+        let tx = j.inner.db.begin_read().unwrap();
+        let t = tx.open_table(HOSTS).unwrap();
+        let raw = t.get("compute-1").unwrap().unwrap().value().to_owned();
+        let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(v["host"], "compute-1");
+        assert_eq!(v["stage"]["stage"], "healthy");
+        assert!(
+            v.get("instances").is_none(),
+            "instances live in their own table"
+        );
+    }
+}

@@ -1,1 +1,11 @@
 //! Fakes for every trait and conformance suites (feature `testing`).
+//!
+//! - [`World`] simulates a small cloud (hosts with power and service state, instances, a call log) that
+//!   every fake shares, with scripted failures, latencies and crash points. Clones share the same world, so
+//!   a test can kill a runtime and start a new one on the same cloud.
+//! - [`FakeMonitor`], [`FakeFencer`], [`FakeEvacuator`], [`FakeDirectory`] and [`FakeNotifier`] implement
+//!   the core traits over a [`World`], with the semantics the trait docs promise.
+//! - Drivers named `testing` are registered for every role, for dry runs, demos and the CLI's tests.
+//! - [`conformance`] holds the suites that driver crates run against their real peers.
+
+pub mod conformance;
