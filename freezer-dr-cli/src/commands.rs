@@ -99,6 +99,12 @@ async fn run(cli: &Cli, once: bool, dry_run: bool) -> anyhow::Result<Exit> {
         Ok(output::exit_code(&summary))
     } else {
         info!(config = %config.file.display(), dry_run, "daemon starting");
+        // A dry-running daemon prints its plan as it goes (there is no summary at the end).
+        let runtime = if dry_run {
+            runtime.on_plan(|line| println!("plan: {line}"))
+        } else {
+            runtime
+        };
         runtime.run(shutdown_signal()).await?;
         info!("daemon stopped");
         Ok(Exit::Ok)

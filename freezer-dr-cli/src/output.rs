@@ -54,6 +54,13 @@ pub fn summary(s: &Summary, dry_run: bool) -> String {
             s.failed_instances
         );
     }
+    if s.undelivered > 0 {
+        let _ = writeln!(
+            out,
+            "Reports not delivered yet: {} (kept in the journal; the next run delivers them)",
+            s.undelivered
+        );
+    }
     if s.plan.is_empty()
         && s.refused.is_none()
         && s.recovered.is_empty()

@@ -57,9 +57,8 @@ fn with_config<'a>(path: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
-// The `testing` fakes' options (from the journal branch): a monitor with a fixed list of hosts, some of
-// them down, and an evacuator with the instances of each host. Adjust here if the fakes name them
-// differently.
+// The `testing` drivers share one simulated cloud per process, described by the monitor's section;
+// host `h` gets instances `vm-0`, `vm-1`, ... with ids `h-vm-0`, ...
 const TESTING_DRIVERS_ONE_HOST_DOWN: &str = r#"
 [recovery]
 interval = "10ms"
@@ -78,15 +77,13 @@ retry_delay = "10ms"
 type = "testing"
 hosts = ["compute-1", "compute-2", "compute-3", "compute-4", "compute-5"]
 down = ["compute-1"]
+instances_per_host = 2
 
 [[fencer]]
 type = "testing"
 
 [evacuator]
 type = "testing"
-
-[evacuator.instances]
-compute-1 = ["vm-a", "vm-b"]
 "#;
 
 const TESTING_DRIVERS_ALL_UP: &str = r#"
@@ -245,11 +242,21 @@ fn run_once_dry_run_prints_the_plan_and_touches_nothing() {
         "{}",
         r.show()
     );
-    let line_with = |words: &[&str]| plan.lines().any(|l| words.iter().all(|w| l.contains(w)));
-    assert!(line_with(&["power", "off", "compute-1"]), "{}", r.show());
-    assert!(line_with(&["isolat", "compute-1"]), "{}", r.show());
-    assert!(line_with(&["evacuat", "vm-a"]), "{}", r.show());
-    assert!(line_with(&["evacuat", "vm-b"]), "{}", r.show());
+    let line_with = |words: &[&str]| {
+        plan.lines()
+            .position(|l| words.iter().all(|w| l.contains(w)))
+            .unwrap_or_else(|| panic!("no plan line with {words:?}\n{}", r.show()))
+    };
+    // In this order: nothing is isolated or evacuated before the power-off.
+    let off = line_with(&["power off", "compute-1"]);
+    let isolate = line_with(&["isolate", "compute-1"]);
+    let vm0 = line_with(&["evacuate", "compute-1-vm-0"]);
+    let vm1 = line_with(&["evacuate", "compute-1-vm-1"]);
+    assert!(
+        off < isolate && isolate < vm0 && isolate < vm1,
+        "{}",
+        r.show()
+    );
     assert!(!plan.contains("compute-2"), "{}", r.show());
     assert!(!dir.path().join("journal.redb").exists(), "{}", r.show());
 }
