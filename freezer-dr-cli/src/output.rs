@@ -38,7 +38,12 @@ pub fn summary(s: &Summary, dry_run: bool) -> String {
         let _ = writeln!(out, "Refused to act: {why}");
     }
     if !s.recovered.is_empty() {
-        let _ = writeln!(out, "Recovered: {}", join(&s.recovered));
+        let label = if dry_run {
+            "Would recover"
+        } else {
+            "Recovered"
+        };
+        let _ = writeln!(out, "{label}: {}", join(&s.recovered));
     }
     if !s.needs_operator.is_empty() {
         let _ = writeln!(
@@ -54,7 +59,8 @@ pub fn summary(s: &Summary, dry_run: bool) -> String {
             s.failed_instances
         );
     }
-    if s.undelivered > 0 {
+    // A dry run delivers nothing and keeps nothing: its plan lists the reports instead.
+    if s.undelivered > 0 && !dry_run {
         let _ = writeln!(
             out,
             "Reports not delivered yet: {} (kept in the journal; the next run delivers them)",
@@ -347,6 +353,15 @@ mod tests {
         let text = summary(&s, true);
         assert!(text.starts_with("Dry run: nothing was changed.\nPlan:\n  power off compute-1\n"));
         assert!(!text.contains("No failed nodes"));
+        let s = Summary {
+            recovered: vec![HostId::from("compute-1")],
+            undelivered: 2,
+            ..Summary::default()
+        };
+        let text = summary(&s, true);
+        assert!(text.contains("Would recover: compute-1"), "{text}");
+        assert!(!text.contains("not delivered"), "{text}");
+        assert!(summary(&s, false).contains("Reports not delivered yet: 2"));
     }
 
     #[test]

@@ -207,9 +207,15 @@ fn example_sections_are_accepted_by_validate() {
     }
     assert!(body.contains("[[fencer]]"), "{body}");
     let (dir, path) = config(&body);
-    let r = freezer_dr(dir.path(), &with_config(&path, &["validate"]));
+    let r = freezer_dr(dir.path(), &with_config(&path, &["validate", "--connect"]));
     assert_eq!(r.code, Some(0), "{body}\n{}", r.show());
-    assert!(r.stdout.contains("fencer[0]  testing"), "{}", r.show());
+    let has = |words: &[&str]| {
+        r.stdout
+            .lines()
+            .any(|l| l.split_whitespace().eq(words.iter().copied()))
+    };
+    assert!(has(&["fencer[0]", "testing"]), "{}", r.show());
+    assert!(has(&["notifier[0]", "testing", "OK"]), "{}", r.show());
 }
 
 #[test]
