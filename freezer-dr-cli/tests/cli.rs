@@ -295,3 +295,19 @@ fn pause_then_status_shows_the_brake_request() {
         r.show()
     );
 }
+
+#[test]
+fn the_readme_config_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let example = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README has a ```toml block");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("freezer-dr.toml");
+    std::fs::write(&path, example).unwrap();
+    let r = freezer_dr(dir.path(), &with_config(&path, &["validate"]));
+    assert_eq!(r.code, Some(0), "{example}\n{}", r.show());
+}
