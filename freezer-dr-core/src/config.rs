@@ -423,7 +423,7 @@ impl Config {
         v
     }
 
-    /// Builds the drivers: looks each section's `type` up in the [registry](crate::registry) and calls its
+    /// Builds the drivers: looks each section's `type` up in the [`registry`] and calls its
     /// build function. Pure: no network I/O (`healthcheck` is where drivers connect).
     pub fn build(&self) -> crate::Result<Pipeline> {
         let monitor = self.build_one(registry::monitors(), &self.monitor)?;
