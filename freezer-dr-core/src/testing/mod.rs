@@ -9,3 +9,9 @@
 //! - [`conformance`] holds the suites that driver crates run against their real peers.
 
 pub mod conformance;
+pub mod drivers;
+mod fakes;
+mod world;
+
+pub use fakes::{FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, FakeNotifier};
+pub use world::{Call, Delivered, Op, SimHost, SimInstance, World};

@@ -1,0 +1,377 @@
+//! The runtime with fault-injecting fakes under paused time: retries, timeouts, the outbox, shutdown, and
+//! crashes injected after every driver call with a restart from the journal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use freezer_dr_core::config::{LocalRootDisk, RecoveryConfig};
+use freezer_dr_core::engine::{InstanceState, OperatorRequest, Stage};
+use freezer_dr_core::journal::MemoryJournal;
+use freezer_dr_core::runtime::{Pipeline, Summary};
+use freezer_dr_core::testing::{
+    Call, FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, FakeNotifier, Op, World,
+};
+use freezer_dr_core::{ErrorKind, HostId, Journal, PowerState, Runtime};
+
+fn config() -> RecoveryConfig {
+    let mut cfg = RecoveryConfig::default();
+    cfg.interval = Duration::from_secs(10);
+    cfg.strikes = 2;
+    cfg.call_timeout = Duration::from_secs(20);
+    cfg.call_attempts = 3;
+    cfg.call_backoff = Duration::from_secs(1);
+    cfg.storm.max_fraction = 0.5;
+    cfg.fencing.poll_interval = Duration::from_secs(1);
+    cfg.fencing.confirm_timeout = Duration::from_secs(15);
+    cfg.evacuation.poll_interval = Duration::from_secs(2);
+    cfg.evacuation.retry_delay = Duration::from_secs(3);
+    cfg.policy.local_root_disk = LocalRootDisk::Evacuate;
+    cfg
+}
+
+/// Four hosts with three instances each; `c1` dies.
+fn world() -> World {
+    let w = World::new()
+        .host("c1")
+        .host("c2")
+        .host("c3")
+        .host("c4")
+        .instances("c1", 3)
+        .instances("c2", 3)
+        .instances("c3", 3)
+        .instances("c4", 3);
+    w.evacuation_takes(2);
+    w.kill("c1");
+    w
+}
+
+fn pipeline(w: &World, levels: usize) -> Pipeline {
+    Pipeline {
+        monitor: Arc::new(FakeMonitor::new(w)),
+        fencers: (0..levels)
+            .map(|l| Arc::new(FakeFencer::new(w).level(l)) as _)
+            .collect(),
+        evacuator: Arc::new(FakeEvacuator::new(w)),
+        directory: Some(Arc::new(FakeDirectory::new(w))),
+        notifiers: vec![Arc::new(FakeNotifier::new(w))],
+    }
+}
+
+fn runtime(w: &World, journal: &MemoryJournal, cfg: RecoveryConfig) -> Runtime {
+    Runtime::new(cfg, pipeline(w, 1), Arc::new(journal.clone()))
+}
+
+fn delivered_kinds(w: &World) -> Vec<String> {
+    w.delivered()
+        .iter()
+        .map(|d| {
+            serde_json::to_value(&d.report.kind).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn host_of(w: &World, instance: &str) -> HostId {
+    w.instance_state(instance).unwrap().instance.host
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_once_recovers_a_dead_host_and_tells_everyone() {
+    let w = world();
+    let on_c1: Vec<String> = w.instances_on("c1").into_iter().map(|i| i.id).collect();
+    let journal = MemoryJournal::new();
+    let summary = runtime(&w, &journal, config()).run_once().await.unwrap();
+    assert_eq!(summary.recovered, [HostId::from("c1")]);
+    assert!(summary.needs_operator.is_empty() && summary.failed_instances == 0);
+    assert_eq!(summary.refused, None);
+    assert_eq!(w.host_state("c1").unwrap().power, PowerState::Off);
+    for id in &on_c1 {
+        assert_ne!(host_of(&w, id), HostId::from("c1"), "{id} still on c1");
+    }
+    assert_eq!(w.power_offs("c1"), 1);
+    assert!(w.violations().is_empty(), "{:?}", w.violations());
+    let kinds = delivered_kinds(&w);
+    assert!(kinds.contains(&"host_fenced".into()), "{kinds:?}");
+    assert!(kinds.contains(&"recovered".into()), "{kinds:?}");
+    let recovered = w
+        .delivered()
+        .into_iter()
+        .find(|d| d.report.kind == freezer_dr_core::ReportKind::Recovered)
+        .unwrap();
+    assert_eq!(recovered.report.recipients.len(), 3, "one project per instance");
+    assert_eq!(summary.undelivered, 0);
+    // The journal holds the outcome.
+    let snap = journal.load().await.unwrap();
+    let c1 = snap.hosts.iter().find(|h| h.host == "c1".into()).unwrap();
+    assert_eq!(c1.stage, Stage::Evacuated);
+    assert!(c1.instances.values().all(|i| matches!(i.state, InstanceState::Done { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_once_with_nothing_down_does_nothing() {
+    let w = world();
+    w.repair("c1");
+    let summary = runtime(&w, &MemoryJournal::new(), config()).run_once().await.unwrap();
+    assert_eq!(summary, Summary::default());
+    assert_eq!(w.count(Op::Observe), 1);
+    assert_eq!(w.count(Op::PowerOff), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dry_run_plans_everything_and_touches_nothing() {
+    let w = world();
+    let summary = runtime(&w, &MemoryJournal::new(), config())
+        .dry_run(true)
+        .run_once()
+        .await
+        .unwrap();
+    let plan = summary.plan.join("\n");
+    assert!(plan.contains("power off c1 through fencer #1"), "{plan}");
+    assert!(plan.contains("isolate c1"), "{plan}");
+    assert_eq!(plan.matches("evacuate instance").count(), 3, "{plan}");
+    assert!(plan.contains("notify operators and the users of"), "{plan}");
+    for op in [Op::PowerOff, Op::Isolate, Op::Evacuate, Op::Restore, Op::Notify] {
+        assert_eq!(w.count(op), 0, "{op:?} was called in a dry run");
+    }
+    assert_eq!(w.count(Op::ListInstances), 1, "listing is read-only and real");
+}
+
+#[tokio::test(start_paused = true)]
+async fn temporary_bmc_failures_are_retried_with_backoff() {
+    let w = world();
+    w.fail(Op::PowerOff, 2, ErrorKind::Unreachable);
+    let summary = runtime(&w, &MemoryJournal::new(), config()).run_once().await.unwrap();
+    assert_eq!(summary.recovered, [HostId::from("c1")]);
+    assert_eq!(w.power_offs("c1"), 3, "two failures then success");
+    assert!(summary.needs_operator.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wrong_bmc_password_stops_recovery_before_any_evacuation_and_pages() {
+    let w = world();
+    w.fail(Op::PowerOff, 100, ErrorKind::Auth);
+    let summary = runtime(&w, &MemoryJournal::new(), config()).run_once().await.unwrap();
+    assert_eq!(summary.needs_operator, [HostId::from("c1")]);
+    assert_eq!(w.power_offs("c1"), 1, "auth errors are permanent: not retried");
+    for op in [Op::Isolate, Op::Evacuate] {
+        assert_eq!(w.count(op), 0);
+    }
+    assert!(delivered_kinds(&w).contains(&"needs_operator".into()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_bmc_times_out_and_the_host_needs_an_operator() {
+    let w = world();
+    w.latency(Op::PowerOff, Duration::from_secs(3600));
+    let journal = MemoryJournal::new();
+    let summary = runtime(&w, &journal, config()).run_once().await.unwrap();
+    assert_eq!(summary.needs_operator, [HostId::from("c1")]);
+    let snap = journal.load().await.unwrap();
+    let c1 = snap.hosts.iter().find(|h| h.host == "c1".into()).unwrap();
+    let Stage::NeedsOperator { why } = &c1.stage else { panic!("{:?}", c1.stage) };
+    assert!(why.contains("no answer within 20s"), "{why}");
+    assert_eq!(w.count(Op::Evacuate), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn power_status_that_never_reads_off_means_no_isolation_and_no_evacuation() {
+    let w = world();
+    w.power_never_off("c1");
+    let summary = runtime(&w, &MemoryJournal::new(), config()).run_once().await.unwrap();
+    assert_eq!(summary.needs_operator, [HostId::from("c1")]);
+    assert_eq!(w.count(Op::Isolate), 0);
+    assert_eq!(w.count(Op::Evacuate), 0);
+    assert!(w.violations().is_empty(), "{:?}", w.violations());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_down_mail_server_delays_reports_but_never_blocks_recovery_or_loses_them() {
+    let w = world();
+    w.fail(Op::Notify, 5, ErrorKind::Unreachable);
+    let journal = MemoryJournal::new();
+    let rt = runtime(&w, &journal, config());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(rt.run(async {
+        let _ = stopped.await;
+    }));
+    // Recovery completes while every delivery fails.
+    wait_for(|| w.instances_on("c1").is_empty(), 600).await;
+    // Deliveries retry with backoff until they get through.
+    wait_for(|| delivered_kinds(&w).contains(&"recovered".to_owned()), 3600).await;
+    let _ = stop.send(());
+    handle.await.unwrap().unwrap();
+    assert!(journal.outbox().await.unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn operator_pause_in_the_journal_holds_a_starting_daemon() {
+    let w = world();
+    let journal = MemoryJournal::new();
+    journal
+        .submit(OperatorRequest::Pause {
+            reason: "network maintenance".into(),
+        })
+        .await
+        .unwrap();
+    let summary = runtime(&w, &journal, config()).run_once().await.unwrap();
+    assert!(summary.refused.unwrap().contains("network maintenance"));
+    assert_eq!(w.count(Op::PowerOff), 0);
+    assert!(journal.requests().await.unwrap().is_empty(), "applied and acknowledged");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_journal_that_cannot_write_stops_the_runtime_before_it_acts() {
+    let w = world();
+    let journal = MemoryJournal::new();
+    journal.fail_next_commits(1000);
+    let result = runtime(&w, &journal, config()).run_once().await;
+    assert!(result.is_err());
+    assert_eq!(w.count(Op::PowerOff), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_drains_in_flight_calls_and_journals_them() {
+    let w = world();
+    w.latency(Op::PowerOff, Duration::from_secs(5));
+    let journal = MemoryJournal::new();
+    let rt = runtime(&w, &journal, config());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(rt.run(async {
+        let _ = stopped.await;
+    }));
+    // Strike 2 at t=10 s sends the power-off, which takes 5 s: stop in the middle of it.
+    wait_for(|| w.count(Op::Observe) >= 2, 120).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(w.power_offs("c1"), 0, "still in flight");
+    let _ = stop.send(());
+    handle.await.unwrap().unwrap();
+    assert_eq!(w.power_offs("c1"), 1);
+    let snap = journal.load().await.unwrap();
+    let c1 = snap.hosts.iter().find(|h| h.host == "c1".into()).unwrap();
+    assert!(
+        matches!(c1.stage, Stage::Verifying { .. }),
+        "the drained power-off's result was journaled: {:?}",
+        c1.stage
+    );
+    assert_eq!(w.count(Op::PowerStatus), 0, "nothing new started while draining");
+}
+
+async fn wait_for(mut cond: impl FnMut() -> bool, max_secs: u64) {
+    for _ in 0..max_secs {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(cond(), "condition not reached within {max_secs} s of (paused) time");
+}
+
+// ----- crashes -----------------------------------------------------------------------------------
+
+/// How a clean run goes: the number of driver calls until c1 is recovered and its reports delivered.
+async fn clean_run_calls() -> usize {
+    let w = world();
+    let journal = MemoryJournal::new();
+    run_until_recovered(&w, &journal).await;
+    w.calls().len()
+}
+
+fn recovered(w: &World) -> bool {
+    let kinds = delivered_kinds(w);
+    w.instances_on("c1").is_empty()
+        && kinds.contains(&"recovered".to_owned())
+        && kinds.contains(&"host_fenced".to_owned())
+}
+
+async fn run_until_recovered(w: &World, journal: &MemoryJournal) {
+    let rt = runtime(w, journal, config());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(rt.run(async {
+        let _ = stopped.await;
+    }));
+    wait_for(|| recovered(w), 1200).await;
+    // Let the outbox settle.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let _ = stop.send(());
+    handle.await.unwrap().unwrap();
+}
+
+/// Checks the crash invariants on the call log: no power-off after a power status read off (a confirmed
+/// host), no evacuation request for an instance already rebuilding or moved, every report delivered.
+fn check_invariants(w: &World, k: usize) {
+    let mut confirmed = false;
+    let mut requested: std::collections::HashMap<String, usize> = Default::default();
+    for (i, call) in w.calls().iter().enumerate() {
+        match call {
+            Call::PowerStatus { host, .. } if host == &HostId::from("c1") => {
+                // Power reads off from the first power-off on (the fake powers off at once).
+                if w.calls()[..i].iter().any(|c| matches!(c, Call::PowerOff { .. })) {
+                    confirmed = true;
+                }
+            }
+            Call::PowerOff { host, .. } if host == &HostId::from("c1") => {
+                assert!(!confirmed, "crash point {k}: power-off #{i} of c1 after it read off");
+            }
+            Call::Evacuate { instance } => *requested.entry(instance.clone()).or_default() += 1,
+            _ => {}
+        }
+    }
+    for (instance, n) in requested {
+        let evacuations = w.instance_state(&instance).map_or(0, |s| s.evacuations);
+        assert!(
+            n == 1 || evacuations <= 1,
+            "crash point {k}: {instance} asked {n} times, evacuated {evacuations} times"
+        );
+    }
+    assert!(w.violations().is_empty(), "crash point {k}: {:?}", w.violations());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_after_any_call_resumes_without_repeating_a_destructive_action() {
+    let total = clean_run_calls().await;
+    assert!(total > 10, "the clean run made {total} calls");
+    for k in 1..=total {
+        let w = world();
+        let journal = MemoryJournal::new();
+        w.crash_after(k);
+        let rt = runtime(&w, &journal, config());
+        let handle = tokio::spawn(rt.run(std::future::pending()));
+        tokio::select! {
+            () = w.crashed() => {}
+            () = tokio::time::sleep(Duration::from_secs(1200)) => panic!("crash point {k} never reached"),
+        }
+        handle.abort();
+        let _ = handle.await;
+        w.restart();
+        run_until_recovered(&w, &journal).await;
+        check_invariants(&w, k);
+        assert!(
+            journal.outbox().await.unwrap().is_empty(),
+            "crash point {k}: reports left undelivered"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_before_any_call_resumes_without_losing_anything() {
+    let total = clean_run_calls().await;
+    for k in 1..=total {
+        let w = world();
+        let journal = MemoryJournal::new();
+        w.crash_before(k);
+        let rt = runtime(&w, &journal, config());
+        let handle = tokio::spawn(rt.run(std::future::pending()));
+        tokio::select! {
+            () = w.crashed() => {}
+            () = tokio::time::sleep(Duration::from_secs(1200)) => panic!("crash point {k} never reached"),
+        }
+        handle.abort();
+        let _ = handle.await;
+        w.restart();
+        run_until_recovered(&w, &journal).await;
+        check_invariants(&w, k);
+        assert!(journal.outbox().await.unwrap().is_empty(), "crash point {k}");
+    }
+}
