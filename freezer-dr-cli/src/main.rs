@@ -1,1 +1,215 @@
-fn main() {}
+//! `freezer-dr`: compute-node high availability for OpenStack. Fences dead compute hosts, evacuates their
+//! instances through Nova, tells the operators and the affected users.
+//!
+//! This binary links the drivers named below; a driver crate it does not name is dropped by the linker
+//! and its `type` becomes unknown (a test runs `freezer-dr drivers` to catch that).
+
+// Every driver crate this binary links, one line each, behind its Cargo feature. Driver crates land with
+// their own issues:
+// #[cfg(feature = "ipmi")] use freezer_dr_drivers_ipmi as _;
+// #[cfg(feature = "libvirt")] use freezer_dr_drivers_libvirt as _;
+// #[cfg(feature = "nova")] use freezer_dr_nova as _;
+// #[cfg(feature = "email")] use freezer_dr_email as _;
+// The `testing` fakes live in core (feature `testing`), which every binary links.
+use freezer_dr_core as _;
+
+mod commands;
+mod journal;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit codes, shown in `--help` and the README.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  ok: nothing down, or every host found down was recovered
+  1  error: configuration, journal, driver build, or a failed check
+  2  a recovery needs an operator, or some instance evacuation failed
+  3  refused to act: storm guard, emergency brake, or observation failing
+
+Logs go to standard error (RUST_LOG overrides -v); results to standard output.";
+
+/// Compute-node HA for OpenStack: fence dead compute hosts, evacuate their instances, tell people.
+#[derive(Debug, Parser)]
+#[command(name = "freezer-dr", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "FREEZER_DR_CONFIG",
+        default_value = freezer_dr_core::config::DEFAULT_PATH
+    )]
+    pub config: PathBuf,
+
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// More logs (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch the compute hosts and recover the dead ones (daemon), or one pass with --once.
+    #[command(after_help = EXIT_CODES)]
+    Run {
+        /// One pass, then exit (the original freezer-dr): prints `No failed nodes` when nothing is down.
+        #[arg(long)]
+        once: bool,
+        /// Decide and print the plan; change nothing (the journal is kept in memory, nothing is written).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check the configuration and build every driver; --connect also asks each one to reach its peer.
+    Validate {
+        /// Call every driver's healthcheck (network I/O: BMCs, Nova, the mail server).
+        #[arg(long)]
+        connect: bool,
+    },
+    /// List the drivers linked into this binary, by kind then name.
+    Drivers,
+    /// Print a working config section for a driver, or a whole starting file without arguments.
+    Example {
+        /// monitor, fencer, evacuator, directory or notifier.
+        kind: Option<String>,
+        /// The driver's name (see `freezer-dr drivers`).
+        name: Option<String>,
+    },
+    /// Hosts in recovery and their instances, pending operator requests, and the brake.
+    Status {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What happened, newest last.
+    History {
+        /// How many lines.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Emergency brake: keep observing and reporting, but never fence, isolate, evacuate or restore.
+    Pause {
+        /// Why (shown in `status` and in the reports).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Release the emergency brake.
+    Resume,
+    /// Recover a host known to be dead: fence it (the power-off is still verified), isolate, evacuate.
+    Recover {
+        /// The exact Nova host name.
+        host: String,
+    },
+    /// Assert that a host is powered off when no fencer can prove it; its recovery continues from
+    /// isolation. You take responsibility: evacuating a running host corrupts its instances.
+    ConfirmOff {
+        /// The exact Nova host name.
+        host: String,
+        /// Confirm without the interactive question.
+        #[arg(long)]
+        yes_i_checked_it_is_off: bool,
+    },
+}
+
+/// How the process ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: ok, nothing down, or all recovered.
+    Ok = 0,
+    /// 1: an error (config, journal, driver build, failed check).
+    Error = 1,
+    /// 2: a recovery needs an operator, or an instance evacuation failed.
+    NeedsOperator = 2,
+    /// 3: refused to act (storm, brake, observation failing).
+    Refused = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e as u8)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Error.into();
+        }
+    };
+    match runtime.block_on(commands::dispatch(&cli)) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            tracing::debug!(error = ?e, "command failed");
+            eprintln!("error: {e:#}");
+            Exit::Error.into()
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (cli.verbose, &cli.command) {
+        (0, Command::Run { .. }) => "info",
+        (0, _) => "warn",
+        (1, _) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match cli.log_format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_documents_every_exit_code() {
+        let help = Cli::command().render_long_help().to_string();
+        for code in [Exit::Ok, Exit::Error, Exit::NeedsOperator, Exit::Refused] {
+            assert!(help.contains(&format!("  {}  ", code as u8)), "{help}");
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! Black-box tests of the `freezer-dr` binary: the real executable, temp dirs, the `testing` drivers.
+
+// Test helpers panic on a broken test environment, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn show(&self) -> String {
+        format!(
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn freezer_dr(dir: &Path, args: &[&str]) -> Run {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_freezer-dr"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("FREEZER_DR_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A temp dir with `freezer-dr.toml` = `[journal]` in the dir + `body`.
+fn config(body: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("freezer-dr.toml");
+    let journal = dir.path().join("journal.redb");
+    let text = format!(
+        "[journal]\npath = {:?}\n\n{body}",
+        journal.display().to_string()
+    );
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+fn with_config<'a>(path: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = args.to_vec();
+    v.push("--config");
+    v.push(path.to_str().unwrap());
+    v
+}
+
+// The `testing` drivers share one simulated cloud per process, described by the monitor's section;
+// host `h` gets instances `vm-0`, `vm-1`, ... with ids `h-vm-0`, ...
+const TESTING_DRIVERS_ONE_HOST_DOWN: &str = r#"
+[recovery]
+interval = "10ms"
+strikes = 2
+call_backoff = "10ms"
+step_retry = "10ms"
+
+[recovery.fencing]
+poll_interval = "10ms"
+
+[recovery.evacuation]
+poll_interval = "10ms"
+retry_delay = "10ms"
+
+[monitor]
+type = "testing"
+hosts = ["compute-1", "compute-2", "compute-3", "compute-4", "compute-5"]
+down = ["compute-1"]
+instances_per_host = 2
+
+[[fencer]]
+type = "testing"
+
+[evacuator]
+type = "testing"
+"#;
+
+const TESTING_DRIVERS_ALL_UP: &str = r#"
+[recovery]
+interval = "10ms"
+strikes = 2
+
+[monitor]
+type = "testing"
+hosts = ["compute-1", "compute-2"]
+
+[[fencer]]
+type = "testing"
+
+[evacuator]
+type = "testing"
+"#;
+
+#[test]
+fn a_typo_in_the_config_names_file_line_key_and_fix_and_exits_1() {
+    let (dir, path) = config("[recovery]\nstrikez = 3\n");
+    let r = freezer_dr(dir.path(), &with_config(&path, &["validate"]));
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(
+        r.stderr.contains(&format!(
+            "{}:5: recovery.strikez: unknown key; did you mean `strikes`?",
+            path.display()
+        )),
+        "{}",
+        r.show()
+    );
+}
+
+#[test]
+fn a_missing_config_names_the_path_and_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = freezer_dr(dir.path(), &["validate", "--config", "nowhere.toml"]);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(
+        r.stderr.contains("nowhere.toml: cannot read"),
+        "{}",
+        r.show()
+    );
+    assert!(r.stderr.contains("--config"), "{}", r.show());
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = freezer_dr(dir.path(), &["run", "--help"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    for line in [
+        "  0  ok",
+        "  1  error",
+        "  2  a recovery needs an operator",
+        "  3  refused",
+    ] {
+        assert!(r.stdout.contains(line), "{line:?} missing\n{}", r.show());
+    }
+}
+
+#[test]
+fn confirm_off_without_the_flag_refuses_and_stores_nothing() {
+    let (dir, path) = config(TESTING_DRIVERS_ALL_UP);
+    let r = freezer_dr(
+        dir.path(),
+        &with_config(&path, &["confirm-off", "compute-1"]),
+    );
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(
+        r.stderr.contains("--yes-i-checked-it-is-off"),
+        "{}",
+        r.show()
+    );
+    assert!(!dir.path().join("journal.redb").exists(), "{}", r.show());
+}
+
+// The registration guard: a driver crate (or core's `testing` feature) dropped from the binary shows up
+// here. Driver crates add their names as they land.
+#[test]
+fn drivers_lists_every_linked_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = freezer_dr(dir.path(), &["drivers"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    for kind in ["monitor", "fencer", "evacuator", "directory", "notifier"] {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.split_whitespace().take(2).eq([kind, "testing"])),
+            "no `{kind} testing` line\n{}",
+            r.show()
+        );
+    }
+}
+
+#[test]
+fn an_unknown_driver_type_lists_the_registered_ones() {
+    let (dir, path) = config(
+        "[monitor]\ntype = \"testing\"\n[[fencer]]\ntype = \"ipmmi\"\n[evacuator]\ntype = \"testing\"\n",
+    );
+    let r = freezer_dr(dir.path(), &with_config(&path, &["validate"]));
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(
+        r.stderr
+            .contains("fencer[0].type: unknown fencer type \"ipmmi\""),
+        "{}",
+        r.show()
+    );
+    assert!(r.stderr.contains("registered: testing"), "{}", r.show());
+}
+
+#[test]
+fn example_sections_are_accepted_by_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut body = String::new();
+    for kind in ["monitor", "fencer", "evacuator", "directory", "notifier"] {
+        let r = freezer_dr(dir.path(), &["example", kind, "testing"]);
+        assert_eq!(r.code, Some(0), "{}", r.show());
+        body.push_str(&r.stdout);
+        body.push('\n');
+    }
+    assert!(body.contains("[[fencer]]"), "{body}");
+    let (dir, path) = config(&body);
+    let r = freezer_dr(dir.path(), &with_config(&path, &["validate", "--connect"]));
+    assert_eq!(r.code, Some(0), "{body}\n{}", r.show());
+    let has = |words: &[&str]| {
+        r.stdout
+            .lines()
+            .any(|l| l.split_whitespace().eq(words.iter().copied()))
+    };
+    assert!(has(&["fencer[0]", "testing"]), "{}", r.show());
+    assert!(has(&["notifier[0]", "testing", "OK"]), "{}", r.show());
+}
+
+#[test]
+fn an_unknown_example_lists_the_registered_drivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = freezer_dr(dir.path(), &["example", "fencer", "nope"]);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(r.stderr.contains("registered: testing"), "{}", r.show());
+}
+
+#[test]
+fn run_once_with_nothing_down_prints_no_failed_nodes_and_exits_0() {
+    let (dir, path) = config(TESTING_DRIVERS_ALL_UP);
+    let r = freezer_dr(dir.path(), &with_config(&path, &["run", "--once"]));
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert_eq!(r.stdout, "No failed nodes\n", "{}", r.show());
+}
+
+#[test]
+fn run_once_dry_run_prints_the_plan_and_touches_nothing() {
+    let (dir, path) = config(TESTING_DRIVERS_ONE_HOST_DOWN);
+    let r = freezer_dr(
+        dir.path(),
+        &with_config(&path, &["run", "--once", "--dry-run"]),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let plan = r.stdout.to_lowercase();
+    assert!(
+        plan.starts_with("dry run: nothing was changed.\nplan:\n"),
+        "{}",
+        r.show()
+    );
+    let line_with = |words: &[&str]| {
+        plan.lines()
+            .position(|l| words.iter().all(|w| l.contains(w)))
+            .unwrap_or_else(|| panic!("no plan line with {words:?}\n{}", r.show()))
+    };
+    // In this order: nothing is isolated or evacuated before the power-off.
+    let off = line_with(&["power off", "compute-1"]);
+    let isolate = line_with(&["isolate", "compute-1"]);
+    let vm0 = line_with(&["evacuate", "compute-1-vm-0"]);
+    let vm1 = line_with(&["evacuate", "compute-1-vm-1"]);
+    assert!(
+        off < isolate && isolate < vm0 && isolate < vm1,
+        "{}",
+        r.show()
+    );
+    assert!(!plan.contains("compute-2"), "{}", r.show());
+    assert!(!dir.path().join("journal.redb").exists(), "{}", r.show());
+}
+
+#[test]
+fn pause_then_status_shows_the_brake_request() {
+    let (dir, path) = config(TESTING_DRIVERS_ALL_UP);
+    let r = freezer_dr(
+        dir.path(),
+        &with_config(&path, &["pause", "--reason", "switch upgrade"]),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(r.stdout.contains("within one cycle"), "{}", r.show());
+    let r = freezer_dr(dir.path(), &with_config(&path, &["status"]));
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(r.stdout.contains("pause (switch upgrade)"), "{}", r.show());
+    let r = freezer_dr(dir.path(), &with_config(&path, &["status", "--json"]));
+    let v: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{}", r.show()));
+    assert_eq!(
+        v["requests"][0]["request"]["request"],
+        "pause",
+        "{}",
+        r.show()
+    );
+    assert_eq!(
+        v["requests"][0]["request"]["reason"],
+        "switch upgrade",
+        "{}",
+        r.show()
+    );
+}
+
+#[test]
+fn the_readme_config_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let example = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README has a ```toml block");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("freezer-dr.toml");
+    std::fs::write(&path, example).unwrap();
+    let r = freezer_dr(dir.path(), &with_config(&path, &["validate"]));
+    assert_eq!(r.code, Some(0), "{example}\n{}", r.show());
+}
