@@ -1,5 +1,10 @@
 //! The runtime with fault-injecting fakes under paused time: retries, timeouts, the outbox, shutdown, and
 //! crashes injected after every driver call with a restart from the journal.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,20 +105,31 @@ async fn run_once_recovers_a_dead_host_and_tells_everyone() {
         .into_iter()
         .find(|d| d.report.kind == freezer_dr_core::ReportKind::Recovered)
         .unwrap();
-    assert_eq!(recovered.report.recipients.len(), 3, "one project per instance");
+    assert_eq!(
+        recovered.report.recipients.len(),
+        3,
+        "one project per instance"
+    );
     assert_eq!(summary.undelivered, 0);
     // The journal holds the outcome.
     let snap = journal.load().await.unwrap();
     let c1 = snap.hosts.iter().find(|h| h.host == "c1".into()).unwrap();
     assert_eq!(c1.stage, Stage::Evacuated);
-    assert!(c1.instances.values().all(|i| matches!(i.state, InstanceState::Done { .. })));
+    assert!(
+        c1.instances
+            .values()
+            .all(|i| matches!(i.state, InstanceState::Done { .. }))
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn run_once_with_nothing_down_does_nothing() {
     let w = world();
     w.repair("c1");
-    let summary = runtime(&w, &MemoryJournal::new(), config()).run_once().await.unwrap();
+    let summary = runtime(&w, &MemoryJournal::new(), config())
+        .run_once()
+        .await
+        .unwrap();
     assert_eq!(summary, Summary::default());
     assert_eq!(w.count(Op::Observe), 1);
     assert_eq!(w.count(Op::PowerOff), 0);
@@ -132,17 +148,30 @@ async fn dry_run_plans_everything_and_touches_nothing() {
     assert!(plan.contains("isolate c1"), "{plan}");
     assert_eq!(plan.matches("evacuate instance").count(), 3, "{plan}");
     assert!(plan.contains("notify operators and the users of"), "{plan}");
-    for op in [Op::PowerOff, Op::Isolate, Op::Evacuate, Op::Restore, Op::Notify] {
+    for op in [
+        Op::PowerOff,
+        Op::Isolate,
+        Op::Evacuate,
+        Op::Restore,
+        Op::Notify,
+    ] {
         assert_eq!(w.count(op), 0, "{op:?} was called in a dry run");
     }
-    assert_eq!(w.count(Op::ListInstances), 1, "listing is read-only and real");
+    assert_eq!(
+        w.count(Op::ListInstances),
+        1,
+        "listing is read-only and real"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn temporary_bmc_failures_are_retried_with_backoff() {
     let w = world();
     w.fail(Op::PowerOff, 2, ErrorKind::Unreachable);
-    let summary = runtime(&w, &MemoryJournal::new(), config()).run_once().await.unwrap();
+    let summary = runtime(&w, &MemoryJournal::new(), config())
+        .run_once()
+        .await
+        .unwrap();
     assert_eq!(summary.recovered, [HostId::from("c1")]);
     assert_eq!(w.power_offs("c1"), 3, "two failures then success");
     assert!(summary.needs_operator.is_empty());
@@ -152,9 +181,16 @@ async fn temporary_bmc_failures_are_retried_with_backoff() {
 async fn a_wrong_bmc_password_stops_recovery_before_any_evacuation_and_pages() {
     let w = world();
     w.fail(Op::PowerOff, 100, ErrorKind::Auth);
-    let summary = runtime(&w, &MemoryJournal::new(), config()).run_once().await.unwrap();
+    let summary = runtime(&w, &MemoryJournal::new(), config())
+        .run_once()
+        .await
+        .unwrap();
     assert_eq!(summary.needs_operator, [HostId::from("c1")]);
-    assert_eq!(w.power_offs("c1"), 1, "auth errors are permanent: not retried");
+    assert_eq!(
+        w.power_offs("c1"),
+        1,
+        "auth errors are permanent: not retried"
+    );
     for op in [Op::Isolate, Op::Evacuate] {
         assert_eq!(w.count(op), 0);
     }
@@ -170,7 +206,9 @@ async fn a_hanging_bmc_times_out_and_the_host_needs_an_operator() {
     assert_eq!(summary.needs_operator, [HostId::from("c1")]);
     let snap = journal.load().await.unwrap();
     let c1 = snap.hosts.iter().find(|h| h.host == "c1".into()).unwrap();
-    let Stage::NeedsOperator { why } = &c1.stage else { panic!("{:?}", c1.stage) };
+    let Stage::NeedsOperator { why } = &c1.stage else {
+        panic!("{:?}", c1.stage)
+    };
     assert!(why.contains("no answer within 20s"), "{why}");
     assert_eq!(w.count(Op::Evacuate), 0);
 }
@@ -179,7 +217,10 @@ async fn a_hanging_bmc_times_out_and_the_host_needs_an_operator() {
 async fn power_status_that_never_reads_off_means_no_isolation_and_no_evacuation() {
     let w = world();
     w.power_never_off("c1");
-    let summary = runtime(&w, &MemoryJournal::new(), config()).run_once().await.unwrap();
+    let summary = runtime(&w, &MemoryJournal::new(), config())
+        .run_once()
+        .await
+        .unwrap();
     assert_eq!(summary.needs_operator, [HostId::from("c1")]);
     assert_eq!(w.count(Op::Isolate), 0);
     assert_eq!(w.count(Op::Evacuate), 0);
@@ -199,7 +240,11 @@ async fn a_down_mail_server_delays_reports_but_never_blocks_recovery_or_loses_th
     // Recovery completes while every delivery fails.
     wait_for(|| w.instances_on("c1").is_empty(), 600).await;
     // Deliveries retry with backoff until they get through.
-    wait_for(|| delivered_kinds(&w).contains(&"recovered".to_owned()), 3600).await;
+    wait_for(
+        || delivered_kinds(&w).contains(&"recovered".to_owned()),
+        3600,
+    )
+    .await;
     let _ = stop.send(());
     handle.await.unwrap().unwrap();
     assert!(journal.outbox().await.unwrap().is_empty());
@@ -218,7 +263,10 @@ async fn operator_pause_in_the_journal_holds_a_starting_daemon() {
     let summary = runtime(&w, &journal, config()).run_once().await.unwrap();
     assert!(summary.refused.unwrap().contains("network maintenance"));
     assert_eq!(w.count(Op::PowerOff), 0);
-    assert!(journal.requests().await.unwrap().is_empty(), "applied and acknowledged");
+    assert!(
+        journal.requests().await.unwrap().is_empty(),
+        "applied and acknowledged"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -255,7 +303,11 @@ async fn shutdown_drains_in_flight_calls_and_journals_them() {
         "the drained power-off's result was journaled: {:?}",
         c1.stage
     );
-    assert_eq!(w.count(Op::PowerStatus), 0, "nothing new started while draining");
+    assert_eq!(
+        w.count(Op::PowerStatus),
+        0,
+        "nothing new started while draining"
+    );
 }
 
 async fn wait_for(mut cond: impl FnMut() -> bool, max_secs: u64) {
@@ -265,7 +317,10 @@ async fn wait_for(mut cond: impl FnMut() -> bool, max_secs: u64) {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    assert!(cond(), "condition not reached within {max_secs} s of (paused) time");
+    assert!(
+        cond(),
+        "condition not reached within {max_secs} s of (paused) time"
+    );
 }
 
 // ----- crashes -----------------------------------------------------------------------------------
@@ -305,14 +360,20 @@ fn check_invariants(w: &World, k: usize) {
     let mut requested: std::collections::HashMap<String, usize> = Default::default();
     for (i, call) in w.calls().iter().enumerate() {
         match call {
-            Call::PowerStatus { host, .. } if host == &HostId::from("c1") => {
-                // Power reads off from the first power-off on (the fake powers off at once).
-                if w.calls()[..i].iter().any(|c| matches!(c, Call::PowerOff { .. })) {
-                    confirmed = true;
-                }
+            // Power reads off from the first power-off on (the fake powers off at once).
+            Call::PowerStatus { host, .. }
+                if host == &HostId::from("c1")
+                    && w.calls()[..i]
+                        .iter()
+                        .any(|c| matches!(c, Call::PowerOff { .. })) =>
+            {
+                confirmed = true;
             }
             Call::PowerOff { host, .. } if host == &HostId::from("c1") => {
-                assert!(!confirmed, "crash point {k}: power-off #{i} of c1 after it read off");
+                assert!(
+                    !confirmed,
+                    "crash point {k}: power-off #{i} of c1 after it read off"
+                );
             }
             Call::Evacuate { instance } => *requested.entry(instance.clone()).or_default() += 1,
             _ => {}
@@ -320,7 +381,11 @@ fn check_invariants(w: &World, k: usize) {
     }
     // The fake powers off at once, so the first logged power-off always took effect: a restart must read
     // the power status instead of sending another one.
-    assert_eq!(w.power_offs("c1"), 1, "crash point {k}: c1 powered off more than once");
+    assert_eq!(
+        w.power_offs("c1"),
+        1,
+        "crash point {k}: c1 powered off more than once"
+    );
     for (instance, n) in requested {
         let evacuations = w.instance_state(&instance).map_or(0, |s| s.evacuations);
         assert!(
@@ -328,7 +393,11 @@ fn check_invariants(w: &World, k: usize) {
             "crash point {k}: {instance} asked {n} times, evacuated {evacuations} times"
         );
     }
-    assert!(w.violations().is_empty(), "crash point {k}: {:?}", w.violations());
+    assert!(
+        w.violations().is_empty(),
+        "crash point {k}: {:?}",
+        w.violations()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -375,6 +444,9 @@ async fn a_crash_before_any_call_resumes_without_losing_anything() {
         w.restart();
         run_until_recovered(&w, &journal).await;
         check_invariants(&w, k);
-        assert!(journal.outbox().await.unwrap().is_empty(), "crash point {k}");
+        assert!(
+            journal.outbox().await.unwrap().is_empty(),
+            "crash point {k}"
+        );
     }
 }
