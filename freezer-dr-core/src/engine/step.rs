@@ -398,7 +398,9 @@ impl Engine {
         let Some(rec) = self.hosts.get(host) else {
             return;
         };
-        if !matches!(rec.stage, Stage::Fencing { level: l, .. } if l == level) {
+        // The in-flight call carried the level (checked above); only the stage may have moved on (an
+        // operator confirmed the host off meanwhile).
+        if !matches!(rec.stage, Stage::Fencing { .. }) {
             return;
         }
         match result {
@@ -443,9 +445,8 @@ impl Engine {
         match rec.stage.clone() {
             // Re-check after a restart: a power-off may or may not have been sent.
             Stage::Fencing {
-                level: l,
-                attempted: true,
-            } if l == level => match result {
+                attempted: true, ..
+            } => match result {
                 Ok(PowerState::Off) => {
                     self.confirm(now, host, FenceProof::PowerStatus { level }, out)
                 }

@@ -1357,3 +1357,326 @@ fn the_proof_token_carries_the_marker_for_isolation() {
     assert_eq!(fenced.proof(), &FenceProof::PowerStatus { level: 0 });
     let _ = ReportKind::Recovered;
 }
+
+// ----- boundaries and bookkeeping (each pins a decision a careless edit would flip) --------------------
+
+#[test]
+fn the_observation_alert_comes_at_the_strike_count_not_before() {
+    let mut b = Bench::default();
+    for _ in 0..2 {
+        assert!(
+            b.step(Input::Observed(Err(fail(ErrorKind::Unreachable))))
+                .is_empty()
+        );
+    }
+    assert_eq!(
+        b.step(Input::Observed(Err(fail(ErrorKind::Unreachable)))),
+        ["notify observation_failing"]
+    );
+}
+
+#[test]
+fn an_empty_observation_is_not_every_host_stale() {
+    let mut b = Bench::default();
+    b.hosts.clear();
+    assert!(b.observe(&[]).is_empty());
+    assert!(!b.engine.meta().stale_alerted);
+}
+
+#[test]
+fn exactly_the_absolute_budget_is_still_within_it() {
+    let mut cfg = config();
+    cfg.storm.max_hosts = 2;
+    cfg.storm.max_fraction = 1.0;
+    cfg.storm.max_new_fencings_per_cycle = 2;
+    let mut b = Bench::new(cfg, 1);
+    assert_eq!(
+        b.down_for_strikes(&["c1", "c2"]),
+        ["power_off c1 #0", "power_off c2 #0"]
+    );
+}
+
+#[test]
+fn exactly_the_fraction_budget_is_still_within_it() {
+    let mut cfg = config();
+    cfg.storm.max_hosts = 10;
+    cfg.storm.max_fraction = 0.5;
+    let mut b = Bench::new(cfg, 1);
+    assert_eq!(b.down_for_strikes(&["c1", "c2", "c3"]), ["power_off c1 #0"]);
+}
+
+#[test]
+fn strikes_stop_at_the_strike_count_while_fencing_waits() {
+    let mut b = Bench::default();
+    b.step(Input::Operator(OperatorRequest::Pause {
+        reason: "x".into(),
+    }));
+    for _ in 0..6 {
+        b.observe(&["c1"]);
+        b.advance(10);
+    }
+    assert!(matches!(b.stage("c1"), Stage::Suspect { strikes: 3, .. }));
+}
+
+#[test]
+fn the_history_records_the_evidence_and_the_policy_counts() {
+    let mut b = Bench::default();
+    b.observe(&["c1"]);
+    let c = b.engine.take_changes();
+    assert!(
+        c.history
+            .iter()
+            .any(|h| h.what.contains("strike 1 of 3") && h.what.contains("state=down")),
+        "{:?}",
+        c.history
+    );
+    let mut cfg = config();
+    cfg.policy.mode = PolicyMode::OptIn;
+    let mut b = Bench::new(cfg, 1);
+    let mut yes = instance("yes", "c1");
+    yes.metadata
+        .insert("freezer_dr:evacuate".into(), "1".into());
+    let mut yes2 = yes.clone();
+    yes2.id = "yes2".into();
+    b.fence_and_list("c1", vec![yes, yes2, instance("no", "c1")]);
+    let c = b.engine.take_changes();
+    assert!(
+        c.history
+            .iter()
+            .any(|h| h.what == "2 instance(s) to evacuate, 1 left alone by policy"),
+        "{:?}",
+        c.history
+    );
+}
+
+#[test]
+fn a_host_isolated_before_needing_an_operator_stays_put_when_it_comes_back() {
+    let mut b = Bench::default();
+    b.down_for_strikes(&["c1"]);
+    b.powered_off("c1", 0, Ok(()));
+    b.power_read("c1", 0, PowerState::Off);
+    b.step(Input::Isolated {
+        host: "c1".into(),
+        result: Err(fail(ErrorKind::Auth)),
+    });
+    assert!(b.observe(&[]).is_empty());
+    assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
+}
+
+#[test]
+fn recover_after_failed_fencing_fences_again_from_the_first_level() {
+    let mut b = Bench::new(config(), 1);
+    b.down_for_strikes(&["c1"]);
+    b.dead.push("c1");
+    b.powered_off("c1", 0, Err(fail(ErrorKind::Auth)));
+    assert_eq!(
+        b.step(Input::Operator(OperatorRequest::Recover {
+            host: "c1".into()
+        })),
+        ["power_off c1 #0"]
+    );
+}
+
+#[test]
+fn duplicate_instance_results_are_ignored() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![instance("a", "c1")]);
+    assert!(b.sent("c1", "a", Ok(())).is_empty());
+    // A second answer to the same request (not in flight any more) changes nothing.
+    assert!(b.sent("c1", "a", Err(fail(ErrorKind::NotFound))).is_empty());
+    assert!(matches!(
+        b.instance_state("c1", "a"),
+        InstanceState::Rebuilding { .. }
+    ));
+    assert!(
+        b.done("c1", "a", "c2").is_empty(),
+        "no progress read was in flight"
+    );
+    assert!(matches!(
+        b.instance_state("c1", "a"),
+        InstanceState::Rebuilding { .. }
+    ));
+}
+
+#[test]
+fn the_evacuation_timeout_counts_from_the_request_even_across_a_restart() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![instance("a", "c1")]);
+    b.advance(200);
+    restart(&mut b);
+    assert_eq!(b.step(Input::Tick), ["progress a on c1"]);
+    b.progress(
+        "c1",
+        "a",
+        Progress::InProgress {
+            detail: "rebuilding".into(),
+        },
+    );
+    b.advance(100);
+    assert_eq!(
+        b.step(Input::Tick),
+        ["notify recovered c1"],
+        "300 s since the request"
+    );
+}
+
+#[test]
+fn progress_reads_that_change_nothing_are_not_journaled() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![instance("a", "c1")]);
+    b.sent("c1", "a", Ok(()));
+    b.engine.take_changes();
+    b.advance(2);
+    b.step(Input::Tick);
+    b.progress(
+        "c1",
+        "a",
+        Progress::InProgress {
+            detail: "spawning".into(),
+        },
+    );
+    assert_eq!(
+        b.engine.take_changes().instances.len(),
+        1,
+        "a new detail is journaled"
+    );
+    b.advance(2);
+    b.step(Input::Tick);
+    b.progress(
+        "c1",
+        "a",
+        Progress::InProgress {
+            detail: "spawning".into(),
+        },
+    );
+    assert!(
+        b.engine.take_changes().instances.is_empty(),
+        "the same detail is not"
+    );
+}
+
+#[test]
+fn accessors_and_names_say_what_they_hold() {
+    let mut b = Bench::default();
+    b.down_for_strikes(&["c1"]);
+    b.powered_off("c1", 0, Ok(()));
+    let at = b.now;
+    let cmds = b.raw(Input::PowerRead {
+        host: "c1".into(),
+        level: 0,
+        result: Ok(PowerState::Off),
+    });
+    let isolate = cmds.iter().find(|c| c.name() == "isolate").unwrap();
+    let Command::Isolate { fenced } = isolate else {
+        panic!()
+    };
+    assert_eq!(fenced.at(), at);
+    assert!(
+        fenced.recovery().starts_with("c1@"),
+        "{}",
+        fenced.recovery()
+    );
+    let debug = format!("{fenced:?}");
+    assert!(
+        debug.contains("c1") && debug.contains("PowerStatus"),
+        "{debug}"
+    );
+    assert_eq!(isolate.host(), Some(&HostId::from("c1")));
+    assert!(isolate.retry_safe());
+    let evac = Command::Evacuate {
+        fenced: fenced.clone(),
+        instance: instance("a", "c1"),
+    };
+    assert!(
+        !evac.retry_safe(),
+        "an evacuation request is never retried blindly"
+    );
+    assert_eq!(evac.name(), "evacuate");
+    assert_eq!(evac.host(), Some(&HostId::from("c1")));
+    assert_eq!(
+        Command::Restore { host: "c2".into() }.host(),
+        Some(&HostId::from("c2"))
+    );
+    let names: Vec<&str> = [
+        Stage::Healthy,
+        Stage::Suspect {
+            strikes: 1,
+            since: at,
+        },
+        Stage::Fencing {
+            level: 0,
+            attempted: false,
+        },
+        Stage::Isolating { isolated: false },
+        Stage::Evacuating,
+        Stage::Evacuated,
+        Stage::Restoring,
+        Stage::NeedsOperator { why: String::new() },
+    ]
+    .iter()
+    .map(Stage::name)
+    .collect();
+    assert_eq!(
+        names,
+        [
+            "healthy",
+            "suspect",
+            "fencing",
+            "isolating",
+            "evacuating",
+            "evacuated",
+            "restoring",
+            "needs_operator"
+        ]
+    );
+    let states = [
+        InstanceState::Pending { not_before: at },
+        InstanceState::Requested { at },
+        InstanceState::Done {
+            host: "c2".into(),
+            status: "ACTIVE".into(),
+        },
+        InstanceState::Failed {
+            reason: String::new(),
+        },
+        InstanceState::Skipped {
+            reason: String::new(),
+        },
+        InstanceState::Gone,
+    ];
+    let names: Vec<&str> = states.iter().map(InstanceState::name).collect();
+    assert_eq!(
+        names,
+        ["pending", "requested", "done", "failed", "skipped", "gone"]
+    );
+    let terminal: Vec<bool> = states.iter().map(InstanceState::is_terminal).collect();
+    assert_eq!(terminal, [false, false, true, true, true, true]);
+}
+
+#[test]
+fn changes_are_empty_only_when_nothing_changed() {
+    let mut b = Bench::default();
+    assert!(b.engine.take_changes().is_empty());
+    let only = |f: &dyn Fn(&mut Changes)| {
+        let mut c = Changes::default();
+        f(&mut c);
+        !c.is_empty()
+    };
+    assert!(only(&|c| c
+        .hosts
+        .push(HostRecord::new("c1".into(), Timestamp(0)))));
+    assert!(only(&|c| c.clear_instances.push("c1".into())));
+    assert!(only(&|c| c.meta = Some(EngineMeta::default())));
+    assert!(only(&|c| c.history.push(HistoryEvent {
+        at: Timestamp(0),
+        host: None,
+        instance: None,
+        what: String::new()
+    })));
+    b.fence_and_list("c1", vec![instance("a", "c1")]);
+    let mut c = b.engine.take_changes();
+    c.hosts.clear();
+    c.meta = None;
+    c.history.clear();
+    assert!(!c.instances.is_empty() && !c.is_empty());
+}
