@@ -634,7 +634,7 @@ impl Core {
         let tx = self.tx.clone();
         let input = match cmd {
             Command::PowerOff { host, level } => {
-                self.record_plan(format!("power off {host} through fencer #{}", level + 1));
+                self.record_plan(format!("power off {host} through fencer[{level}]"));
                 Input::PoweredOff {
                     host,
                     level,
@@ -643,8 +643,7 @@ impl Core {
             }
             Command::PowerStatus { host, level } => {
                 self.record_plan(format!(
-                    "read the power status of {host} through fencer #{} until it reads off",
-                    level + 1
+                    "read the power status of {host} through fencer[{level}] until it reads off"
                 ));
                 Input::PowerRead {
                     host,
@@ -741,17 +740,14 @@ fn timeout_failure(op: &str, d: Duration) -> Failure {
 fn not_handled(level: usize) -> Failure {
     Failure::new(
         ErrorKind::NotFound,
-        format!(
-            "fencer #{} does not handle this host (not in its inventory)",
-            level + 1
-        ),
+        format!("fencer[{level}] does not handle this host (not in its inventory)"),
     )
 }
 
 fn no_level(level: usize) -> Failure {
     Failure::new(
         ErrorKind::Config,
-        format!("fencing level #{} is not configured", level + 1),
+        format!("fencer[{level}] is not configured"),
     )
 }
 

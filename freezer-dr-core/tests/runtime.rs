@@ -144,7 +144,7 @@ async fn dry_run_plans_everything_and_touches_nothing() {
         .await
         .unwrap();
     let plan = summary.plan.join("\n");
-    assert!(plan.contains("power off c1 through fencer #1"), "{plan}");
+    assert!(plan.contains("power off c1 through fencer[0]"), "{plan}");
     assert!(plan.contains("isolate c1"), "{plan}");
     assert_eq!(plan.matches("evacuate instance").count(), 3, "{plan}");
     assert!(plan.contains("notify operators and the users of"), "{plan}");

@@ -415,14 +415,14 @@ impl Engine {
                         next_poll: now,
                         last: None,
                     },
-                    format!("fencer #{} accepted the power-off: verifying", level + 1),
+                    format!("fencer[{level}] accepted the power-off: verifying"),
                 );
             }
             Err(f) => self.next_level(
                 now,
                 host,
                 level,
-                format!("fencer #{} could not power it off: {f}", level + 1),
+                format!("fencer[{level}] could not power it off: {f}"),
                 out,
             ),
         }
@@ -515,7 +515,7 @@ impl Engine {
                     level: level + 1,
                     attempted: false,
                 },
-                format!("{why}; trying fencer #{}", level + 2),
+                format!("{why}; trying fencer[{}]", level + 1),
             );
         } else {
             self.note(now, Some(host), None, why.clone());
@@ -548,7 +548,7 @@ impl Engine {
             .clone();
         let how = match &proof {
             FenceProof::PowerStatus { level } => {
-                format!("power status read off through fencer #{}", level + 1)
+                format!("power status read off through fencer[{level}]")
             }
             FenceProof::Operator => "an operator confirmed it is off".to_owned(),
         };
@@ -1029,8 +1029,7 @@ impl Engine {
                     let timeout = humantime::format_duration(self.cfg.fencing.confirm_timeout);
                     let last = last.unwrap_or_else(|| "never read".into());
                     let why = format!(
-                        "fencer #{}: power status did not read off within {timeout} (last: {last})",
-                        level + 1
+                        "fencer[{level}]: power status did not read off within {timeout} (last: {last})"
                     );
                     self.next_level(now, host, level, why, out);
                 } else if now >= next_poll {
