@@ -1680,3 +1680,43 @@ fn changes_are_empty_only_when_nothing_changed() {
     c.history.clear();
     assert!(!c.instances.is_empty() && !c.is_empty());
 }
+
+#[test]
+fn a_quiet_observation_writes_nothing_engine_wide() {
+    let mut b = Bench::default();
+    b.observe(&[]);
+    b.engine.take_changes();
+    b.advance(10);
+    b.observe(&[]);
+    let c = b.engine.take_changes();
+    assert!(
+        c.meta.is_none() && c.hosts.is_empty() && c.history.is_empty(),
+        "{c:?}"
+    );
+}
+
+#[test]
+fn manual_return_to_service_needs_both_enabled_and_not_forced_down() {
+    let mut cfg = config();
+    cfg.return_to_service = ReturnToService::Manual;
+    let mut b = Bench::new(cfg, 1);
+    b.fence_and_list("c1", vec![]);
+    let with_admin = |disabled: bool, forced_down: bool| {
+        let mut v: Vec<HostHealth> = HOSTS
+            .iter()
+            .map(|h| HostHealth::new(*h, Health::Up))
+            .collect();
+        v[0].admin = AdminState {
+            disabled,
+            disabled_reason: None,
+            forced_down,
+        };
+        Input::Observed(Ok(v))
+    };
+    b.step(with_admin(false, true));
+    assert_eq!(b.stage("c1"), Stage::Evacuated, "still forced down");
+    b.step(with_admin(true, false));
+    assert_eq!(b.stage("c1"), Stage::Evacuated, "still disabled");
+    b.step(with_admin(false, false));
+    assert_eq!(b.stage("c1"), Stage::Healthy);
+}
