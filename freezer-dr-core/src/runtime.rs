@@ -134,16 +134,15 @@ impl Runtime {
     /// elsewhere or failed, or a person needed). Nothing down: an empty [`Summary`].
     pub async fn run_once(self) -> Result<Summary> {
         let mut core = Core::start(self).await?;
-        let strikes = core.engine.config().strikes.max(1);
-        for round in 0..strikes {
+        // Enough rounds for every host down now to reach the strike count, plus one per host the
+        // per-cycle fencing budget makes wait; recoveries progress between rounds.
+        let max_rounds = core.engine.config().strikes.max(1) + 10;
+        for round in 0..max_rounds {
             if round > 0 {
                 core.wait(core.interval()).await?;
             }
             core.observe_now().await?;
-            if !core.anything_down() {
-                break;
-            }
-            if core.any_in_recovery() {
+            if !core.any_suspect() || core.refusing() {
                 break;
             }
         }
@@ -205,6 +204,7 @@ struct Core {
     plan_sink: Option<PlanSink>,
     observing: bool,
     draining: bool,
+    earlier_recoveries: std::collections::HashSet<Option<String>>,
 }
 
 /// Wall-clock time derived from tokio's clock, so paused-time tests move the engine's clock too.
@@ -247,7 +247,9 @@ impl Core {
             plan_sink: rt.plan_sink,
             observing: false,
             draining: false,
+            earlier_recoveries: Default::default(),
         };
+        core.earlier_recoveries = core.engine.hosts().map(|h| h.recovery.clone()).collect();
         if !core.dry_run {
             core.deliverer = Some(tokio::spawn(deliver_outbox(
                 core.journal.clone(),
@@ -275,12 +277,20 @@ impl Core {
         self.cfg.interval
     }
 
-    fn anything_down(&self) -> bool {
-        self.engine.hosts().any(|h| h.stage != Stage::Healthy)
+    /// A host observed down that is not in recovery yet.
+    fn any_suspect(&self) -> bool {
+        self.engine
+            .hosts()
+            .any(|h| matches!(h.stage, Stage::Suspect { .. }))
     }
 
-    fn any_in_recovery(&self) -> bool {
-        self.engine.hosts().any(|h| h.stage.in_recovery())
+    /// The engine refuses to fence at all right now (brake, storm, all stale, observation failing).
+    fn refusing(&self) -> bool {
+        let m = self.engine.meta();
+        m.paused.is_some()
+            || m.storm_since.is_some()
+            || m.stale_alerted
+            || m.observation_failures >= self.cfg.strikes.max(1)
     }
 
     /// When the loop should wake next: the earlier of `other` and the engine's next due poll/deadline.
@@ -446,7 +456,9 @@ impl Core {
             ..Summary::default()
         };
         for h in self.engine.hosts() {
-            if h.recovery.is_some() || h.stage.in_recovery() {
+            // Only recoveries this pass started: a host recovered by an earlier pass and still dead is
+            // not news.
+            if h.recovery.is_some() && !self.earlier_recoveries.contains(&h.recovery) {
                 summary.recovered.push(h.host.clone());
             }
             if matches!(h.stage, Stage::NeedsOperator { .. }) {

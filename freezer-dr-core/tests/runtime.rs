@@ -123,6 +123,43 @@ async fn run_once_recovers_a_dead_host_and_tells_everyone() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_second_pass_does_not_recover_or_report_a_host_twice() {
+    let w = world();
+    let journal = MemoryJournal::new();
+    runtime(&w, &journal, config()).run_once().await.unwrap();
+    let delivered = w.delivered().len();
+    let summary = runtime(&w, &journal, config()).run_once().await.unwrap();
+    assert!(summary.recovered.is_empty(), "{summary:?}");
+    assert_eq!(w.power_offs("c1"), 1);
+    assert_eq!(w.count(Op::Evacuate), 3);
+    assert_eq!(w.delivered().len(), delivered);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_pass_recovers_every_host_down_even_one_fencing_per_cycle() {
+    let w = World::new()
+        .host("c1")
+        .host("c2")
+        .host("c3")
+        .host("c4")
+        .host("c5")
+        .host("c6")
+        .instances("c1", 1)
+        .instances("c2", 1);
+    w.kill("c1");
+    w.kill("c2");
+    let mut cfg = config();
+    cfg.storm.max_hosts = 2;
+    cfg.storm.max_new_fencings_per_cycle = 1;
+    let summary = runtime(&w, &MemoryJournal::new(), cfg)
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!(summary.recovered, [HostId::from("c1"), HostId::from("c2")]);
+    assert!(w.instances_on("c1").is_empty() && w.instances_on("c2").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
 async fn run_once_with_nothing_down_does_nothing() {
     let w = world();
     w.repair("c1");
