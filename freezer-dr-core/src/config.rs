@@ -103,6 +103,8 @@ pub struct FencingConfig {
     /// How long the power status may take to read `off` before this fencing level is given up.
     #[serde(with = "duration")]
     pub confirm_timeout: Duration,
+    /// Power-off requests in flight at once, across hosts (protects shared BMC networks and hypervisors).
+    pub concurrency: usize,
 }
 
 impl Default for FencingConfig {
@@ -110,6 +112,7 @@ impl Default for FencingConfig {
         Self {
             poll_interval: Duration::from_secs(1),
             confirm_timeout: Duration::from_secs(60),
+            concurrency: 4,
         }
     }
 }
@@ -936,6 +939,11 @@ fn check_recovery(r: &RecoveryConfig) -> Vec<(String, String)> {
         "recovery.evacuation.attempts",
         r.evacuation.attempts.into(),
         "the first try counts",
+    );
+    at_least_one(
+        "recovery.fencing.concurrency",
+        r.fencing.concurrency as u64,
+        "power-offs in flight at once",
     );
     at_least_one(
         "recovery.evacuation.concurrency",

@@ -62,24 +62,6 @@ pub struct Summary {
     pub undelivered: usize,
 }
 
-/// Global limits on concurrent driver calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Power-offs in flight at once, across hosts.
-    pub fencings: usize,
-    /// Evacuation requests in flight at once, across hosts (tracking polls are not limited).
-    pub evacuations: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            fencings: 4,
-            evacuations: 16,
-        }
-    }
-}
-
 /// Receives dry-run plan lines as they are decided.
 type PlanSink = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -89,7 +71,6 @@ pub struct Runtime {
     pipeline: Pipeline,
     journal: Arc<dyn Journal>,
     dry_run: bool,
-    limits: Limits,
     plan_sink: Option<PlanSink>,
 }
 
@@ -101,7 +82,6 @@ impl Runtime {
             pipeline,
             journal,
             dry_run: false,
-            limits: Limits::default(),
             plan_sink: None,
         }
     }
@@ -112,13 +92,6 @@ impl Runtime {
     #[must_use]
     pub fn dry_run(mut self, on: bool) -> Self {
         self.dry_run = on;
-        self
-    }
-
-    /// Global concurrency limits.
-    #[must_use]
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
         self
     }
 
@@ -225,6 +198,7 @@ impl Core {
         let snapshot = rt.journal.load().await?;
         let engine = Engine::from_snapshot(rt.cfg.clone(), rt.pipeline.fencers.len(), snapshot);
         let (tx, rx) = mpsc::unbounded_channel();
+        let (fencings, evacuations) = (rt.cfg.fencing.concurrency, rt.cfg.evacuation.concurrency);
         let mut core = Self {
             engine,
             cfg: rt.cfg,
@@ -235,8 +209,8 @@ impl Core {
             rx,
             tasks: JoinSet::new(),
             host_locks: HashMap::new(),
-            fencing_slots: Arc::new(Semaphore::new(rt.limits.fencings.max(1))),
-            evacuation_slots: Arc::new(Semaphore::new(rt.limits.evacuations.max(1))),
+            fencing_slots: Arc::new(Semaphore::new(fencings.max(1))),
+            evacuation_slots: Arc::new(Semaphore::new(evacuations.max(1))),
             clock: Clock {
                 base: Timestamp::now(),
                 start: Instant::now(),
