@@ -154,3 +154,45 @@ async fn conformance_against_a_private_libvirtd() {
     assert_eq!(d.domstate("compute-3"), "shut off");
     assert_eq!(d.domstate("compute-1"), "running");
 }
+
+#[tokio::test]
+async fn sasl_credentials_are_answered_and_a_wrong_password_is_a_permanent_auth_error() {
+    if common::skip_libvirtd() {
+        return;
+    }
+    let d = Libvirtd::start_with_sasl("fence", "right-pass-4711");
+    let with = |user: Option<&str>, password: Option<&str>| {
+        let mut cfg = LibvirtConfig::new(d.tcp_uri(), common::COMPUTES);
+        cfg.timeout = Duration::from_secs(5);
+        cfg.username = user.map(str::to_owned);
+        cfg.password = password.map(freezer_dr_core::Secret::new);
+        LibvirtFencer::new(cfg).unwrap()
+    };
+
+    let wrong = with(Some("fence"), Some("wrong-pass-0815"));
+    let e = wrong.power_off(&h("compute-1")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert!(!e.is_temporary(), "{e}");
+    assert!(e.to_string().contains("compute-1"), "{e}");
+    for shown in [
+        e.to_string(),
+        format!("{e:?}"),
+        format!("{wrong:?}"),
+        d.log(),
+    ] {
+        assert!(
+            !shown.contains("wrong-pass") && !shown.contains("right-pass"),
+            "secret leaked: {shown}"
+        );
+    }
+    assert_eq!(d.domstate("compute-1"), "running");
+
+    let none = with(None, None);
+    let e = none.power_status(&h("compute-1")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+
+    let right = with(Some("fence"), Some("right-pass-4711"));
+    right.power_off(&h("compute-1")).await.unwrap();
+    assert_eq!(d.domstate("compute-1"), "shut off");
+    assert_eq!(d.domstate("compute-2"), "running");
+}

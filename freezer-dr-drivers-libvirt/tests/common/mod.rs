@@ -75,11 +75,22 @@ pub struct Libvirtd {
     port: u16,
     child: Option<Child>,
     holder: Option<Connect>,
+    sasl: Option<(String, String)>,
 }
 
 impl Libvirtd {
     /// Starts the daemon and defines [`COMPUTES`], all running.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Like [`Libvirtd::start`], but its TCP socket requires SASL (DIGEST-MD5) with this user and
+    /// password (its unix socket, used by the harness and `virsh`, does not).
+    pub fn start_with_sasl(user: &str, password: &str) -> Self {
+        Self::start_with(Some((user.to_owned(), password.to_owned())))
+    }
+
+    fn start_with(sasl: Option<(String, String)>) -> Self {
         // The harness polls the daemon until it answers; libvirt would print each refusal to stderr.
         virt::error::clear_error_callback();
         let dir = tempfile::tempdir().unwrap();
@@ -88,9 +99,39 @@ impl Libvirtd {
             dir,
             child: None,
             holder: None,
+            sasl,
         };
         d.spawn();
         d
+    }
+
+    /// Writes a private Cyrus SASL config and password database; returns the directory for
+    /// `SASL_CONF_PATH`.
+    fn write_sasl(&self, user: &str, password: &str) -> PathBuf {
+        let sasl = self.dir.path().join("sasl");
+        fs::create_dir_all(&sasl).unwrap();
+        let db = sasl.join("passwd.db");
+        fs::write(
+            sasl.join("libvirt.conf"),
+            format!("mech_list: digest-md5\nsasldb_path: {}\n", db.display()),
+        )
+        .unwrap();
+        let mut child = Command::new("saslpasswd2")
+            .args(["-p", "-c", "-a", "libvirt", "-f"])
+            .arg(&db)
+            .arg(user)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run saslpasswd2 ({e}); install Debian's sasl2-bin"));
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(password.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "saslpasswd2 failed");
+        sasl
     }
 
     /// `test+tcp://127.0.0.1:<port>/default`.
@@ -129,9 +170,10 @@ impl Libvirtd {
             &conf,
             format!(
                 "listen_tcp = 1\nlisten_tls = 0\nlisten_addr = \"127.0.0.1\"\ntcp_port = \"{}\"\n\
-                 auth_tcp = \"none\"\nauth_unix_rw = \"none\"\nauth_unix_ro = \"none\"\n\
+                 auth_tcp = \"{}\"\nauth_unix_rw = \"none\"\nauth_unix_ro = \"none\"\n\
                  unix_sock_dir = \"{}\"\n",
                 self.port,
+                if self.sasl.is_some() { "sasl" } else { "none" },
                 dir.display()
             ),
         )
@@ -141,7 +183,11 @@ impl Libvirtd {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let child = Command::new("libvirtd")
+        let mut cmd = Command::new("libvirtd");
+        if let Some((user, password)) = self.sasl.clone() {
+            cmd.env("SASL_CONF_PATH", self.write_sasl(&user, &password));
+        }
+        let child = cmd
             // Without libvirt-daemon-system the qemu driver module dies on its missing user: load no
             // driver modules; the test driver is built into libvirt itself.
             .env("LIBVIRT_DRIVER_DIR", &drivers)
@@ -160,7 +206,7 @@ impl Libvirtd {
                 )
             });
         self.child = Some(child);
-        let uri = self.tcp_uri();
+        let uri = self.unix_uri();
         let deadline = Instant::now() + Duration::from_secs(20);
         let holder = loop {
             match Connect::open(Some(&uri)) {
@@ -221,7 +267,7 @@ impl Libvirtd {
     pub fn virsh(&self, args: &[&str]) -> String {
         let out = Command::new("virsh")
             .arg("-c")
-            .arg(self.tcp_uri())
+            .arg(self.unix_uri())
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("cannot run virsh ({e}); install Debian's libvirt-clients"));
