@@ -10,7 +10,9 @@
 //! - `power_off` of a domain already shut off succeeds; `power_status` reads `off` only for libvirt's
 //!   `shut off` state; a state libvirt cannot read is an error, and a state that is neither clearly on nor
 //!   clearly off (`nostate`, one this crate does not know) reads `unknown`.
-//! - libvirt calls block: each runs on tokio's blocking pool under the configured `timeout`.
+//! - libvirt calls block: each runs on tokio's blocking pool under the configured `timeout`. A call past it
+//!   is a temporary `timeout` error; its thread stays blocked until libvirt gives up on the socket, and the
+//!   next call opens a fresh connection.
 //! - One connection per fencer (its URI), probed before each use and reopened after the daemon
 //!   restarted. libvirt's own printing of errors to stderr is switched off (process-wide) when the first
 //!   fencer is built; errors are reported through [`freezer_dr_core::Error`].
@@ -129,10 +131,11 @@ fn classify(e: &virt::error::Error) -> ErrorKind {
             ErrorKind::Unsupported
         }
         Some(N::OperationInvalid) => ErrorKind::Conflict,
-        Some(N::InvalidArg | N::InvalidDomain | N::NoName | N::XmlError) => ErrorKind::Config,
-        // No driver for the URI's scheme, or the daemon's side of the URI does not exist: a config error
-        // unless the daemon just went away (that arrives as a system/RPC error above).
-        Some(N::NoConnect) => ErrorKind::Unreachable,
+        // `NoConnect` is "no connection driver available for <uri>": a URI this libvirt cannot serve. A
+        // daemon that cannot be reached or went away arrives as a system/RPC error (above).
+        Some(N::InvalidArg | N::InvalidDomain | N::NoName | N::XmlError | N::NoConnect) => {
+            ErrorKind::Config
+        }
         _ => ErrorKind::PeerFailure,
     }
 }
