@@ -1720,3 +1720,31 @@ fn manual_return_to_service_needs_both_enabled_and_not_forced_down() {
     b.step(with_admin(false, false));
     assert_eq!(b.stage("c1"), Stage::Healthy);
 }
+
+#[test]
+fn a_stray_evacuation_answer_after_a_restart_is_ignored() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![instance("a", "c1")]);
+    restart(&mut b);
+    // The answer to the request the dead runtime sent must not be taken for this runtime's.
+    assert_eq!(b.sent("c1", "a", Ok(())), ["progress a on c1"]);
+    assert!(matches!(
+        b.instance_state("c1", "a"),
+        InstanceState::Requested { .. }
+    ));
+}
+
+#[test]
+fn paused_engine_does_not_return_a_repaired_host_to_service() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![]);
+    b.step(Input::Operator(OperatorRequest::Pause {
+        reason: "x".into(),
+    }));
+    assert!(b.observe(&[]).is_empty());
+    assert_eq!(b.stage("c1"), Stage::Restoring);
+    assert_eq!(
+        b.step(Input::Operator(OperatorRequest::Resume)),
+        ["notify brake", "restore c1"]
+    );
+}
