@@ -230,3 +230,57 @@ async fn native_sessions_are_closed_so_polling_never_runs_out_of_slots() {
             .unwrap_or_else(|e| panic!("read {i}: {e}"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_to_ipmitool_for_a_bmc_that_ignores_the_asf_ping() {
+    if common::skip() {
+        return;
+    }
+    let sim = Sim::start(PASSWORD, Chassis::Obedient);
+    let relay = common::AsfDropper::start(sim.port);
+
+    // Native alone cannot talk to it: a temporary error within its timeout, nothing powered off.
+    let native = common::fencer(
+        vec![(
+            "compute-1",
+            common::bmc_at(relay.port, PASSWORD, Backend::Native),
+        )],
+        "",
+    );
+    let start = Instant::now();
+    let e = native.power_off(&host()).await.unwrap_err();
+    assert!(e.is_temporary(), "{e}");
+    assert!(e.to_string().contains("ASF"), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(4), "{e}");
+    assert!(sim.power_is_on());
+
+    // Auto tries native, then ipmitool, and remembers.
+    let auto = common::fencer(
+        vec![(
+            "compute-1",
+            common::bmc_at(relay.port, PASSWORD, Backend::Auto),
+        )],
+        "",
+    );
+    auto.power_off(&host()).await.unwrap();
+    assert!(!sim.power_is_on());
+    assert_eq!(sim.reference_status(), "off");
+    let start = Instant::now();
+    assert_eq!(auto.power_status(&host()).await.unwrap(), PowerState::Off);
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "the second call should go straight to ipmitool"
+    );
+
+    // A wrong password behind the same BMC: auth, permanent, and said by ipmitool.
+    let wrong = common::fencer(
+        vec![(
+            "compute-1",
+            common::bmc_at(relay.port, "nope-nope", Backend::Auto),
+        )],
+        "",
+    );
+    let e = wrong.power_status(&host()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert!(e.to_string().contains("backend: ipmitool"), "{e}");
+}

@@ -214,3 +214,65 @@ pub fn fencer(hosts: Vec<(&str, BmcConfig)>, extra: &str) -> IpmiFencer {
     }
     IpmiFencer::new(cfg).unwrap()
 }
+
+/// A UDP relay in front of a simulator that drops every ASF datagram (the presence ping): a BMC like
+/// virtualbmc or pyghmi, which speak RMCP+ but never answer the ping ipmi-rs insists on.
+pub struct AsfDropper {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AsfDropper {
+    pub fn start(upstream: u16) -> AsfDropper {
+        use std::collections::HashMap;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        front
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let port = front.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut backs: HashMap<std::net::SocketAddr, UdpSocket> = HashMap::new();
+            let mut buf = [0u8; 2048];
+            while !done.load(Ordering::Relaxed) {
+                let Ok((n, client)) = front.recv_from(&mut buf) else {
+                    continue;
+                };
+                // RMCP header byte 3: message class; 0x06 is ASF.
+                if n >= 4 && buf[3] & 0x1F == 0x06 {
+                    continue;
+                }
+                let back = backs.entry(client).or_insert_with(|| {
+                    let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    back.connect(("127.0.0.1", upstream)).unwrap();
+                    let reader = back.try_clone().unwrap();
+                    let reply_to = front.try_clone().unwrap();
+                    let done = Arc::clone(&done);
+                    reader
+                        .set_read_timeout(Some(Duration::from_millis(50)))
+                        .unwrap();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 2048];
+                        while !done.load(Ordering::Relaxed) {
+                            if let Ok(n) = reader.recv(&mut buf) {
+                                let _ = reply_to.send_to(&buf[..n], client);
+                            }
+                        }
+                    });
+                    back
+                });
+                let _ = back.send(&buf[..n]);
+            }
+        });
+        AsfDropper { port, stop }
+    }
+}
+
+impl Drop for AsfDropper {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
