@@ -86,7 +86,7 @@ pub fn import_servers(yaml: &str, source: &str) -> Result<String> {
             ));
             continue;
         }
-        let _ = writeln!(out, "\n[fencer.hosts.{}]", quoted(&hostname));
+        let _ = writeln!(out, "\n[fencer.hosts.{}]", key(&hostname));
         let mut notes = Vec::new();
         if let Some(id) = &id {
             notes.push(format!("id {id}"));
@@ -118,6 +118,18 @@ fn scalar(v: Option<&Value>) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
+    }
+}
+
+/// A TOML key: bare when it can be, quoted otherwise (host names with dots).
+fn key(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        s.to_owned()
+    } else {
+        quoted(s)
     }
 }
 
