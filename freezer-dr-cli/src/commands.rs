@@ -48,7 +48,25 @@ pub async fn dispatch(cli: &Cli) -> anyhow::Result<Exit> {
             confirm_off(&host, *yes_i_checked_it_is_off)?;
             submit(cli, OperatorRequest::ConfirmOff { host }).await
         }
+        #[cfg(feature = "ipmi")]
+        Command::ImportServers { file } => import_servers(file),
     }
+}
+
+/// Prints servers.yml as a `[[fencer]]` section; the passwords it holds are printed inline, as they
+/// were in that file.
+#[cfg(feature = "ipmi")]
+fn import_servers(file: &std::path::Path) -> anyhow::Result<Exit> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let section = freezer_dr_drivers_ipmi::import_servers(&text, &file.display().to_string())?;
+    print!("{section}");
+    eprintln!(
+        "note: the output holds the BMC passwords of {} inline: keep it private (mode 0600) or move \
+         them to {{ file = \"...\" }}",
+        file.display()
+    );
+    Ok(Exit::Ok)
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {

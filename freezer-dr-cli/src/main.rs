@@ -6,11 +6,12 @@
 
 // Every driver crate this binary links, one line each, behind its Cargo feature. Driver crates land with
 // their own issues:
-// #[cfg(feature = "ipmi")] use freezer_dr_drivers_ipmi as _;
 // #[cfg(feature = "nova")] use freezer_dr_nova as _;
 // #[cfg(feature = "email")] use freezer_dr_email as _;
 // The `testing` fakes live in core (feature `testing`), which every binary links.
 use freezer_dr_core as _;
+#[cfg(feature = "ipmi")]
+use freezer_dr_drivers_ipmi as _;
 #[cfg(feature = "libvirt")]
 use freezer_dr_drivers_libvirt as _;
 
@@ -132,6 +133,12 @@ pub enum Command {
         /// Confirm without the interactive question.
         #[arg(long)]
         yes_i_checked_it_is_off: bool,
+    },
+    /// Print the original freezer-dr's servers.yml (BMC credentials) as an IPMI `[[fencer]]` section.
+    #[cfg(feature = "ipmi")]
+    ImportServers {
+        /// The servers.yml file.
+        file: PathBuf,
     },
 }
 

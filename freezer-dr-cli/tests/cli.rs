@@ -50,6 +50,15 @@ fn config(body: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// True if `stderr` has a `registered: a, b, ...` list naming `driver`.
+fn lists_registered(stderr: &str, driver: &str) -> bool {
+    stderr.split("registered: ").skip(1).any(|rest| {
+        rest.split([')', ';', '\n'])
+            .next()
+            .is_some_and(|list| list.split(", ").any(|n| n == driver))
+    })
+}
+
 fn with_config<'a>(path: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
     let mut v = args.to_vec();
     v.push("--config");
@@ -185,15 +194,49 @@ fn drivers_lists_every_linked_driver() {
         "no `fencer libvirt` line\n{}",
         r.show()
     );
+    #[cfg(feature = "ipmi")]
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["fencer", "ipmi"])),
+        "no `fencer ipmi` line: the ipmi crate was dropped by the linker\n{}",
+        r.show()
+    );
 }
 
-/// True if the "registered: a, b, c" list in `stderr` names `driver` (other linked drivers may come first).
-fn lists_registered(stderr: &str, driver: &str) -> bool {
-    stderr.split("registered: ").skip(1).any(|rest| {
-        rest.split([')', ';', '\n'])
-            .next()
-            .is_some_and(|list| list.split(", ").any(|d| d == driver))
-    })
+#[cfg(feature = "ipmi")]
+#[test]
+fn the_ipmi_example_and_an_imported_servers_yml_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let yml = dir.path().join("servers.yml");
+    std::fs::write(
+        &yml,
+        "---\n  servers:\n    - id: COMPUTE-0001\n      ip-addr: 192.168.10.6\n      \
+         hostname: compute-1\n      fencer-ip: 192.168.9.6\n      fencer-password: pw\n      \
+         fencer-user: admin\n",
+    )
+    .unwrap();
+    let imported = freezer_dr(dir.path(), &["import-servers", yml.to_str().unwrap()]);
+    assert_eq!(imported.code, Some(0), "{}", imported.show());
+    assert!(
+        imported.stdout.contains("[fencer.hosts.compute-1]"),
+        "{}",
+        imported.show()
+    );
+    assert!(
+        imported.stderr.contains("keep it private"),
+        "{}",
+        imported.show()
+    );
+    let example = freezer_dr(dir.path(), &["example", "fencer", "ipmi"]);
+    assert_eq!(example.code, Some(0), "{}", example.show());
+    for fencer in [&imported.stdout, &example.stdout] {
+        let body =
+            format!("[monitor]\ntype = \"testing\"\n\n{fencer}\n[evacuator]\ntype = \"testing\"\n");
+        let (dir, path) = config(&body);
+        let r = freezer_dr(dir.path(), &with_config(&path, &["validate"]));
+        assert_eq!(r.code, Some(0), "{body}\n{}", r.show());
+    }
 }
 
 #[test]

@@ -1,0 +1,167 @@
+//! Every failure path, run with a recognisable password: it appears in no error, no `Debug` output and
+//! no log line (ours, or ipmi-rs's `log` records, captured at trace level).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use common::{Chassis, Sim};
+use freezer_dr_core::registry::{self, BuildContext};
+use freezer_dr_core::{Fencer, HostId};
+use freezer_dr_drivers_ipmi::{Backend, IpmiConfig, IpmiFencer, import_servers};
+
+const CANARY: &str = "Leak-Canary-9137";
+const REAL: &str = "real-pass-42";
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn exercise(f: &IpmiFencer, host: &HostId, seen: &mut Vec<String>) {
+    let mut record = |what: &str, r: Result<String, freezer_dr_core::Error>| match r {
+        Ok(v) => seen.push(format!("{what}: ok {v}")),
+        Err(e) => {
+            seen.push(format!("{what}: {e}"));
+            seen.push(format!("{what}: {e:?}"));
+            seen.push(format!("{what}: {}", e.to_failure()));
+        }
+    };
+    record("power_off", f.power_off(host).await.map(|()| String::new()));
+    record(
+        "power_status",
+        f.power_status(host).await.map(|s| s.to_string()),
+    );
+    record("power_on", f.power_on(host).await.map(|()| String::new()));
+    record("healthcheck", f.healthcheck().await.map(|()| String::new()));
+    seen.push(format!("{f:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_failure_path_shows_the_password() {
+    if common::skip() {
+        return;
+    }
+    let captured = Captured::default();
+    let sink = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .try_init()
+        .unwrap();
+
+    let host = HostId::from("compute-1");
+    let mut seen = Vec::new();
+    let wrong_bmc = Sim::start(REAL, Chassis::Obedient);
+    let stuck_bmc = Sim::start(CANARY, Chassis::NeverOff);
+    let relay = common::AsfDropper::start(wrong_bmc.port);
+    let silent_port = common::free_udp_port();
+
+    for backend in [Backend::Native, Backend::Ipmitool, Backend::Auto] {
+        // Wrong password (the canary is the wrong one).
+        let f = common::fencer(vec![("compute-1", wrong_bmc.bmc(CANARY, backend))], "");
+        exercise(&f, &host, &mut seen).await;
+        // Nothing listens.
+        let f = common::fencer(
+            vec![("compute-1", common::bmc_at(silent_port, CANARY, backend))],
+            "",
+        );
+        exercise(&f, &host, &mut seen).await;
+        // No ASF pong (auto falls back to ipmitool), wrong password.
+        let f = common::fencer(
+            vec![("compute-1", common::bmc_at(relay.port, CANARY, backend))],
+            "",
+        );
+        exercise(&f, &host, &mut seen).await;
+        // Accepts the power-off, stays on, past power_timeout.
+        let f = common::fencer(
+            vec![("compute-1", stuck_bmc.bmc(CANARY, backend))],
+            "power_timeout = 0",
+        );
+        exercise(&f, &host, &mut seen).await;
+        // A host that is not in the inventory.
+        exercise(&f, &HostId::from("compute-2"), &mut seen).await;
+    }
+    // ipmitool missing.
+    let f = common::fencer(
+        vec![("compute-1", wrong_bmc.bmc(CANARY, Backend::Ipmitool))],
+        "ipmitool = \"/nonexistent/ipmitool\"",
+    );
+    exercise(&f, &host, &mut seen).await;
+
+    // Config errors, through the typed constructor and through the registry.
+    let long = format!("{CANARY}{CANARY}");
+    let text = format!(
+        "password = \"{long}\"\n[hosts.compute-1]\naddress = \"a\"\nusername = \"u\"\ncipher = 0\n"
+    );
+    let cfg: IpmiConfig = toml::from_str(&text).unwrap();
+    seen.push(format!("{cfg:?}"));
+    seen.push(IpmiFencer::new(cfg).unwrap_err().to_string());
+    let reg = registry::fencers()
+        .into_iter()
+        .find(|r| r.name == "ipmi")
+        .expect("the ipmi fencer is registered");
+    for options in [
+        text.clone(),
+        format!("pasword = \"{CANARY}\"\n[hosts.h]\naddress = \"a\"\n"),
+        format!("password = [\"{CANARY}\"]\n[hosts.h]\naddress = \"a\"\n"),
+        format!("password = \"{CANARY}\"\n[hosts.h]\naddress = 7\n"),
+    ] {
+        let ctx = BuildContext {
+            file: Path::new("/etc/freezer-dr/freezer-dr.toml"),
+            section: "fencer[0]".into(),
+            options: toml::from_str(&options).unwrap(),
+        };
+        match (reg.build)(&ctx) {
+            Ok(_) => panic!("{options} must not build"),
+            Err(e) => {
+                seen.push(e.to_string());
+                seen.push(format!("{e:?}"));
+            }
+        }
+    }
+    // servers.yml import errors.
+    for yaml in [
+        format!("servers:\n  - hostname: h\n    fencer-password: {CANARY}\n"),
+        format!("servers:\n  - hostname: h\n    fencer-password: \"{CANARY}\n"),
+    ] {
+        seen.push(
+            import_servers(&yaml, "servers.yml")
+                .unwrap_err()
+                .to_string(),
+        );
+    }
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("ipmi-rs cannot talk to this BMC"),
+        "the fallback path was not exercised:\n{logs}"
+    );
+    assert!(
+        seen.iter().any(|s| s.contains("power_timeout")),
+        "the power_timeout path was not exercised"
+    );
+    assert!(
+        seen.iter().any(|s| s.contains("wrong password")),
+        "the wrong-password path was not exercised"
+    );
+    for s in &seen {
+        assert!(!s.contains(CANARY), "the password leaked: {s}");
+    }
+    assert!(
+        !logs.contains(CANARY),
+        "the password leaked into the logs:\n{logs}"
+    );
+}
