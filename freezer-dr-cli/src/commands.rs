@@ -236,9 +236,51 @@ async fn validate(cli: &Cli, connect: bool) -> anyhow::Result<Exit> {
     }
     if failed > 0 {
         eprintln!("error: {failed} driver(s) failed their healthcheck");
-        Ok(Exit::Error)
-    } else {
+        return Ok(Exit::Error);
+    }
+    fencing_coverage(&pipeline, timeout).await
+}
+
+/// Every compute host the monitor sees must be handled by at least one fencing level; a host no fencer
+/// knows would only be found out during a failure (it would wait for a person instead of being recovered).
+async fn fencing_coverage(
+    pipeline: &freezer_dr_core::runtime::Pipeline,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Exit> {
+    let hosts = match tokio::time::timeout(timeout, pipeline.monitor.observe()).await {
+        Ok(Ok(hosts)) => hosts,
+        Ok(Err(e)) => {
+            eprintln!("error: the monitor could not observe the hosts: {e}");
+            return Ok(Exit::Error);
+        }
+        Err(_) => {
+            eprintln!(
+                "error: the monitor did not answer within {}",
+                humantime::format_duration(timeout)
+            );
+            return Ok(Exit::Error);
+        }
+    };
+    let uncovered: Vec<String> = hosts
+        .iter()
+        .filter(|h| !h.admin.disabled_by_operator())
+        .filter(|h| !pipeline.fencers.iter().any(|f| f.handles(&h.host)))
+        .map(|h| h.host.to_string())
+        .collect();
+    if uncovered.is_empty() {
+        println!(
+            "Fencing: every one of the {} observed host(s) is handled by a fencer",
+            hosts.len()
+        );
         Ok(Exit::Ok)
+    } else {
+        println!("Fencing: no fencer handles {}", uncovered.join(", "));
+        eprintln!(
+            "error: {} compute host(s) have no fencer: add them to a [[fencer]] section's inventory, \
+             or disable them in Nova if they are out of service",
+            uncovered.len()
+        );
+        Ok(Exit::Error)
     }
 }
 

@@ -279,6 +279,47 @@ fn example_sections_are_accepted_by_validate() {
 }
 
 #[test]
+fn validate_connect_fails_when_a_compute_host_has_no_fencer() {
+    let body = r#"
+[monitor]
+type = "testing"
+world = "coverage"
+hosts = ["compute-1", "compute-2", "compute-10"]
+
+[[fencer]]
+type = "testing"
+world = "coverage"
+exclude = ["compute-1"]
+
+[evacuator]
+type = "testing"
+world = "coverage"
+"#;
+    let (dir, path) = config(body);
+    let r = freezer_dr(dir.path(), &with_config(&path, &["validate", "--connect"]));
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(
+        r.stdout.contains("no fencer handles compute-1\n"),
+        "{}",
+        r.show()
+    );
+    assert!(
+        r.stderr.contains("1 compute host(s) have no fencer"),
+        "{}",
+        r.show()
+    );
+    let covered = body.replace("exclude = [\"compute-1\"]", "");
+    let (dir, path) = config(&covered);
+    let r = freezer_dr(dir.path(), &with_config(&path, &["validate", "--connect"]));
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(
+        r.stdout.contains("every one of the 3 observed host(s)"),
+        "{}",
+        r.show()
+    );
+}
+
+#[test]
 fn an_unknown_example_lists_the_registered_drivers() {
     let dir = tempfile::tempdir().unwrap();
     let r = freezer_dr(dir.path(), &["example", "fencer", "nope"]);
