@@ -3,11 +3,10 @@
 //! Usage: `freezer-dr-custom [CONFIG]` (default `/etc/freezer-dr/freezer-dr.toml`).
 
 // Name every driver crate this binary links, or the linker drops its registration and its `type` becomes
-// unknown in the config. One line per driver crate, e.g.
-// use freezer_dr_drivers_libvirt as _;
-// use freezer_dr_nova as _;
-// For now only core's `testing` drivers are linked (feature `testing` of freezer-dr-core).
+// unknown in the config. One line per driver crate: here the libvirt fencer, plus core's `testing` drivers
+// (feature `testing` of freezer-dr-core). `type = "ipmi"` is unknown to this binary, by design.
 use freezer_dr_core as _;
+use freezer_dr_drivers_libvirt as _;
 
 use std::process::ExitCode;
 use std::sync::Arc;
