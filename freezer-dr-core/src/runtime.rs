@@ -307,7 +307,10 @@ impl Core {
             }
         }
         let wrote_outbox = !outbox.is_empty();
-        if !changes.is_empty() || wrote_outbox || !applied_requests.is_empty() {
+        // A destructive command always goes through a commit, even an empty one: a journal that guards
+        // leadership (HA) checks its fencing token there, right before anything is touched.
+        let destructive = cmds.iter().any(Command::is_destructive);
+        if !changes.is_empty() || wrote_outbox || !applied_requests.is_empty() || destructive {
             let batch = Batch {
                 changes,
                 outbox,

@@ -500,3 +500,35 @@ async fn a_crash_before_any_call_resumes_without_losing_anything() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_destructive_command_always_goes_through_a_journal_commit() {
+    // A retried isolation changes no state, yet its commit is where an HA journal checks leadership.
+    let w = world();
+    w.fail(Op::Isolate, 3, ErrorKind::PeerFailure);
+    let journal = MemoryJournal::new();
+    let mut cfg = config();
+    cfg.call_attempts = 1;
+    cfg.step_retry = Duration::from_secs(5);
+    let rt = runtime(&w, &journal, cfg);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(rt.run(async {
+        let _ = stopped.await;
+    }));
+    wait_for(|| w.count(Op::Isolate) >= 2, 600).await;
+    // The second failure is journaled at once; the retry 5 s later changes nothing but must still commit.
+    let before = journal.commits();
+    journal.fail_next_commits(1000);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let _ = stop.send(());
+    assert!(
+        handle.await.unwrap().is_err(),
+        "the runtime stops on a refused commit"
+    );
+    assert_eq!(journal.commits(), before);
+    assert_eq!(
+        w.count(Op::Isolate),
+        2,
+        "no isolation without a commit right before it"
+    );
+}

@@ -75,6 +75,17 @@ impl Command {
         !matches!(self, Self::Evacuate { .. })
     }
 
+    /// True for the commands that change the cloud (power, isolation, evacuation, return to service).
+    pub fn is_destructive(&self) -> bool {
+        matches!(
+            self,
+            Self::PowerOff { .. }
+                | Self::Isolate { .. }
+                | Self::Evacuate { .. }
+                | Self::Restore { .. }
+        )
+    }
+
     /// A short name for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {

@@ -1591,6 +1591,29 @@ fn accessors_and_names_say_what_they_hold() {
         !evac.retry_safe(),
         "an evacuation request is never retried blindly"
     );
+    assert!(evac.is_destructive() && isolate.is_destructive());
+    let reads = [
+        Command::PowerStatus {
+            host: "c1".into(),
+            level: 0,
+        },
+        Command::ListInstances {
+            fenced: fenced.clone(),
+        },
+        Command::Progress {
+            host: "c1".into(),
+            instance: instance("a", "c1"),
+        },
+    ];
+    assert!(reads.iter().all(|c| !c.is_destructive() && c.retry_safe()));
+    assert!(
+        Command::PowerOff {
+            host: "c1".into(),
+            level: 0
+        }
+        .is_destructive()
+    );
+    assert!(Command::Restore { host: "c1".into() }.is_destructive());
     assert_eq!(evac.name(), "evacuate");
     assert_eq!(evac.host(), Some(&HostId::from("c1")));
     assert_eq!(

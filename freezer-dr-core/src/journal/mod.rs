@@ -60,7 +60,9 @@ pub struct Batch {
 pub trait Journal: Send + Sync {
     /// Loads the engine state (hosts with their instances, engine-wide state).
     async fn load(&self) -> Result<Snapshot>;
-    /// Writes a batch atomically and durably; returns only once it is on disk.
+    /// Writes a batch atomically and durably; returns only once it is on disk. The runtime calls it before
+    /// every destructive command, with an empty batch if nothing changed, so a journal that guards
+    /// leadership (HA) can refuse there: an `Err` stops the runtime before it acts.
     async fn commit(&self, batch: Batch) -> Result<()>;
     /// Undelivered outbox entries, oldest first.
     async fn outbox(&self) -> Result<Vec<OutboxEntry>>;
