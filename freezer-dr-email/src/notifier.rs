@@ -579,7 +579,7 @@ impl EmailNotifier {
                 base(ErrorKind::Timeout, "no answer in time from the mail server").temporary(),
             );
         }
-        if e.is_tls() {
+        if e.is_tls() || is_certificate_error(&e) {
             return Sent::Failed(
                 base(
                     ErrorKind::Unreachable,
@@ -824,6 +824,19 @@ impl Notifier for EmailNotifier {
             }
         }
     }
+}
+
+/// lettre reports a refused server certificate as a connection error; its source chain says why.
+fn is_certificate_error(e: &lettre::transport::smtp::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        let text = s.to_string().to_ascii_lowercase();
+        if text.contains("certificate") || text.contains("handshake") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Keeps the characters a Message-ID may hold verbatim; anything else becomes `_xx` (hex), so two
