@@ -953,6 +953,23 @@ mod tests {
         assert!(parse_server("smtp://mail:port").is_err());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_bucket_refills_at_its_rate() {
+        let mut b = Bucket::new(60);
+        for _ in 0..60 {
+            assert!(b.take());
+        }
+        assert!(!b.take(), "a full minute's budget is spent");
+        tokio::time::advance(std::time::Duration::from_millis(1100)).await;
+        assert!(b.take(), "one mail per second comes back");
+        assert!(!b.take());
+        tokio::time::advance(std::time::Duration::from_secs(3600)).await;
+        for _ in 0..60 {
+            assert!(b.take());
+        }
+        assert!(!b.take(), "never more than the budget at once");
+    }
+
     #[test]
     fn message_id_parts_are_safe_and_distinct() {
         assert_eq!(id_part("project.abc-1"), "project.abc-1");
