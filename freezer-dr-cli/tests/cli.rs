@@ -177,6 +177,17 @@ fn drivers_lists_every_linked_driver() {
             r.show()
         );
     }
+    // Driver crates add their (kind, name) here as they land.
+    let linked: &[(&str, &str)] = &[("notifier", "email")];
+    for &(kind, name) in linked {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.split_whitespace().take(2).eq([kind, name])),
+            "no `{kind} {name}` line: the driver crate was dropped from the binary\n{}",
+            r.show()
+        );
+    }
 }
 
 #[test]
@@ -193,6 +204,28 @@ fn an_unknown_driver_type_lists_the_registered_ones() {
         r.show()
     );
     assert!(r.stderr.contains("registered: testing"), "{}", r.show());
+}
+
+#[test]
+fn the_email_example_section_is_accepted_by_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut body = String::new();
+    for (kind, name) in [
+        ("monitor", "testing"),
+        ("fencer", "testing"),
+        ("evacuator", "testing"),
+        ("directory", "testing"),
+        ("notifier", "email"),
+    ] {
+        let r = freezer_dr(dir.path(), &["example", kind, name]);
+        assert_eq!(r.code, Some(0), "{}", r.show());
+        body.push_str(&r.stdout);
+        body.push('\n');
+    }
+    assert!(body.contains("type = \"email\""), "{body}");
+    let (dir, path) = config(&body);
+    let r = freezer_dr(dir.path(), &with_config(&path, &["validate"]));
+    assert_eq!(r.code, Some(0), "{body}\n{}", r.show());
 }
 
 #[test]

@@ -9,9 +9,9 @@
 //! Mails are multipart text + HTML, rendered with [minijinja](https://docs.rs/minijinja) templates that
 //! are built in and can be replaced one by one from a directory; every value in HTML is escaped.
 //!
-//! Delivery goes through core's outbox: [`EmailNotifier::notify`] tries once and says whether trying
-//! again may help; each mail has a stable Message-ID (report id + role) so a copy resent after a crash is
-//! recognisable; see [`EmailNotifier`] for what is never sent twice.
+//! Delivery goes through core's outbox: [`notify`](freezer_dr_core::Notifier::notify) tries once and
+//! says whether trying again may help; each mail has a stable Message-ID (report id + role) so a copy
+//! resent after a crash is recognisable; see [`EmailNotifier`] for what is never sent twice.
 //!
 //! ```toml
 //! [[notifier]]
