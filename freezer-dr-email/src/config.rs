@@ -90,6 +90,9 @@ pub struct EmailConfig {
     #[serde(default)]
     pub bcc: Vec<String>,
     /// When the users of an affected project are written to (`started`, `finished`).
+    ///
+    /// A `started` mail lists the instances the report carries; core's engine emits `host_fenced` before
+    /// it lists the host's instances, so with today's engine a start reaches the operators only.
     #[serde(default = "default_user_phases")]
     pub user_phases: Vec<Phase>,
     /// When the operators get a digest (`started`, `finished`); alerts (a host needs an operator, storm,

@@ -146,6 +146,8 @@ struct Progress {
     sent: usize,
     deferred: Vec<Error>,
     rate_limited: usize,
+    /// Per project: addresses not delivered in this attempt (deferred or over the rate limit).
+    pending: BTreeMap<String, Vec<String>>,
 }
 
 impl EmailNotifier {
@@ -249,7 +251,10 @@ impl EmailNotifier {
                     project: report.projects().first().map(|p| (*p).to_owned()),
                     reason: "550 no such user".into(),
                 }];
-                let view = self.operator_view(&report, phase, &rejected, &BTreeMap::new());
+                let pending =
+                    BTreeMap::from([("p1".to_owned(), vec!["later@example.org".to_owned()])]);
+                let view =
+                    self.operator_view(&report, phase, &rejected, &BTreeMap::new(), &pending);
                 self.templates.mail("operator", &view)?;
             }
         }
@@ -360,11 +365,12 @@ impl EmailNotifier {
         report: &Report,
         rejected: &[RejectedView],
         told: &BTreeMap<String, Vec<String>>,
+        pending: &BTreeMap<String, Vec<String>>,
     ) -> Result<Option<Rendered>> {
         let Some(phase) = self.operator_phase(&report.kind) else {
             return Ok(None);
         };
-        let view = self.operator_view(report, phase, rejected, told);
+        let view = self.operator_view(report, phase, rejected, told, pending);
         self.templates.mail("operator", &view).map(Some)
     }
 
@@ -374,6 +380,7 @@ impl EmailNotifier {
         phase: &'static str,
         rejected: &[RejectedView],
         told: &BTreeMap<String, Vec<String>>,
+        pending: &BTreeMap<String, Vec<String>>,
     ) -> OperatorView {
         let user_phase = self.user_phase(&report.kind);
         let mut all = Vec::new();
@@ -411,6 +418,7 @@ impl EmailNotifier {
                     id: p.to_owned(),
                     instances,
                     told: told.get(p).cloned().unwrap_or_default(),
+                    pending: pending.get(p).cloned().unwrap_or_default(),
                     without_email,
                     note,
                 }
@@ -499,8 +507,17 @@ impl EmailNotifier {
         if self.settled(&report.id, &key) {
             return None;
         }
-        if !self.bucket.lock().map(|mut b| b.take()).unwrap_or(true) {
+        // The limit protects the server from the bulk (users' mails); the few operator copies always go,
+        // so operators hear of a large incident without waiting for every project's mail.
+        if mail.project.is_some() && !self.bucket.lock().map(|mut b| b.take()).unwrap_or(true) {
             progress.rate_limited += 1;
+            if let Some(p) = &mail.project {
+                progress
+                    .pending
+                    .entry(p.clone())
+                    .or_default()
+                    .push(rcpt.email.to_string());
+            }
             return None;
         }
         let envelope = match Envelope::new(Some(self.from.email.clone()), vec![rcpt.email.clone()])
@@ -629,7 +646,16 @@ impl EmailNotifier {
                 .await
             {
                 None | Some(Sent::Accepted | Sent::Rejected(_)) => {}
-                Some(Sent::Deferred(e)) => progress.deferred.push(e),
+                Some(Sent::Deferred(e)) => {
+                    if let Some(p) = &mail.project {
+                        progress
+                            .pending
+                            .entry(p.clone())
+                            .or_default()
+                            .push(mailbox.email.to_string());
+                    }
+                    progress.deferred.push(e);
+                }
                 Some(Sent::Failed(e)) => return Err(e),
             }
         }
@@ -722,7 +748,7 @@ impl EmailNotifier {
             }
         }
         let rejected = self.rejected(&report.id);
-        if let Some(rendered) = self.operator_mail(report, &rejected, &told)? {
+        if let Some(rendered) = self.operator_mail(report, &rejected, &told, &progress.pending)? {
             let recipients = self
                 .to
                 .iter()

@@ -245,6 +245,9 @@ pub(crate) struct ProjectDigest {
     pub instances: Vec<InstanceView>,
     /// Addresses the project's mail was accepted for.
     pub told: Vec<String>,
+    /// Addresses not delivered yet when the digest was sent (deferred, or over the rate limit); they are
+    /// retried with the report.
+    pub pending: Vec<String>,
     /// Users without an email address (`name (user id)`).
     pub without_email: Vec<String>,
     /// Why the users were not written to, if they were not.

@@ -554,17 +554,33 @@ async fn the_rate_limit_defers_the_rest_to_the_next_attempt() {
     }
     let server = SmtpServer::start(&ServerOptions::default());
     let mut cfg = config(server.port);
-    cfg.max_mails_per_minute = 4;
+    cfg.max_mails_per_minute = 2;
     let n = notifier(cfg);
     let e = n.notify(&recovered("rate-1")).await.unwrap_err();
     assert!(e.is_temporary(), "{e}");
     assert!(e.to_string().contains("rate limit"), "{e}");
-    assert_eq!(server.messages().len(), 4, "exactly the budget was sent");
+    let msgs = server.messages();
+    let users = msgs
+        .iter()
+        .filter(|m| !m.rcpt[0].starts_with("ops"))
+        .count();
+    assert_eq!(users, 2, "exactly the budget of user mails was sent");
+    assert_eq!(
+        msgs.len(),
+        2 + 3,
+        "the operators' copies are not held back by the limit"
+    );
+    let digest = to_addr(&msgs, "ops@example.org")[0];
+    assert!(
+        digest.text.contains("Not delivered yet") && digest.text.contains("dave@example.org"),
+        "the digest says who is still waiting:\n{}",
+        digest.text
+    );
     let e = n.notify(&recovered("rate-1")).await.unwrap_err();
     assert!(e.to_string().contains("rate limit"), "{e}");
     assert_eq!(
         server.messages().len(),
-        4,
+        5,
         "nothing is sent again, nothing beyond the budget"
     );
 }
