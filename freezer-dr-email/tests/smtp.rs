@@ -373,7 +373,10 @@ async fn server_down_then_up_delivers_each_mail_once() {
         e.to_string().contains(&format!("127.0.0.1:{port}")),
         "the error names the server: {e}"
     );
+    let e = n.healthcheck().await.unwrap_err();
+    assert!(e.is_temporary(), "{e}");
     let server = SmtpServer::on(port, &dir.path().join("maildir"), &ServerOptions::default());
+    n.healthcheck().await.unwrap();
     n.notify(&recovered("down-1")).await.unwrap();
     n.notify(&recovered("down-1")).await.unwrap();
     let msgs = server.messages();
@@ -491,7 +494,9 @@ async fn the_smtp_password_is_in_no_log_line_error_or_debug_output() {
     let good = notifier(with_password(PASSWORD));
     good.notify(&recovered("auth-2")).await.unwrap();
     assert_eq!(server.messages().len(), 6, "the right password works");
-    let _ = good.healthcheck().await;
+    good.healthcheck().await.unwrap();
+    let e = bad.healthcheck().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
 
     let b64 = |s: &str| {
         // PLAIN sends base64("\0user\0password"); LOGIN sends base64("password").
@@ -528,6 +533,10 @@ async fn the_smtp_password_is_in_no_log_line_error_or_debug_output() {
     let texts = [
         ("error", e.to_string()),
         ("error debug", format!("{e:?}")),
+        (
+            "healthcheck error",
+            format!("{}", bad.healthcheck().await.unwrap_err()),
+        ),
         ("notifier debug", format!("{good:?} {bad:?}")),
         ("config debug", format!("{:?}", with_password(PASSWORD))),
         ("logs", logs.text()),
