@@ -7,7 +7,8 @@
 // Every driver crate this binary links, one line each, behind its Cargo feature. Driver crates land with
 // their own issues:
 // #[cfg(feature = "nova")] use freezer_dr_nova as _;
-// #[cfg(feature = "email")] use freezer_dr_email as _;
+#[cfg(feature = "email")]
+use freezer_dr_email as _;
 // The `testing` fakes live in core (feature `testing`), which every binary links.
 use freezer_dr_core as _;
 #[cfg(feature = "ipmi")]

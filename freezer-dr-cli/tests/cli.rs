@@ -202,6 +202,14 @@ fn drivers_lists_every_linked_driver() {
         "no `fencer ipmi` line: the ipmi crate was dropped by the linker\n{}",
         r.show()
     );
+    #[cfg(feature = "email")]
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["notifier", "email"])),
+        "no `notifier email` line: the email crate was dropped by the linker\n{}",
+        r.show()
+    );
 }
 
 #[cfg(feature = "ipmi")]
@@ -253,6 +261,28 @@ fn an_unknown_driver_type_lists_the_registered_ones() {
         r.show()
     );
     assert!(lists_registered(&r.stderr, "testing"), "{}", r.show());
+}
+
+#[test]
+fn the_email_example_section_is_accepted_by_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut body = String::new();
+    for (kind, name) in [
+        ("monitor", "testing"),
+        ("fencer", "testing"),
+        ("evacuator", "testing"),
+        ("directory", "testing"),
+        ("notifier", "email"),
+    ] {
+        let r = freezer_dr(dir.path(), &["example", kind, name]);
+        assert_eq!(r.code, Some(0), "{}", r.show());
+        body.push_str(&r.stdout);
+        body.push('\n');
+    }
+    assert!(body.contains("type = \"email\""), "{body}");
+    let (dir, path) = config(&body);
+    let r = freezer_dr(dir.path(), &with_config(&path, &["validate"]));
+    assert_eq!(r.code, Some(0), "{body}\n{}", r.show());
 }
 
 #[test]

@@ -1,0 +1,292 @@
+//! Mail texts: minijinja templates (built in, overridable from a directory) over a view of the report.
+//!
+//! Templates whose name ends in `.html` escape every value (an instance named `<script>` stays text);
+//! `.txt` templates do not need to. Undefined variables are errors, so a typo in an override fails when
+//! the notifier is built (every template is rendered once with a sample report), not during a failure.
+
+use std::path::Path;
+
+use freezer_dr_core::{Error, InstanceOutcome, Outcome, Report, ReportKind, Result};
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+/// The template names, each optional in an override directory.
+pub(crate) const TEMPLATES: [(&str, &str); 6] = [
+    (
+        "user.subject.txt",
+        include_str!("../templates/user.subject.txt"),
+    ),
+    ("user.txt", include_str!("../templates/user.txt")),
+    ("user.html", include_str!("../templates/user.html")),
+    (
+        "operator.subject.txt",
+        include_str!("../templates/operator.subject.txt"),
+    ),
+    ("operator.txt", include_str!("../templates/operator.txt")),
+    ("operator.html", include_str!("../templates/operator.html")),
+];
+
+/// A rendered mail: subject, plain text, HTML.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// The loaded templates.
+pub(crate) struct Templates {
+    env: Environment<'static>,
+    prefix: String,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates").finish_non_exhaustive()
+    }
+}
+
+impl Templates {
+    /// The built-in templates, each replaced by the file of the same name in `dir` if it has one.
+    pub fn load(dir: Option<&Path>, prefix: &str) -> Result<Self> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        for (name, builtin) in TEMPLATES {
+            let source = match dir.map(|d| d.join(name)) {
+                Some(path) if path.exists() => std::fs::read_to_string(&path).map_err(|e| {
+                    Error::config(format!(
+                        "cannot read the mail template {}: {e}",
+                        path.display()
+                    ))
+                })?,
+                _ => builtin.to_owned(),
+            };
+            env.add_template_owned(name, source).map_err(|e| {
+                Error::config(format!("mail template {name}: {e:#}")).with_context(
+                    "templates",
+                    dir.map_or("<built in>".into(), |d| d.display().to_string()),
+                )
+            })?;
+        }
+        if let Some(d) = dir
+            && !d.is_dir()
+        {
+            return Err(Error::config(format!(
+                "templates: {} is not a directory",
+                d.display()
+            )));
+        }
+        Ok(Self {
+            env,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn render(&self, name: &str, ctx: &minijinja::Value) -> Result<String> {
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| Error::config(format!("mail template {name} failed to render: {e:#}")))
+    }
+
+    /// Renders `<role>.subject.txt`, `<role>.txt` and `<role>.html` over `view`.
+    pub fn mail<V: Serialize>(&self, role: &str, view: &V) -> Result<Rendered> {
+        let ctx = minijinja::Value::from(minijinja::value::Serde(view));
+        let raw = self.render(&format!("{role}.subject.txt"), &ctx)?;
+        // One line, whatever the template or the data did: a header cannot hold a line break.
+        let subject = format!(
+            "{} {}",
+            self.prefix,
+            raw.split_whitespace().collect::<Vec<_>>().join(" ")
+        )
+        .trim()
+        .to_owned();
+        let ctx = minijinja::context! { subject => subject.clone(), ..ctx };
+        let text = self.render(&format!("{role}.txt"), &ctx)?;
+        let html = self.render(&format!("{role}.html"), &ctx)?;
+        Ok(Rendered {
+            subject,
+            text,
+            html,
+        })
+    }
+}
+
+/// The report as the templates see it.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct ReportView {
+    pub id: String,
+    pub at: String,
+    pub summary: String,
+    pub details: Vec<String>,
+}
+
+impl From<&Report> for ReportView {
+    fn from(r: &Report) -> Self {
+        Self {
+            id: r.id.clone(),
+            at: r.at.to_string(),
+            summary: r.summary.clone(),
+            details: r.details.clone(),
+        }
+    }
+}
+
+/// One instance's line.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct InstanceView {
+    pub name: String,
+    pub id: String,
+    pub old_host: String,
+    pub new_host: Option<String>,
+    pub status: Option<String>,
+    /// `evacuated`, `failed`, `skipped`, `gone`.
+    pub outcome: &'static str,
+    pub reason: Option<String>,
+    pub attempts: u32,
+    /// What happened, in plain words.
+    pub summary: String,
+}
+
+impl From<&InstanceOutcome> for InstanceView {
+    fn from(o: &InstanceOutcome) -> Self {
+        let i = &o.instance;
+        let (outcome, new_host, status, reason, summary) = match &o.outcome {
+            Outcome::Evacuated { to, status } => (
+                "evacuated",
+                Some(to.to_string()),
+                Some(status.clone()),
+                None,
+                format!("running again on another host ({status})"),
+            ),
+            Outcome::Failed { reason } => (
+                "failed",
+                None,
+                None,
+                Some(reason.clone()),
+                format!("could not be moved: {reason}"),
+            ),
+            Outcome::Skipped { reason } => (
+                "skipped",
+                None,
+                None,
+                Some(reason.clone()),
+                format!("left on the failed host: {reason}"),
+            ),
+            Outcome::Gone => (
+                "gone",
+                None,
+                None,
+                None,
+                "deleted by its owner during the recovery".to_owned(),
+            ),
+        };
+        Self {
+            name: i.name.clone(),
+            id: i.id.clone(),
+            old_host: i.host.to_string(),
+            new_host,
+            status,
+            outcome,
+            reason,
+            attempts: o.attempts,
+            summary,
+        }
+    }
+}
+
+/// Outcome counts.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub(crate) struct Counts {
+    pub evacuated: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub gone: usize,
+}
+
+impl Counts {
+    pub fn of(instances: &[InstanceView]) -> Self {
+        let mut c = Self::default();
+        for i in instances {
+            match i.outcome {
+                "evacuated" => c.evacuated += 1,
+                "failed" => c.failed += 1,
+                "skipped" => c.skipped += 1,
+                _ => c.gone += 1,
+            }
+        }
+        c
+    }
+}
+
+/// A project as the user mail sees it.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct ProjectRef {
+    pub id: String,
+}
+
+/// Context of `user.*`.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct UserView {
+    pub kind: &'static str,
+    pub phase: &'static str,
+    pub cloud: Option<String>,
+    pub host: String,
+    pub report: ReportView,
+    pub project: ProjectRef,
+    pub instances: Vec<InstanceView>,
+    pub counts: Counts,
+}
+
+/// A project in the operator digest.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct ProjectDigest {
+    pub id: String,
+    pub instances: Vec<InstanceView>,
+    /// Addresses the project's mail was accepted for.
+    pub told: Vec<String>,
+    /// Addresses not delivered yet when the digest was sent (deferred, or over the rate limit); they are
+    /// retried with the report.
+    pub pending: Vec<String>,
+    /// Users without an email address (`name (user id)`).
+    pub without_email: Vec<String>,
+    /// Why the users were not written to, if they were not.
+    pub note: Option<String>,
+}
+
+/// A recipient the server refused for good.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct RejectedView {
+    pub address: String,
+    pub project: Option<String>,
+    pub reason: String,
+}
+
+/// Context of `operator.*`.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct OperatorView {
+    pub kind: &'static str,
+    /// `started`, `finished` or `alert`.
+    pub phase: &'static str,
+    pub cloud: Option<String>,
+    pub host: Option<String>,
+    pub report: ReportView,
+    pub projects: Vec<ProjectDigest>,
+    pub counts: Counts,
+    pub rejected: Vec<RejectedView>,
+}
+
+/// The snake_case name of a report kind.
+pub(crate) fn kind_name(kind: &ReportKind) -> &'static str {
+    match kind {
+        ReportKind::HostFenced => "host_fenced",
+        ReportKind::Recovered => "recovered",
+        ReportKind::Restored => "restored",
+        ReportKind::NeedsOperator => "needs_operator",
+        ReportKind::Storm => "storm",
+        ReportKind::ObservationFailing => "observation_failing",
+        ReportKind::AllStale => "all_stale",
+        ReportKind::Resolved => "resolved",
+        ReportKind::Brake => "brake",
+    }
+}
