@@ -20,7 +20,8 @@ pub enum Audience {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ReportKind {
-    /// A host was confirmed off and isolated; its instances are being evacuated.
+    /// A host was confirmed off and isolated; its instances (listed, with what the policy decided for each)
+    /// are being evacuated.
     HostFenced,
     /// Every evacuation from a host ended; the report lists each instance's outcome.
     Recovered,
@@ -63,6 +64,8 @@ pub enum Outcome {
     },
     /// Deleted by its owner during recovery.
     Gone,
+    /// Being moved to another host (in the report that a recovery started).
+    Evacuating,
 }
 
 /// One instance's line in a report.

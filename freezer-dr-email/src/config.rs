@@ -91,8 +91,8 @@ pub struct EmailConfig {
     pub bcc: Vec<String>,
     /// When the users of an affected project are written to (`started`, `finished`).
     ///
-    /// A `started` mail lists the instances the report carries; core's engine emits `host_fenced` before
-    /// it lists the host's instances, so with today's engine a start reaches the operators only.
+    /// A `started` mail (sent once the failed host's instances are listed) says which of the project's
+    /// instances are being moved and which stay on the failed host, and why.
     #[serde(default = "default_user_phases")]
     pub user_phases: Vec<Phase>,
     /// When the operators get a digest (`started`, `finished`); alerts (a host needs an operator, storm,

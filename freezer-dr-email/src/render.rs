@@ -180,6 +180,13 @@ impl From<&InstanceOutcome> for InstanceView {
                 None,
                 "deleted by its owner during the recovery".to_owned(),
             ),
+            Outcome::Evacuating => (
+                "evacuating",
+                None,
+                None,
+                None,
+                "being moved to another host".to_owned(),
+            ),
         };
         Self {
             name: i.name.clone(),

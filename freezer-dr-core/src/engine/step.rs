@@ -35,7 +35,7 @@ impl Engine {
                 host,
                 level,
                 result,
-            } => self.power_read(now, &host, level, result, &mut out),
+            } => self.power_read(now, &host, level, result),
             Input::Isolated { host, result } => self.isolated(now, &host, result, &mut out),
             Input::Listed { host, result } => self.listed(now, &host, result, &mut out),
             Input::EvacuateSent {
@@ -434,7 +434,6 @@ impl Engine {
         host: &HostId,
         level: usize,
         result: Result<PowerState, Failure>,
-        out: &mut Vec<Command>,
     ) {
         if !self.take_pending(host, HostCall::PowerStatus(level)) {
             return;
@@ -447,9 +446,7 @@ impl Engine {
             Stage::Fencing {
                 attempted: true, ..
             } => match result {
-                Ok(PowerState::Off) => {
-                    self.confirm(now, host, FenceProof::PowerStatus { level }, out)
-                }
+                Ok(PowerState::Off) => self.confirm(now, host, FenceProof::PowerStatus { level }),
                 Ok(state) => self.set_stage(
                     now,
                     host,
@@ -477,9 +474,7 @@ impl Engine {
             Stage::Verifying {
                 level: l, deadline, ..
             } if l == level => match result {
-                Ok(PowerState::Off) => {
-                    self.confirm(now, host, FenceProof::PowerStatus { level }, out)
-                }
+                Ok(PowerState::Off) => self.confirm(now, host, FenceProof::PowerStatus { level }),
                 other => {
                     let last = match other {
                         Ok(state) => format!("reads {state}"),
@@ -532,13 +527,7 @@ impl Engine {
     }
 
     /// Mints the proof: the only way into isolation.
-    fn confirm(
-        &mut self,
-        now: Timestamp,
-        host: &HostId,
-        proof: FenceProof,
-        out: &mut Vec<Command>,
-    ) {
+    fn confirm(&mut self, now: Timestamp, host: &HostId, proof: FenceProof) {
         let Some(rec) = self.hosts.get_mut(host) else {
             return;
         };
@@ -563,10 +552,6 @@ impl Engine {
             Stage::Isolating { isolated: false },
             format!("confirmed off ({how}): isolating"),
         );
-        let summary =
-            format!("{host} failed and was powered off ({how}); evacuating its instances");
-        let r = self.report(now, ReportKind::HostFenced, Some(host.clone()), summary);
-        out.push(Command::Notify(r));
     }
 
     // ----- isolation and listing ---------------------------------------------------------------------
@@ -653,6 +638,28 @@ impl Engine {
                 },
             );
         }
+        // The report that a recovery started: the operators, and the users of every listed instance, learn
+        // which instances are being moved and which stay (and why) before anything moves.
+        let outcomes: Vec<InstanceOutcome> = instances
+            .values()
+            .map(|i| InstanceOutcome {
+                instance: i.instance.clone(),
+                attempts: 0,
+                outcome: match &i.state {
+                    InstanceState::Skipped { reason } => Outcome::Skipped {
+                        reason: reason.clone(),
+                    },
+                    _ => Outcome::Evacuating,
+                },
+            })
+            .collect();
+        let how = match self.hosts.get(host).and_then(|r| r.fence.as_ref()) {
+            Some(FenceRecord {
+                proof: FenceProof::PowerStatus { level },
+                ..
+            }) => format!("power status read off through fencer[{level}]"),
+            _ => "an operator confirmed it is off".to_owned(),
+        };
         if let Some(rec) = self.hosts.get_mut(host) {
             rec.instances = instances;
         }
@@ -662,6 +669,16 @@ impl Engine {
             Stage::Evacuating,
             format!("{to_move} instance(s) to evacuate, {skipped} left alone by policy"),
         );
+        let summary = format!(
+            "{host} failed and was powered off ({how}); {to_move} instance(s) are being evacuated, \
+             {skipped} left alone"
+        );
+        let mut r = self.report(now, ReportKind::HostFenced, Some(host.clone()), summary);
+        if !outcomes.is_empty() {
+            r.audience = Audience::OperatorsAndUsers;
+        }
+        r.instances = outcomes;
+        out.push(Command::Notify(r));
     }
 
     /// The per-instance policy: `Some(reason)` if the instance is left alone.
@@ -933,7 +950,7 @@ impl Engine {
                     | Stage::Fencing { .. }
                     | Stage::Verifying { .. }
                     | Stage::NeedsOperator { .. } => {
-                        self.confirm(now, &host, FenceProof::Operator, out);
+                        self.confirm(now, &host, FenceProof::Operator);
                     }
                     ref other => {
                         let what = format!(

@@ -197,13 +197,17 @@ impl Bench {
         );
         assert_eq!(
             self.power_read(host, 0, PowerState::Off),
-            [
-                format!("notify host_fenced {host}"),
-                format!("isolate {host}")
-            ]
+            [format!("isolate {host}")]
         );
         assert_eq!(self.isolated(host), [format!("list {host}")]);
-        self.listed(host, instances)
+        let mut cmds = self.listed(host, instances);
+        assert_eq!(
+            cmds.first(),
+            Some(&format!("notify host_fenced {host}")),
+            "{cmds:?}"
+        );
+        cmds.remove(0);
+        cmds
     }
 }
 
@@ -255,14 +259,15 @@ fn one_host_down_is_fully_recovered_and_returned_to_service() {
     assert_eq!(b.power_read("c1", 0, PowerState::On), Vec::<String>::new());
     b.advance(1);
     assert_eq!(b.step(Input::Tick), ["power_status c1 #0"]);
-    assert_eq!(
-        b.power_read("c1", 0, PowerState::Off),
-        ["notify host_fenced c1", "isolate c1"]
-    );
+    assert_eq!(b.power_read("c1", 0, PowerState::Off), ["isolate c1"]);
     assert_eq!(b.isolated("c1"), ["list c1"]);
     assert_eq!(
         b.listed("c1", vec![instance("a", "c1"), instance("b", "c1")]),
-        ["evacuate a from c1", "evacuate b from c1"]
+        [
+            "notify host_fenced c1",
+            "evacuate a from c1",
+            "evacuate b from c1"
+        ]
     );
     assert!(b.sent("c1", "a", Ok(())).is_empty());
     assert!(b.sent("c1", "b", Ok(())).is_empty());
@@ -364,10 +369,7 @@ fn fencing_falls_back_to_the_next_level_when_the_first_fails() {
         ["power_off c1 #1"]
     );
     assert_eq!(b.powered_off("c1", 1, Ok(())), ["power_status c1 #1"]);
-    assert_eq!(
-        b.power_read("c1", 1, PowerState::Off),
-        ["notify host_fenced c1", "isolate c1"]
-    );
+    assert_eq!(b.power_read("c1", 1, PowerState::Off), ["isolate c1"]);
     let rec = b.engine.host(&"c1".into()).unwrap();
     assert_eq!(
         rec.fence.as_ref().unwrap().proof,
@@ -1109,7 +1111,7 @@ fn operator_confirm_off_lets_a_host_with_unconfirmed_fencing_continue() {
         b.step(Input::Operator(OperatorRequest::ConfirmOff {
             host: "c1".into()
         })),
-        ["notify host_fenced c1", "isolate c1"]
+        ["isolate c1"]
     );
     let rec = b.engine.host(&"c1".into()).unwrap();
     assert_eq!(rec.fence.as_ref().unwrap().proof, FenceProof::Operator);
@@ -1206,10 +1208,7 @@ fn after_a_restart_mid_fencing_the_power_status_is_read_before_any_power_off() {
     b.down_for_strikes(&["c1"]);
     restart(&mut b);
     assert_eq!(b.step(Input::Tick), ["power_status c1 #0"]);
-    assert_eq!(
-        b.power_read("c1", 0, PowerState::Off),
-        ["notify host_fenced c1", "isolate c1"]
-    );
+    assert_eq!(b.power_read("c1", 0, PowerState::Off), ["isolate c1"]);
     // And when it still reads on, powering off again is right (it was never confirmed off).
     let mut b = Bench::default();
     b.down_for_strikes(&["c1"]);
@@ -1770,4 +1769,39 @@ fn paused_engine_does_not_return_a_repaired_host_to_service() {
         b.step(Input::Operator(OperatorRequest::Resume)),
         ["notify brake", "restore c1"]
     );
+}
+
+#[test]
+fn the_started_report_lists_each_instance_and_what_the_policy_decided() {
+    let mut cfg = config();
+    cfg.policy.local_root_disk = LocalRootDisk::Skip;
+    let mut b = Bench::new(cfg, 1);
+    b.down_for_strikes(&["c1"]);
+    b.powered_off("c1", 0, Ok(()));
+    b.power_read("c1", 0, PowerState::Off);
+    b.isolated("c1");
+    let mut local = instance("local", "c1");
+    local.volume_backed = false;
+    let cmds = b.raw(Input::Listed {
+        host: "c1".into(),
+        result: Ok(vec![instance("vol", "c1"), local]),
+    });
+    let r = notified(&cmds)[0];
+    assert_eq!(r.kind, ReportKind::HostFenced);
+    assert_eq!(r.audience, Audience::OperatorsAndUsers);
+    assert!(
+        r.summary.contains("fencer[0]") && r.summary.contains("1 instance(s) are being evacuated"),
+        "{}",
+        r.summary
+    );
+    let by_id = |id: &str| {
+        r.instances
+            .iter()
+            .find(|o| o.instance.id == id)
+            .unwrap()
+            .outcome
+            .clone()
+    };
+    assert_eq!(by_id("vol"), Outcome::Evacuating);
+    assert!(matches!(by_id("local"), Outcome::Skipped { .. }));
 }
