@@ -799,6 +799,8 @@ async fn deliver_outbox(
     clock: Clock,
     wake: Arc<Notify>,
 ) {
+    // Delivered, but the journal could not record it: only the record is retried, never the delivery.
+    let mut unrecorded: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         let entries = match journal.outbox().await {
             Ok(e) => e,
@@ -809,9 +811,24 @@ async fn deliver_outbox(
         };
         let now = clock.now();
         let mut next: Option<Timestamp> = None;
+        let soon = |next: &mut Option<Timestamp>, t: Timestamp| {
+            *next = Some(next.map_or(t, |n: Timestamp| n.min(t)));
+        };
         for mut entry in entries {
+            if unrecorded.contains(&entry.key) {
+                match journal.outbox_done(&entry.key).await {
+                    Ok(()) => {
+                        unrecorded.remove(&entry.key);
+                    }
+                    Err(e) => {
+                        error!(error = %e, key = %entry.key, "still cannot record a delivery");
+                        soon(&mut next, now.after(Duration::from_secs(5)));
+                    }
+                }
+                continue;
+            }
             if entry.next_attempt > now {
-                next = Some(next.map_or(entry.next_attempt, |n| n.min(entry.next_attempt)));
+                soon(&mut next, entry.next_attempt);
                 continue;
             }
             let Some(notifier) = pipeline.notifiers.get(entry.notifier) else {
@@ -824,22 +841,28 @@ async fn deliver_outbox(
                 Ok(()) => {
                     info!(report = %entry.report.id, notifier = entry.notifier, "report delivered");
                     if let Err(e) = journal.outbox_done(&entry.key).await {
-                        error!(error = %e, "cannot record a delivery");
+                        error!(error = %e, key = %entry.key, "cannot record a delivery");
+                        unrecorded.insert(entry.key.clone());
+                        soon(&mut next, now.after(Duration::from_secs(5)));
                     }
                 }
                 Err(f) => {
                     entry.attempts += 1;
-                    let wait = backoff(Duration::from_secs(5), entry.attempts)
-                        .max(Duration::from_secs(1))
-                        .min(Duration::from_secs(3600));
+                    let wait = delivery_delay(&f, entry.attempts);
                     entry.next_attempt = clock.now().after(wait);
                     entry.last_error = Some(f.message.clone());
-                    warn!(report = %entry.report.id, notifier = entry.notifier, attempts = entry.attempts,
-                          error = %f.message, retry_in = ?wait, "delivery failed; kept in the outbox");
+                    if f.retry == crate::Retry::Permanent {
+                        error!(report = %entry.report.id, notifier = entry.notifier, attempts = entry.attempts,
+                               error = %f.message, retry_in = ?wait,
+                               "delivery refused for good: check the notifier's configuration; kept in the outbox");
+                    } else {
+                        warn!(report = %entry.report.id, notifier = entry.notifier, attempts = entry.attempts,
+                              error = %f.message, retry_in = ?wait, "delivery failed; kept in the outbox");
+                    }
                     if let Err(e) = journal.outbox_retry(&entry).await {
                         error!(error = %e, "cannot record a failed delivery");
                     }
-                    next = Some(next.map_or(entry.next_attempt, |n| n.min(entry.next_attempt)));
+                    soon(&mut next, entry.next_attempt);
                 }
             }
         }
@@ -849,6 +872,18 @@ async fn deliver_outbox(
             () = tokio::time::sleep(sleep.max(Duration::from_millis(10))) => {}
         }
     }
+}
+
+/// When to try a report again: temporary errors back off from 5 s to 15 min; a permanent error (wrong
+/// password, refused sender) waits 15 min every time: it needs a person, and nothing is dropped meanwhile.
+fn delivery_delay(f: &Failure, attempts: u32) -> Duration {
+    const MAX: Duration = Duration::from_secs(900);
+    if f.retry == crate::Retry::Permanent {
+        return MAX;
+    }
+    let exp = Duration::from_secs(5)
+        .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(16)));
+    exp.min(MAX).mul_f64(0.75 + fastrand::f64() / 2.0)
 }
 
 async fn deliver(

@@ -532,3 +532,117 @@ async fn a_destructive_command_always_goes_through_a_journal_commit() {
         "no isolation without a commit right before it"
     );
 }
+
+/// A journal whose `outbox_done` fails a given number of times (the delivery happened, its record did not).
+#[derive(Clone)]
+struct ForgetfulJournal {
+    inner: MemoryJournal,
+    failures: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl Journal for ForgetfulJournal {
+    async fn load(&self) -> freezer_dr_core::Result<freezer_dr_core::engine::Snapshot> {
+        self.inner.load().await
+    }
+    async fn commit(&self, batch: freezer_dr_core::journal::Batch) -> freezer_dr_core::Result<()> {
+        self.inner.commit(batch).await
+    }
+    async fn outbox(&self) -> freezer_dr_core::Result<Vec<freezer_dr_core::journal::OutboxEntry>> {
+        self.inner.outbox().await
+    }
+    async fn outbox_retry(
+        &self,
+        entry: &freezer_dr_core::journal::OutboxEntry,
+    ) -> freezer_dr_core::Result<()> {
+        self.inner.outbox_retry(entry).await
+    }
+    async fn outbox_done(&self, key: &str) -> freezer_dr_core::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(freezer_dr_core::Error::new(ErrorKind::Journal, "disk full"));
+        }
+        self.inner.outbox_done(key).await
+    }
+    async fn history(
+        &self,
+        limit: usize,
+    ) -> freezer_dr_core::Result<Vec<freezer_dr_core::engine::HistoryEvent>> {
+        self.inner.history(limit).await
+    }
+    async fn submit(&self, request: OperatorRequest) -> freezer_dr_core::Result<u64> {
+        self.inner.submit(request).await
+    }
+    async fn requests(
+        &self,
+    ) -> freezer_dr_core::Result<Vec<freezer_dr_core::journal::PendingRequest>> {
+        self.inner.requests().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_the_journal_could_not_record_is_not_delivered_again() {
+    let w = world();
+    let journal = ForgetfulJournal {
+        inner: MemoryJournal::new(),
+        failures: Arc::new(std::sync::atomic::AtomicUsize::new(20)),
+    };
+    let rt = Runtime::new(config(), pipeline(&w, 1), Arc::new(journal.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(rt.run(async {
+        let _ = stopped.await;
+    }));
+    for _ in 0..3600 {
+        if recovered(&w) && journal.inner.outbox().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let _ = stop.send(());
+    handle.await.unwrap().unwrap();
+    assert!(
+        journal.inner.outbox().await.unwrap().is_empty(),
+        "recorded in the end"
+    );
+    let mut ids: Vec<String> = w.delivered().iter().map(|d| d.report.id.clone()).collect();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a report was delivered twice: {ids:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_refused_for_good_is_kept_and_retried_slowly() {
+    let w = world();
+    w.fail(Op::Notify, 1, ErrorKind::Auth);
+    let journal = MemoryJournal::new();
+    let rt = runtime(&w, &journal, config());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(rt.run(async {
+        let _ = stopped.await;
+    }));
+    wait_for(|| w.count(Op::Notify) >= 1, 600).await;
+    let first = w.count(Op::Notify);
+    let entry = journal.outbox().await.unwrap();
+    assert!(
+        entry
+            .iter()
+            .any(|e| e.attempts == 1 && e.last_error.is_some()),
+        "the refusal is recorded: {entry:?}"
+    );
+    // The refused report waits 15 minutes; the other reports go out meanwhile.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let refused_id = &entry.iter().find(|e| e.attempts == 1).unwrap().report.id;
+    assert!(!w.delivered().iter().any(|d| &d.report.id == refused_id));
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    assert!(
+        w.delivered().iter().any(|d| &d.report.id == refused_id),
+        "retried after 15 min"
+    );
+    assert!(w.count(Op::Notify) > first);
+    let _ = stop.send(());
+    handle.await.unwrap().unwrap();
+}
