@@ -1132,7 +1132,9 @@ fn check_ha(ha: &HaConfig) -> Vec<(String, String)> {
         if !scheme_ok {
             problem(
                 &format!("endpoints[{i}]"),
-                format!("{e:?} is not an etcd client URL: write it as \"http://host:2379\" or \"https://host:2379\""),
+                format!(
+                    "{e:?} is not an etcd client URL: write it as \"http://host:2379\" or \"https://host:2379\""
+                ),
             );
         } else if ha.tls.is_some() && e.starts_with("http://") {
             problem(
@@ -1185,7 +1187,10 @@ fn check_ha(ha: &HaConfig) -> Vec<(String, String)> {
     if ha.max_txn_ops < 16 {
         problem(
             "max_txn_ops",
-            format!("{} is too small for a journal write: use etcd's --max-txn-ops (default 128)", ha.max_txn_ops),
+            format!(
+                "{} is too small for a journal write: use etcd's --max-txn-ops (default 128)",
+                ha.max_txn_ops
+            ),
         );
     }
     if ha.max_request_bytes < 64 * 1024 {
@@ -1709,18 +1714,30 @@ type = "unit-evacuator"
 
     #[test]
     fn ha_errors_name_the_key_and_the_fix() {
-        let e = err(&format!("[ha]\nbackend = \"zookeeper\"\nendpoints = []\n{DRIVERS}"));
+        let e = err(&format!(
+            "[ha]\nbackend = \"zookeeper\"\nendpoints = []\n{DRIVERS}"
+        ));
         assert!(e.contains("freezer-dr.toml:2: ha.backend"), "{e}");
         assert!(e.contains("etcd"), "{e}");
         let e = err(&format!("[ha]\nbackend = \"etcd\"\n{DRIVERS}"));
         assert!(e.contains("ha.endpoints: missing"), "{e}");
         assert!(e.contains("endpoints = "), "an example: {e}");
-        let e = err(&format!("[ha]\nbackend = \"etcd\"\nendpoints = [\"127.0.0.1:2379\"]\nlease_ttl = \"1s\"\nelection = \"a/b\"\nuser = \"u\"\n{DRIVERS}"));
+        let e = err(&format!(
+            "[ha]\nbackend = \"etcd\"\nendpoints = [\"127.0.0.1:2379\"]\nlease_ttl = \"1s\"\nelection = \"a/b\"\nuser = \"u\"\n{DRIVERS}"
+        ));
         assert!(e.contains(":3: ha.endpoints[0]"), "{e}");
-        assert!(e.contains(":4: ha.lease_ttl: must be whole seconds, at least 2s"), "{e}");
+        assert!(
+            e.contains(":4: ha.lease_ttl: must be whole seconds, at least 2s"),
+            "{e}"
+        );
         assert!(e.contains(":5: ha.election"), "{e}");
         assert!(e.contains("ha.password: missing"), "{e}");
-        let e = err(&format!("[ha]\nbackend = \"etcd\"\nendpoints = [\"http://x:2379\"]\nleasettl = \"5s\"\n{DRIVERS}"));
-        assert!(e.contains("ha.leasettl: unknown key; did you mean `lease_ttl`?"), "{e}");
+        let e = err(&format!(
+            "[ha]\nbackend = \"etcd\"\nendpoints = [\"http://x:2379\"]\nleasettl = \"5s\"\n{DRIVERS}"
+        ));
+        assert!(
+            e.contains("ha.leasettl: unknown key; did you mean `lease_ttl`?"),
+            "{e}"
+        );
     }
 }

@@ -472,7 +472,9 @@ impl Candidate {
             .await
             {
                 Ok(_) => info!(lease = s.state.id, "resigned: lease revoked"),
-                Err(e) => warn!(error = %e, "cannot revoke the election lease; it lapses by itself"),
+                Err(e) => {
+                    warn!(error = %e, "cannot revoke the election lease; it lapses by itself")
+                }
             }
         }
     }
@@ -491,7 +493,11 @@ impl Candidate {
                 Error::new(ErrorKind::Journal, "cannot encode the leader key").with_source(e)
             })?;
             let txn = Txn::new()
-                .when([Compare::create_revision(leader.clone(), CompareOp::Equal, 0)])
+                .when([Compare::create_revision(
+                    leader.clone(),
+                    CompareOp::Equal,
+                    0,
+                )])
                 .and_then([TxnOp::put(
                     leader.clone(),
                     value,
@@ -738,7 +744,10 @@ async fn keep_alive(client: Client, state: Arc<LeaseState>, request_timeout: Dur
                 state.lose("the etcd lease expired (etcd says so)");
             }
             Ok(Ok(None)) => {
-                warn!(lease = state.id, "etcd closed the keepalive stream; reopening");
+                warn!(
+                    lease = state.id,
+                    "etcd closed the keepalive stream; reopening"
+                );
                 stream = None;
             }
             Ok(Err(e)) => {
@@ -763,14 +772,12 @@ async fn keep_alive(client: Client, state: Arc<LeaseState>, request_timeout: Dur
 fn tls_options(tls: &crate::config::HaTlsConfig) -> Result<etcd_client::TlsOptions> {
     let read = |key: &str, path: &std::path::Path| {
         std::fs::read(path).map_err(|e| {
-            Error::config(format!(
-                "ha.tls.{key}: cannot read {}: {e}",
-                path.display()
-            ))
+            Error::config(format!("ha.tls.{key}: cannot read {}: {e}", path.display()))
         })
     };
-    let mut opts = etcd_client::TlsOptions::new()
-        .ca_certificate(etcd_client::Certificate::from_pem(read("ca_file", &tls.ca_file)?));
+    let mut opts = etcd_client::TlsOptions::new().ca_certificate(
+        etcd_client::Certificate::from_pem(read("ca_file", &tls.ca_file)?),
+    );
     if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
         opts = opts.identity(etcd_client::Identity::from_pem(
             read("cert_file", cert)?,

@@ -12,7 +12,7 @@
 //! | `hosts/<bucket>` | host name → [`HostRecord`], hosts spread over 32 buckets by a hash of the name |
 //! | `instances/<host>` | the host and its instance records (one key per host in recovery) |
 //! | `history/<seq>` | the history lines of one commit; the newest [`HISTORY_COMMITS`] commits are kept |
-//! | `outbox/<key>` | one [`OutboxEntry`]; queue order is the key's create revision |
+//! | `outbox/<key>` | one [`OutboxEntry`]; queue order is the key's create revision, then its place in its commit |
 //! | `next_request`, `requests/<id>` | operator requests, ids from a compare-and-swap counter |
 //!
 //! Hosts live in buckets and instances in one key per host so a journal write stays far under etcd's limit
@@ -137,6 +137,15 @@ fn fnv1a(s: &str) -> u64 {
     })
 }
 
+/// An outbox entry as stored: entries created by one commit share its create revision, so their order
+/// within it is kept here.
+#[derive(Serialize, Deserialize)]
+struct StoredOutbox {
+    order: usize,
+    #[serde(flatten)]
+    entry: OutboxEntry,
+}
+
 /// One host's instance records, as stored.
 #[derive(Serialize, Deserialize)]
 struct StoredInstances {
@@ -174,7 +183,10 @@ impl fmt::Debug for EtcdJournal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EtcdJournal")
             .field("prefix", &self.inner.keys.prefix())
-            .field("token", &self.inner.leadership.as_ref().map(Leadership::token))
+            .field(
+                "token",
+                &self.inner.leadership.as_ref().map(Leadership::token),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -231,7 +243,9 @@ impl EtcdJournal {
 
     /// Checks the layout version; the leader writes it into a fresh journal.
     pub(crate) async fn check_schema(&self) -> Result<()> {
-        let resp = self.get("read the journal layout", self.inner.keys.schema(), None).await?;
+        let resp = self
+            .get("read the journal layout", self.inner.keys.schema(), None)
+            .await?;
         match resp.kvs().first() {
             Some(kv) => {
                 let v: u64 = decode(kv)?;
@@ -364,7 +378,18 @@ pub(crate) fn etcd_error(e: etcd_client::Error, what: &str) -> Error {
                 3 | 9 | 11 => ErrorKind::Journal,
                 _ => ErrorKind::PeerFailure,
             };
-            (kind, s.message().to_owned())
+            // etcd answers refused credentials with InvalidArgument ("authentication failed, invalid
+            // user ID or password"), so the message decides.
+            let msg = s.message();
+            let auth = [
+                "authentication failed",
+                "permission denied",
+                "invalid auth token",
+                "user name",
+            ]
+            .iter()
+            .any(|m| msg.contains(m));
+            (if auth { ErrorKind::Auth } else { kind }, msg.to_owned())
         }
         E::TransportError(_) | E::IoError(_) => (ErrorKind::Unreachable, e.to_string()),
         E::InvalidUri(_) | E::InvalidArgs(_) | E::EndpointError(_) => {
@@ -557,22 +582,27 @@ impl Journal for EtcdJournal {
             if seq >= HISTORY_COMMITS {
                 ops.delete(
                     k.history(),
-                    Some(DeleteOptions::new().with_range(k.history_entry(seq + 1 - HISTORY_COMMITS))),
+                    Some(
+                        DeleteOptions::new().with_range(k.history_entry(seq + 1 - HISTORY_COMMITS)),
+                    ),
                 );
             }
             // Advanced even if the write below fails: a write that timed out may still have landed,
             // and its key must not be reused.
             *seq_guard = Some(seq + 1);
         }
-        for entry in &batch.outbox {
-            ops.put(k.outbox_entry(&entry.key), encode(entry)?);
+        for (order, entry) in batch.outbox.iter().enumerate() {
+            let stored = StoredOutbox {
+                order,
+                entry: entry.clone(),
+            };
+            ops.put(k.outbox_entry(&entry.key), encode(&stored)?);
         }
         for id in &batch.applied_requests {
             ops.delete(k.request(*id), None);
         }
 
-        if ops.ops.len() > self.inner.max_ops
-            || ops.bytes + REQUEST_OVERHEAD > self.inner.max_bytes
+        if ops.ops.len() > self.inner.max_ops || ops.bytes + REQUEST_OVERHEAD > self.inner.max_bytes
         {
             return Err(Error::new(
                 ErrorKind::Journal,
@@ -601,15 +631,19 @@ impl Journal for EtcdJournal {
             .and_then(ops.ops)
             .or_else([TxnOp::get(k.leader(), None)]);
         let mut client = self.client();
-        let resp = call(budget, "write the journal (fencing-token guarded)", client.txn(txn))
-            .await
-            .map_err(|e| {
-                if e.kind() == ErrorKind::Timeout && lead.remaining().is_zero() {
-                    lead.deadline_error()
-                } else {
-                    e.with_context("etcd prefix", self.prefix())
-                }
-            })?;
+        let resp = call(
+            budget,
+            "write the journal (fencing-token guarded)",
+            client.txn(txn),
+        )
+        .await
+        .map_err(|e| {
+            if e.kind() == ErrorKind::Timeout && lead.remaining().is_zero() {
+                lead.deadline_error()
+            } else {
+                e.with_context("etcd prefix", self.prefix())
+            }
+        })?;
         if !resp.succeeded() {
             let holder = get_responses(&resp)
                 .first()
@@ -632,13 +666,13 @@ impl Journal for EtcdJournal {
                 Some(GetOptions::new().with_prefix()),
             )
             .await?;
-        let mut v: Vec<(i64, OutboxEntry)> = resp
+        let mut v: Vec<(i64, StoredOutbox)> = resp
             .kvs()
             .iter()
             .map(|kv| Ok((kv.create_revision(), decode(kv)?)))
             .collect::<Result<_>>()?;
-        v.sort_by_key(|(rev, _)| *rev);
-        Ok(v.into_iter().map(|(_, e)| e).collect())
+        v.sort_by_key(|(rev, s)| (*rev, s.order));
+        Ok(v.into_iter().map(|(_, s)| s.entry).collect())
     }
 
     // Outbox bookkeeping is not guarded by the token: it records what the deliverer did (a report was
@@ -651,10 +685,10 @@ impl Journal for EtcdJournal {
                 // Delivered meanwhile: putting it back would deliver it twice.
                 return Ok(());
             };
-            let mut stored: OutboxEntry = decode(kv)?;
-            stored.attempts = entry.attempts;
-            stored.last_error.clone_from(&entry.last_error);
-            stored.next_attempt = entry.next_attempt;
+            let mut stored: StoredOutbox = decode(kv)?;
+            stored.entry.attempts = entry.attempts;
+            stored.entry.last_error.clone_from(&entry.last_error);
+            stored.entry.next_attempt = entry.next_attempt;
             let txn = Txn::new()
                 .when([Compare::mod_revision(
                     key.clone(),
@@ -735,7 +769,11 @@ impl Journal for EtcdJournal {
                 request: request.clone(),
             };
             let txn = Txn::new()
-                .when([Compare::mod_revision(k.next_request(), CompareOp::Equal, rev)])
+                .when([Compare::mod_revision(
+                    k.next_request(),
+                    CompareOp::Equal,
+                    rev,
+                )])
                 .and_then([
                     TxnOp::put(k.next_request(), encode(&(id + 1))?, None),
                     TxnOp::put(k.request(id), encode(&pending)?, None),
