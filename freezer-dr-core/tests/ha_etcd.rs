@@ -4,7 +4,11 @@
 //!
 //! Set `FREEZER_DR_SKIP_ETCD=1` to skip (never in CI); otherwise a missing etcd fails the tests.
 #![cfg(feature = "etcd")]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)]
 
 use std::io::Read as _;
 use std::net::TcpListener;
