@@ -83,9 +83,78 @@ fn host_id(name: &str) -> anyhow::Result<HostId> {
     Ok(HostId::new(name))
 }
 
+/// `[ha]` set: connect to etcd as a candidate of the election.
+#[cfg(feature = "etcd")]
+async fn candidate(config: &Config) -> anyhow::Result<Option<freezer_dr_core::ha::Candidate>> {
+    let Some(ha) = &config.ha else {
+        return Ok(None);
+    };
+    let c = freezer_dr_core::ha::Candidate::connect(ha.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "{}: [ha]: cannot reach etcd at {}",
+                config.file.display(),
+                ha.endpoints.join(", ")
+            )
+        })?;
+    Ok(Some(c))
+}
+
+/// `[ha]` set in a binary built without etcd.
+#[cfg(not(feature = "etcd"))]
+async fn candidate(config: &Config) -> anyhow::Result<Option<std::convert::Infallible>> {
+    if config.ha.is_some() {
+        bail!(
+            "{}: [ha] is set but this freezer-dr was built without etcd support (Cargo feature `etcd`)",
+            config.file.display()
+        );
+    }
+    Ok(None)
+}
+
+/// The daemon in HA mode: stand by, lead, stand by again, until SIGINT/SIGTERM.
+#[cfg(feature = "etcd")]
+async fn run_ha(
+    config: &Config,
+    candidate: freezer_dr_core::ha::Candidate,
+    pipeline: freezer_dr_core::runtime::Pipeline,
+) -> anyhow::Result<Exit> {
+    let me = candidate.member().describe();
+    info!(
+        config = %config.file.display(),
+        election = %candidate.config().election,
+        candidate = %me,
+        "daemon starting in HA mode: standing by until elected"
+    );
+    let recovery = config.recovery.clone();
+    candidate
+        .run_as_leader(
+            move |journal| Ok(Runtime::new(recovery.clone(), pipeline.clone(), journal)),
+            shutdown_signal(),
+        )
+        .await?;
+    info!("daemon stopped");
+    Ok(Exit::Ok)
+}
+
 async fn run(cli: &Cli, once: bool, dry_run: bool) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
     let pipeline = config.build()?;
+    if config.ha.is_some() && !dry_run {
+        if once {
+            bail!(
+                "{}: run --once acts alone, without an election: with [ha] run the daemon \
+                 (`freezer-dr run`), or use a config without [ha]",
+                config.file.display()
+            );
+        }
+        #[cfg(feature = "etcd")]
+        if let Some(c) = candidate(&config).await? {
+            return run_ha(&config, c, pipeline).await;
+        }
+        candidate(&config).await?;
+    }
 
     // A dry run keeps its journal in memory: nothing on disk is read or written. Otherwise the daemon
     // lock makes sure a single freezer-dr acts on this journal (one-pass runs included: two actors
@@ -325,6 +394,25 @@ fn example(kind: Option<&str>, name: Option<&str>) -> anyhow::Result<Exit> {
 
 async fn status(cli: &Cli, json: bool) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
+    #[cfg(feature = "etcd")]
+    if let Some(c) = candidate(&config).await? {
+        let ha = c.status().await?;
+        let j = c.journal();
+        let (snapshot, requests) = (j.load().await?, j.requests().await?);
+        if json {
+            let mut v = output::status_json(&snapshot, &requests);
+            v["ha"] = serde_json::to_value(&ha)?;
+            println!("{v:#}");
+        } else {
+            print!(
+                "{}{}",
+                output::ha_status(&ha),
+                output::status(&snapshot, &requests)
+            );
+        }
+        return Ok(Exit::Ok);
+    }
+    candidate(&config).await?;
     let path = &config.journal.path;
     let (snapshot, requests) = match journal::open_existing(path)? {
         Some(j) => (j.load().await?, j.requests().await?),
@@ -349,9 +437,15 @@ async fn status(cli: &Cli, json: bool) -> anyhow::Result<Exit> {
 
 async fn history(cli: &Cli, limit: usize, json: bool) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
-    let events = match journal::open_existing(&config.journal.path)? {
-        Some(j) => j.history(limit).await?,
-        None => Vec::new(),
+    let events = match candidate(&config).await? {
+        #[cfg(feature = "etcd")]
+        Some(c) => c.journal().history(limit).await?,
+        #[cfg(not(feature = "etcd"))]
+        Some(never) => match never {},
+        None => match journal::open_existing(&config.journal.path)? {
+            Some(j) => j.history(limit).await?,
+            None => Vec::new(),
+        },
     };
     if json {
         println!("{:#}", serde_json::to_value(&events)?);
@@ -363,10 +457,26 @@ async fn history(cli: &Cli, limit: usize, json: bool) -> anyhow::Result<Exit> {
 
 async fn submit(cli: &Cli, request: OperatorRequest) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
-    let j = journal::open(&config.journal.path)?;
-    let id = j.submit(request.clone()).await?;
+    let (id, place) = match candidate(&config).await? {
+        // From any machine: the leader applies it, whoever that is.
+        #[cfg(feature = "etcd")]
+        Some(c) => {
+            let j = c.journal();
+            let id = j.submit(request.clone()).await?;
+            (id, std::path::PathBuf::from(format!("etcd {}", j.prefix())))
+        }
+        #[cfg(not(feature = "etcd"))]
+        Some(never) => match never {},
+        None => {
+            let j = journal::open(&config.journal.path)?;
+            (
+                j.submit(request.clone()).await?,
+                config.journal.path.clone(),
+            )
+        }
+    };
     info!(id, request = ?request, "operator request stored");
-    print!("{}", output::submitted(id, &request, &config.journal.path));
+    print!("{}", output::submitted(id, &request, &place));
     Ok(Exit::Ok)
 }
 

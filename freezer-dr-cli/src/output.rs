@@ -132,6 +132,40 @@ fn in_view(h: &HostRecord) -> bool {
     !matches!(h.stage, Stage::Healthy)
 }
 
+/// The election part of `status` in HA mode: who leads, since when, who stands by.
+#[cfg(feature = "etcd")]
+pub fn ha_status(st: &freezer_dr_core::ha::HaStatus) -> String {
+    let mut out = String::new();
+    match (&st.leader, st.token) {
+        (Some(l), token) => {
+            let _ = writeln!(
+                out,
+                "Leader: {} since {} (election {}, fencing token {})",
+                l.describe(),
+                l.since,
+                st.election,
+                token.unwrap_or_default()
+            );
+        }
+        (None, _) => {
+            let _ = writeln!(
+                out,
+                "Leader: none (election {}): no freezer-dr is acting; a standby takes over within the lease TTL",
+                st.election
+            );
+        }
+    }
+    if st.standbys.is_empty() {
+        out.push_str("Standbys: none\n");
+    } else {
+        out.push_str("Standbys:\n");
+        for m in &st.standbys {
+            let _ = writeln!(out, "  {}  running since {}", m.describe(), m.since);
+        }
+    }
+    out
+}
+
 /// What `status` prints.
 pub fn status(snapshot: &Snapshot, requests: &[PendingRequest]) -> String {
     let mut out = String::new();

@@ -29,6 +29,9 @@ pub enum ErrorKind {
     Unsupported,
     /// The journal failed to read or write.
     Journal,
+    /// This process does not (or no longer) lead in HA mode: another freezer-dr may act, so this one must
+    /// not. Returned by a journal that guards leadership (fencing token, local lease deadline).
+    NotLeader,
     /// Anything else.
     Unexpected,
 }
@@ -57,6 +60,7 @@ impl ErrorKind {
             Self::InvalidResponse => "invalid_response",
             Self::Unsupported => "unsupported",
             Self::Journal => "journal",
+            Self::NotLeader => "not_leader",
             Self::Unexpected => "unexpected",
         }
     }

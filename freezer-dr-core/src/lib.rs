@@ -27,6 +27,8 @@ mod secret;
 
 pub mod config;
 pub mod engine;
+#[cfg(feature = "etcd")]
+pub mod ha;
 pub mod journal;
 pub mod registry;
 pub mod runtime;

@@ -180,6 +180,16 @@ struct Core {
     earlier_recoveries: std::collections::HashSet<Option<String>>,
 }
 
+impl Drop for Core {
+    fn drop(&mut self) {
+        // A runtime stopped by an error (a journal refusing a commit: deposed in HA mode) must not leave
+        // its outbox deliverer running on behind it.
+        if let Some(handle) = self.deliverer.take() {
+            handle.abort();
+        }
+    }
+}
+
 /// Wall-clock time derived from tokio's clock, so paused-time tests move the engine's clock too.
 #[derive(Clone, Copy)]
 struct Clock {

@@ -1,0 +1,222 @@
+//! `freezer-dr` in HA mode against a real etcd started here (Debian `etcd-server`): requests from a
+//! process that does not lead, `status` showing the leader and the standby, and two daemons of which one
+//! acts and the other takes over when it stops. `FREEZER_DR_SKIP_ETCD=1` skips (never in CI).
+#![cfg(feature = "etcd")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Etcd {
+    child: Child,
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+    endpoint: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Etcd {
+    fn start() -> Option<Etcd> {
+        if std::env::var("FREEZER_DR_SKIP_ETCD").as_deref() == Ok("1") {
+            eprintln!("FREEZER_DR_SKIP_ETCD=1: skipping the etcd tests");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("etcd.log");
+        let (client, peer, metrics) = (free_port(), free_port(), free_port());
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .args(["--name", "t", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &endpoint])
+            .args(["--advertise-client-urls", &endpoint])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("t={peer_url}")])
+            .args([
+                "--listen-metrics-urls",
+                &format!("http://127.0.0.1:{metrics}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start etcd ({e}): install Debian `etcd-server`, or set FREEZER_DR_SKIP_ETCD=1")
+            });
+        let etcd = Etcd {
+            child,
+            _dir: dir,
+            log,
+            endpoint,
+        };
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            let ok = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &etcd.endpoint, "endpoint", "health"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return Some(etcd);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "etcd did not become healthy within 30s:\n{}",
+            std::fs::read_to_string(&etcd.log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- etcd log ----\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn freezer_dr(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_freezer-dr"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn daemon(config: &Path, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_freezer-dr"))
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn status_until(config: &Path, what: &str, f: impl Fn(&str) -> bool) -> String {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out, err) = freezer_dr(config, &["status"]);
+        assert_eq!(code, Some(0), "{out}\n{err}");
+        if f(&out) {
+            return out;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}:\n{out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_daemons_one_leads_the_other_takes_over_and_requests_work_from_anywhere() {
+    let Some(etcd) = Etcd::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("freezer-dr.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[ha]
+backend = "etcd"
+endpoints = ["{}"]
+election = "cli-test"
+lease_ttl = "2s"
+
+[recovery]
+interval = "100ms"
+
+[monitor]
+type = "testing"
+hosts = ["compute-1", "compute-2"]
+
+[[fencer]]
+type = "testing"
+
+[evacuator]
+type = "testing"
+"#,
+            etcd.endpoint
+        ),
+    )
+    .unwrap();
+
+    // No daemon yet: a request is stored in etcd for whoever leads next.
+    let (code, out, err) = freezer_dr(&config, &["pause", "--reason", "drill"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("etcd /freezer-dr/cli-test/"), "{out}");
+    let out = status_until(&config, "the request", |s| s.contains("pause (drill)"));
+    assert!(out.contains("Leader: none"), "{out}");
+
+    let (log1, log2) = (dir.path().join("d1.log"), dir.path().join("d2.log"));
+    let mut first = daemon(&config, &log1);
+    let out = status_until(&config, "a leader that applied the pause", |s| {
+        s.contains("Leader: ") && !s.contains("Leader: none") && s.contains("Brake: ON (drill)")
+    });
+    assert!(
+        out.contains(&format!("pid {}", first.id())),
+        "the first daemon leads: {out}"
+    );
+    let mut second = daemon(&config, &log2);
+    let out = status_until(&config, "the standby", |s| {
+        s.contains(&format!("pid {}", second.id()))
+    });
+    assert!(out.contains("Standbys:\n"), "{out}");
+
+    // SIGTERM: the leader drains, resigns, and the standby takes over at once.
+    let stopped = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    let code = first.wait().unwrap().code();
+    assert_eq!(
+        code,
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log1).unwrap_or_default()
+    );
+    let out = status_until(&config, "the standby to lead", |s| {
+        s.lines()
+            .next()
+            .is_some_and(|l| l.contains(&format!("pid {}", second.id())))
+    });
+    println!(
+        "handover after SIGTERM of the leader: {:?} (resigned, no lease wait)",
+        stopped.elapsed()
+    );
+    assert!(
+        out.contains("Brake: ON (drill)"),
+        "the state survived: {out}"
+    );
+    let _ = second.kill();
+    let _ = second.wait();
+    let log = std::fs::read_to_string(&log2).unwrap_or_default();
+    assert!(log.contains("elected leader"), "{log}");
+}

@@ -1,0 +1,797 @@
+//! Active/passive high availability on etcd (feature `etcd`): leader election with a fencing token.
+//!
+//! Every freezer-dr of an election is a [`Candidate`]. It holds an etcd lease (TTL `[ha] lease_ttl`),
+//! renewed by a keepalive task, with a presence key on it (`candidates/<id>`, for `freezer-dr status`).
+//! To lead, it creates the leader key on its lease in a transaction that succeeds only if the key does
+//! not exist; the key's create revision is the **fencing token**. Standbys watch the leader key and try
+//! again when it goes (the leader resigned, or its lease lapsed because it died).
+//!
+//! A leader acts only through an [`EtcdJournal`] bound to its [`Leadership`]: every commit (the runtime
+//! commits before every destructive command) compares the leader key's create revision with the token
+//! in the same transaction that records the intent. And the leader keeps a **local deadline**: the send
+//! time of the last keepalive etcd answered, plus the TTL, minus a margin (a quarter of the TTL). Past
+//! it, it stops without waiting for etcd to say anything, because a frozen etcd or a partition leaves the
+//! keepalive hanging while a standby may be about to take over. etcd counts the lease from when it
+//! processed the keepalive, which is after it was sent, so the deadline always falls at least the margin
+//! before any standby can win.
+//!
+//! [`Candidate::run_as_leader`] is the whole loop: stand by, lead (a [`Runtime`] on the etcd journal),
+//! go back to standby when deposed or when the deadline passes.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use crate::config::HaConfig;
+use crate::journal::EtcdJournal;
+use crate::journal::etcd::{Keys, call, decode};
+use crate::{Error, ErrorKind, Journal, Result, Runtime, Timestamp};
+
+/// One freezer-dr process of an election, as stored in the leader and presence keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Unique id: `<hostname>:<pid>` unless set with [`Candidate::named`].
+    pub id: String,
+    /// The machine's host name.
+    pub hostname: String,
+    /// The process id.
+    pub pid: u32,
+    /// In the leader key: since when it leads; in a presence key: since when it runs.
+    pub since: Timestamp,
+}
+
+impl Member {
+    /// `<id> (host <hostname>, pid <pid>)`.
+    pub fn describe(&self) -> String {
+        format!("{} (host {}, pid {})", self.id, self.hostname, self.pid)
+    }
+}
+
+/// Who leads an election and who stands by (`freezer-dr status`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HaStatus {
+    /// The election's name.
+    pub election: String,
+    /// The leader, with the time it won, if any.
+    pub leader: Option<Member>,
+    /// The leader's fencing token (the leader key's create revision).
+    pub token: Option<i64>,
+    /// The other running candidates.
+    pub standbys: Vec<Member>,
+}
+
+/// The lease of one candidacy and the local deadline derived from its keepalives.
+struct LeaseState {
+    id: i64,
+    ttl: Duration,
+    margin: Duration,
+    deadline: Mutex<Instant>,
+    /// Why the lease can no longer be trusted, once it cannot.
+    lost: Mutex<Option<String>>,
+    changed: Notify,
+}
+
+impl LeaseState {
+    fn deadline(&self) -> Instant {
+        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lost(&self) -> Option<String> {
+        if let Some(why) = self
+            .lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            return Some(why);
+        }
+        if Instant::now() >= self.deadline() {
+            let why = format!(
+                "local lease deadline passed: etcd answered no keepalive for {} (lease TTL {} minus a \
+                 margin of {})",
+                humantime::format_duration(self.ttl - self.margin),
+                humantime::format_duration(self.ttl),
+                humantime::format_duration(self.margin)
+            );
+            self.lose(&why);
+            return Some(why);
+        }
+        None
+    }
+
+    fn lose(&self, why: &str) {
+        let mut lost = self.lost.lock().unwrap_or_else(PoisonError::into_inner);
+        if lost.is_none() {
+            *lost = Some(why.to_owned());
+        }
+        drop(lost);
+        self.changed.notify_waiters();
+    }
+
+    /// A keepalive sent at `sent` was answered: etcd's countdown restarted no earlier than that.
+    fn renewed(&self, sent: Instant, ttl: Duration) {
+        if self.lost().is_some() {
+            // Once lost, always lost: a late renewal does not bring back what a standby may have taken.
+            return;
+        }
+        let new = sent + ttl.min(self.ttl) - self.margin;
+        let mut d = self.deadline.lock().unwrap_or_else(PoisonError::into_inner);
+        if new > *d {
+            *d = new;
+        }
+    }
+}
+
+/// A lease with its keepalive task; the task stops when the last holder drops it.
+struct Session {
+    state: Arc<LeaseState>,
+    keepalive: JoinHandle<()>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.keepalive.abort();
+    }
+}
+
+/// A won election: the fencing token and the lease it stands on. Cheap to clone.
+#[derive(Clone)]
+pub struct Leadership {
+    session: Arc<Session>,
+    token: i64,
+    leader_key: String,
+}
+
+impl std::fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leadership")
+            .field("token", &self.token)
+            .field("lease", &self.session.state.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Leadership {
+    /// The fencing token: the leader key's create revision when this process won.
+    pub fn token(&self) -> i64 {
+        self.token
+    }
+
+    /// The etcd lease id this leadership stands on.
+    pub fn lease(&self) -> i64 {
+        self.session.state.id
+    }
+
+    /// Time left before the local deadline (zero once lost).
+    pub fn remaining(&self) -> Duration {
+        if self.session.state.lost().is_some() {
+            return Duration::ZERO;
+        }
+        self.session
+            .state
+            .deadline()
+            .saturating_duration_since(Instant::now())
+    }
+
+    /// `Ok` while this process may act: not deposed and before the local deadline.
+    pub fn check(&self) -> Result<()> {
+        match self.session.state.lost() {
+            None => Ok(()),
+            Some(why) => Err(not_leader(format!(
+                "not acting: this freezer-dr no longer leads (token {}): {why}",
+                self.token
+            ))),
+        }
+    }
+
+    /// Resolves once this process must stop acting (deposed, lease expired, or deadline passed).
+    pub async fn lost(&self) {
+        loop {
+            let state = &self.session.state;
+            let changed = state.changed.notified();
+            if state.lost().is_some() {
+                return;
+            }
+            let left = state.deadline().saturating_duration_since(Instant::now());
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep(left) => {}
+            }
+        }
+    }
+
+    /// Why leadership was lost, if it was.
+    pub fn why_lost(&self) -> Option<String> {
+        self.session.state.lost()
+    }
+
+    /// The compare that guards every leader write: the leader key still has the create revision it had
+    /// when this process won.
+    pub(crate) fn compare(&self, keys: &Keys) -> Compare {
+        debug_assert_eq!(keys.leader(), self.leader_key);
+        Compare::create_revision(self.leader_key.clone(), CompareOp::Equal, self.token)
+    }
+
+    /// The error of a commit past the local deadline.
+    pub(crate) fn deadline_error(&self) -> Error {
+        self.check().err().unwrap_or_else(|| {
+            not_leader(format!(
+                "not acting: the local lease deadline of token {} is reached",
+                self.token
+            ))
+        })
+    }
+
+    /// The token check failed in etcd: someone else leads (`holder`). Marks the leadership lost.
+    pub(crate) fn depose(&self, holder: &str) -> Error {
+        let why = format!("deposed: the fencing token check failed in etcd ({holder})");
+        self.session.state.lose(&why);
+        not_leader(format!(
+            "not acting: this freezer-dr (token {}) was {why}; nothing was written",
+            self.token
+        ))
+    }
+}
+
+fn not_leader(message: String) -> Error {
+    Error::new(ErrorKind::NotLeader, message).permanent()
+}
+
+/// One freezer-dr process taking part in an election on etcd.
+pub struct Candidate {
+    client: Client,
+    cfg: HaConfig,
+    keys: Keys,
+    me: Member,
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    leading: watch::Sender<Option<i64>>,
+}
+
+impl std::fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Candidate")
+            .field("election", &self.cfg.election)
+            .field("id", &self.me.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Candidate {
+    /// Connects to etcd (TLS and authentication from `cfg`) and checks it answers. Does not campaign.
+    pub async fn connect(cfg: HaConfig) -> Result<Self> {
+        let mut opts = ConnectOptions::new().with_connect_timeout(cfg.request_timeout);
+        if let (Some(user), Some(password)) = (&cfg.user, &cfg.password) {
+            opts = opts.with_user(user.clone(), password.expose());
+        }
+        if let Some(tls) = &cfg.tls {
+            opts = opts.with_tls(tls_options(tls)?);
+        }
+        let endpoints = cfg.endpoints.join(", ");
+        let client = call(
+            cfg.request_timeout,
+            "connect",
+            Client::connect(cfg.endpoints.clone(), Some(opts)),
+        )
+        .await
+        .map_err(|e| e.with_context("endpoints", &endpoints))?;
+        let keys = Keys::new(&cfg.election);
+        let hostname = hostname();
+        let pid = std::process::id();
+        let me = Member {
+            id: format!("{hostname}:{pid}"),
+            hostname,
+            pid,
+            since: Timestamp::now(),
+        };
+        let this = Self {
+            client,
+            cfg,
+            keys,
+            me,
+            session: tokio::sync::Mutex::new(None),
+            leading: watch::Sender::new(None),
+        };
+        // Reachable, and the credentials are accepted for our keys.
+        let mut c = this.client.clone();
+        call(
+            this.cfg.request_timeout,
+            "read the leader key",
+            c.get(this.keys.leader(), None),
+        )
+        .await
+        .map_err(|e| e.with_context("endpoints", &endpoints))?;
+        Ok(this)
+    }
+
+    /// Sets this candidate's id (default `<hostname>:<pid>`), e.g. to run several in one process.
+    #[must_use]
+    pub fn named(mut self, id: impl Into<String>) -> Self {
+        self.me.id = id.into();
+        self
+    }
+
+    /// This candidate as the others see it.
+    pub fn member(&self) -> &Member {
+        &self.me
+    }
+
+    /// The election's configuration.
+    pub fn config(&self) -> &HaConfig {
+        &self.cfg
+    }
+
+    /// The election's journal for reading and for operator requests, from any process; its commits are
+    /// refused (only [`Candidate::leader_journal`] writes the recovery state).
+    pub fn journal(&self) -> EtcdJournal {
+        EtcdJournal::new(self.client.clone(), self.keys.clone(), &self.cfg, None)
+    }
+
+    /// The journal a leader writes through: every commit is guarded by `leadership`.
+    pub async fn leader_journal(&self, leadership: &Leadership) -> Result<EtcdJournal> {
+        let j = EtcdJournal::new(
+            self.client.clone(),
+            self.keys.clone(),
+            &self.cfg,
+            Some(leadership.clone()),
+        );
+        j.check_schema().await?;
+        Ok(j)
+    }
+
+    /// `Some(token)` while this candidate leads inside [`Candidate::run_as_leader`].
+    pub fn leading(&self) -> watch::Receiver<Option<i64>> {
+        self.leading.subscribe()
+    }
+
+    /// Who leads, since when, and who stands by.
+    pub async fn status(&self) -> Result<HaStatus> {
+        let txn = Txn::new().and_then([
+            TxnOp::get(self.keys.leader(), None),
+            TxnOp::get(
+                self.keys.candidates(),
+                Some(GetOptions::new().with_prefix()),
+            ),
+        ]);
+        let mut c = self.client.clone();
+        let resp = call(self.cfg.request_timeout, "read the election", c.txn(txn)).await?;
+        let gets: Vec<_> = resp
+            .op_responses()
+            .into_iter()
+            .filter_map(|r| match r {
+                TxnOpResponse::Get(g) => Some(g),
+                _ => None,
+            })
+            .collect();
+        let (leader, token) = match gets.first().and_then(|g| g.kvs().first()) {
+            Some(kv) => (Some(decode::<Member>(kv)?), Some(kv.create_revision())),
+            None => (None, None),
+        };
+        let mut standbys = Vec::new();
+        if let Some(g) = gets.get(1) {
+            for kv in g.kvs() {
+                let m: Member = decode(kv)?;
+                if leader.as_ref().is_none_or(|l| l.id != m.id) {
+                    standbys.push(m);
+                }
+            }
+        }
+        Ok(HaStatus {
+            election: self.cfg.election.clone(),
+            leader,
+            token,
+            standbys,
+        })
+    }
+
+    /// The current lease, or a new one (with its keepalive task and presence key) if there is none or
+    /// the last one was lost.
+    async fn session(&self) -> Result<Arc<Session>> {
+        let mut slot = self.session.lock().await;
+        if let Some(s) = slot.as_ref()
+            && s.state.lost().is_none()
+        {
+            return Ok(s.clone());
+        }
+        if let Some(old) = slot.take() {
+            self.revoke_later(old.state.id);
+        }
+        let ttl = self.cfg.lease_ttl;
+        let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        let sent = Instant::now();
+        let mut c = self.client.clone();
+        let grant = call(
+            self.cfg.request_timeout,
+            "grant the election lease",
+            c.lease_grant(secs, None),
+        )
+        .await?;
+        let granted = Duration::from_secs(u64::try_from(grant.ttl()).unwrap_or(0));
+        let margin = ttl / 4;
+        let state = Arc::new(LeaseState {
+            id: grant.id(),
+            ttl,
+            margin,
+            deadline: Mutex::new(sent + granted.min(ttl).saturating_sub(margin)),
+            lost: Mutex::new(None),
+            changed: Notify::new(),
+        });
+        let keepalive = tokio::spawn(keep_alive(
+            self.client.clone(),
+            state.clone(),
+            self.cfg.request_timeout,
+        ));
+        let session = Arc::new(Session { state, keepalive });
+        let presence = serde_json::to_string(&self.me).map_err(|e| {
+            Error::new(ErrorKind::Journal, "cannot encode the presence key").with_source(e)
+        })?;
+        let mut c = self.client.clone();
+        call(
+            self.cfg.request_timeout,
+            "write the presence key",
+            c.put(
+                self.keys.candidate(&self.me.id),
+                presence,
+                Some(PutOptions::new().with_lease(session.state.id)),
+            ),
+        )
+        .await?;
+        debug!(lease = session.state.id, "election lease granted");
+        *slot = Some(session.clone());
+        Ok(session)
+    }
+
+    /// Revokes a lease in the background, bounded: when etcd answers, the keys on it go at once instead
+    /// of at the end of their TTL.
+    fn revoke_later(&self, lease: i64) {
+        let mut c = self.client.clone();
+        let limit = self.cfg.lease_ttl * 2;
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(limit, c.lease_revoke(lease)).await;
+        });
+    }
+
+    /// Gives up the current lease now (resigning leadership and presence), bounded by the request timeout.
+    pub async fn resign(&self) {
+        let old = self.session.lock().await.take();
+        if let Some(s) = old {
+            let mut c = self.client.clone();
+            match call(
+                self.cfg.request_timeout,
+                "revoke the election lease",
+                c.lease_revoke(s.state.id),
+            )
+            .await
+            {
+                Ok(_) => info!(lease = s.state.id, "resigned: lease revoked"),
+                Err(e) => {
+                    warn!(error = %e, "cannot revoke the election lease; it lapses by itself")
+                }
+            }
+        }
+    }
+
+    /// Waits until this candidate leads: returns its [`Leadership`]. Errors only when etcd cannot be
+    /// asked (the caller decides when to try again).
+    pub async fn campaign(&self) -> Result<Leadership> {
+        let leader = self.keys.leader();
+        loop {
+            let session = self.session().await?;
+            let me = Member {
+                since: Timestamp::now(),
+                ..self.me.clone()
+            };
+            let value = serde_json::to_string(&me).map_err(|e| {
+                Error::new(ErrorKind::Journal, "cannot encode the leader key").with_source(e)
+            })?;
+            let txn = Txn::new()
+                .when([Compare::create_revision(
+                    leader.clone(),
+                    CompareOp::Equal,
+                    0,
+                )])
+                .and_then([TxnOp::put(
+                    leader.clone(),
+                    value,
+                    Some(PutOptions::new().with_lease(session.state.id)),
+                )])
+                .or_else([TxnOp::get(leader.clone(), None)]);
+            let mut c = self.client.clone();
+            let resp = call(self.cfg.request_timeout, "campaign", c.txn(txn)).await?;
+            let revision = resp.header().map_or(0, |h| h.revision());
+            if resp.succeeded() {
+                return Ok(Leadership {
+                    session,
+                    token: revision,
+                    leader_key: leader,
+                });
+            }
+            let current = resp.op_responses().into_iter().find_map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+                _ => None,
+            });
+            if let Some(kv) = &current
+                && kv.lease() == session.state.id
+            {
+                // Already ours (a campaign whose answer was lost).
+                return Ok(Leadership {
+                    session,
+                    token: kv.create_revision(),
+                    leader_key: leader,
+                });
+            }
+            if let Some(kv) = &current
+                && let Ok(m) = decode::<Member>(kv)
+            {
+                debug!(leader = %m.describe(), "standing by");
+            }
+            self.wait_for_vacancy(revision + 1, &session).await;
+        }
+    }
+
+    /// Watches the leader key from `revision` until it is deleted, the own lease is lost, or a TTL has
+    /// passed (then the caller simply asks again: a watch on an unresponsive etcd may never answer).
+    async fn wait_for_vacancy(&self, revision: i64, session: &Session) {
+        let mut c = self.client.clone();
+        let key = self.keys.leader();
+        let lost = async {
+            while session.state.lost().is_none() {
+                let changed = session.state.changed.notified();
+                let left = session
+                    .state
+                    .deadline()
+                    .saturating_duration_since(Instant::now());
+                tokio::select! {
+                    () = changed => {}
+                    () = tokio::time::sleep(left) => {}
+                }
+            }
+        };
+        let watch = async {
+            let Ok(mut stream) = c
+                .watch(key, Some(WatchOptions::new().with_start_revision(revision)))
+                .await
+            else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return;
+            };
+            while let Ok(Some(resp)) = stream.message().await {
+                if resp
+                    .events()
+                    .iter()
+                    .any(|e| e.event_type() == EventType::Delete)
+                    || resp.canceled()
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        tokio::select! {
+            () = watch => {}
+            () = lost => {}
+            () = tokio::time::sleep(self.cfg.lease_ttl) => {}
+        }
+    }
+
+    /// The active/passive loop, until `shutdown` resolves: stand by until elected, then run the
+    /// [`Runtime`] that `build` makes on the etcd journal bound to this leadership, until shutdown (it is
+    /// drained, then the lease is revoked so a standby takes over at once) or until leadership is lost
+    /// (deposed, lease expired, local deadline passed: the runtime is stopped at once, in-flight calls
+    /// included, and this process stands by again). A runtime that fails otherwise (etcd unreachable) is
+    /// stopped, the lease revoked, and the candidacy starts again after a pause. Returns an error only
+    /// for what trying again cannot fix (`build` failing, bad credentials, a newer journal layout).
+    pub async fn run_as_leader<F>(
+        &self,
+        mut build: F,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<()>
+    where
+        F: FnMut(Arc<dyn Journal>) -> Result<Runtime> + Send,
+    {
+        tokio::pin!(shutdown);
+        let pause = (self.cfg.lease_ttl / 2).max(Duration::from_millis(500));
+        loop {
+            let leadership = tokio::select! {
+                () = &mut shutdown => {
+                    self.resign().await;
+                    return Ok(());
+                }
+                r = self.campaign() => match r {
+                    Ok(l) => l,
+                    Err(e) if e.kind() == ErrorKind::Auth || e.kind() == ErrorKind::Config => return Err(e),
+                    Err(e) => {
+                        warn!(error = %e, "cannot take part in the election; trying again");
+                        tokio::select! {
+                            () = &mut shutdown => return Ok(()),
+                            () = tokio::time::sleep(pause) => continue,
+                        }
+                    }
+                },
+            };
+            let token = leadership.token();
+            info!(
+                token,
+                election = %self.cfg.election,
+                id = %self.me.id,
+                "elected leader: resuming from the etcd journal"
+            );
+            self.leading.send_replace(Some(token));
+            let outcome = self.lead(&leadership, &mut build, &mut shutdown).await;
+            self.leading.send_replace(None);
+            match outcome {
+                Led::Shutdown(r) => {
+                    self.resign().await;
+                    return r;
+                }
+                Led::Lost(why) => {
+                    warn!(token, why = %why, "leadership lost: stopped acting, standing by again");
+                    drop(leadership);
+                    // A new lease for the next candidacy; the old one is revoked in the background.
+                    let old = self.session.lock().await.take();
+                    if let Some(s) = old {
+                        self.revoke_later(s.state.id);
+                    }
+                }
+                Led::Failed(e) => {
+                    if matches!(e.kind(), ErrorKind::Config | ErrorKind::Auth)
+                        || (e.kind() == ErrorKind::Journal && !e.is_temporary())
+                    {
+                        self.resign().await;
+                        return Err(e);
+                    }
+                    error!(token, error = %e, "the leader failed: resigning, then standing by again");
+                    drop(leadership);
+                    self.resign().await;
+                    tokio::select! {
+                        () = &mut shutdown => return Ok(()),
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn lead<F, S>(
+        &self,
+        leadership: &Leadership,
+        build: &mut F,
+        shutdown: &mut std::pin::Pin<&mut S>,
+    ) -> Led
+    where
+        F: FnMut(Arc<dyn Journal>) -> Result<Runtime> + Send,
+        S: Future<Output = ()> + Send,
+    {
+        let journal = match self.leader_journal(leadership).await {
+            Ok(j) => Arc::new(j),
+            Err(e) => return Led::Failed(e),
+        };
+        let runtime = match build(journal) {
+            Ok(r) => r,
+            Err(e) => return Led::Failed(e.with_context("while", "building the runtime")),
+        };
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let run = runtime.run(async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        });
+        tokio::pin!(run);
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                r = &mut run => {
+                    return match r {
+                        Ok(()) => Led::Shutdown(Ok(())),
+                        Err(e) if e.kind() == ErrorKind::NotLeader => Led::Lost(e.to_string()),
+                        Err(e) => Led::Failed(e),
+                    };
+                }
+                () = shutdown.as_mut(), if !stopping => {
+                    stopping = true;
+                    stop_tx.send_replace(true);
+                }
+                // Dropping the runtime here aborts its in-flight calls too: it must not act any more.
+                () = leadership.lost() => {
+                    return Led::Lost(leadership.why_lost().unwrap_or_default());
+                }
+            }
+        }
+    }
+}
+
+/// How one term as leader ended.
+enum Led {
+    Shutdown(Result<()>),
+    Lost(String),
+    Failed(Error),
+}
+
+/// Renews the lease every third of its TTL; each answered renewal moves the local deadline. A renewal
+/// without answer in time drops the stream (a late answer on it could not be matched to its request)
+/// and opens a new one. Stops once the lease is lost.
+async fn keep_alive(client: Client, state: Arc<LeaseState>, request_timeout: Duration) {
+    let interval = state.ttl / 3;
+    let mut stream = None;
+    loop {
+        let sent = Instant::now();
+        let wait = interval.min(request_timeout);
+        let answer = tokio::time::timeout(wait, async {
+            if stream.is_none() {
+                let mut c = client.clone();
+                stream = Some(c.lease_keep_alive(state.id).await?);
+            }
+            match stream.as_mut() {
+                Some((keeper, s)) => {
+                    keeper.keep_alive().await?;
+                    s.message().await
+                }
+                None => Ok(None),
+            }
+        })
+        .await;
+        match answer {
+            Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
+                state.renewed(sent, Duration::from_secs(resp.ttl().unsigned_abs()));
+            }
+            Ok(Ok(Some(_))) => {
+                state.lose("the etcd lease expired (etcd says so)");
+            }
+            Ok(Ok(None)) => {
+                warn!(
+                    lease = state.id,
+                    "etcd closed the keepalive stream; reopening"
+                );
+                stream = None;
+            }
+            Ok(Err(e)) => {
+                warn!(lease = state.id, error = %e, "lease keepalive failed");
+                stream = None;
+            }
+            Err(_) => {
+                warn!(
+                    lease = state.id,
+                    "etcd did not answer a lease keepalive in time"
+                );
+                stream = None;
+            }
+        }
+        if state.lost().is_some() {
+            return;
+        }
+        tokio::time::sleep_until((sent + interval).into()).await;
+    }
+}
+
+fn tls_options(tls: &crate::config::HaTlsConfig) -> Result<etcd_client::TlsOptions> {
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            Error::config(format!("ha.tls.{key}: cannot read {}: {e}", path.display()))
+        })
+    };
+    let mut opts = etcd_client::TlsOptions::new().ca_certificate(
+        etcd_client::Certificate::from_pem(read("ca_file", &tls.ca_file)?),
+    );
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        opts = opts.identity(etcd_client::Identity::from_pem(
+            read("cert_file", cert)?,
+            read("key_file", key)?,
+        ));
+    }
+    Ok(opts)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned())
+}

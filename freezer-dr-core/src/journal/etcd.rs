@@ -1,0 +1,838 @@
+//! The journal in etcd (HA mode, feature `etcd`): the same [`Journal`] as the embedded one, so a standby
+//! that takes over resumes where the dead leader stopped.
+//!
+//! Key layout, under `/freezer-dr/<election>/` (values are JSON, inspectable with `etcdctl get --prefix`):
+//!
+//! | key | value |
+//! |---|---|
+//! | `leader` | the leader ([`crate::ha::Member`]), on the leader's lease; its create revision is the fencing token |
+//! | `candidates/<id>` | every running freezer-dr of the election, on its own lease |
+//! | `schema` | the layout version |
+//! | `meta` | the engine-wide state ([`EngineMeta`]) |
+//! | `hosts/<bucket>` | host name → [`HostRecord`], hosts spread over 32 buckets by a hash of the name |
+//! | `instances/<host>` | the host and its instance records (one key per host in recovery) |
+//! | `history/<seq>` | the history lines of one commit; the newest [`HISTORY_COMMITS`] commits are kept |
+//! | `outbox/<key>` | one [`OutboxEntry`]; queue order is the key's create revision, then its place in its commit |
+//! | `next_request`, `requests/<id>` | operator requests, ids from a compare-and-swap counter |
+//!
+//! Hosts live in buckets and instances in one key per host so a journal write stays far under etcd's limit
+//! of operations per transaction (`--max-txn-ops`, 128 by default) however many hosts an observation
+//! touches or instances a host has. A write is still ONE transaction: it compares the leader key's create
+//! revision with the token this process won the election with, and writes everything, or nothing when
+//! the compare fails. A write too big for one transaction is refused whole with an error that says which
+//! etcd limit to raise; it is never split.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, GetResponse, KeyValue, SortOrder,
+    SortTarget, Txn, TxnOp, TxnOpResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use super::{Batch, Journal, OutboxEntry, PendingRequest};
+use crate::config::HaConfig;
+use crate::engine::{
+    EngineMeta, HistoryEvent, HostRecord, InstanceRecord, OperatorRequest, Snapshot,
+};
+use crate::ha::Leadership;
+use crate::{Error, ErrorKind, HostId, Result, Timestamp};
+
+/// The layout version this code writes; a newer one is refused rather than misread.
+const SCHEMA: u64 = 1;
+/// The history keeps the lines of this many commits (each key holds one commit's lines).
+pub const HISTORY_COMMITS: u64 = 10_000;
+/// Host records are spread over this many keys.
+const HOST_BUCKETS: u64 = 32;
+/// Room left in a request for etcd's own framing.
+const REQUEST_OVERHEAD: usize = 16 * 1024;
+/// Compare-and-swap rounds for a request id before giving up (many CLIs submitting at once).
+const SUBMIT_ROUNDS: usize = 32;
+
+/// The etcd keys of one election.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(election: &str) -> Self {
+        Self {
+            prefix: format!("/freezer-dr/{election}/"),
+        }
+    }
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+    pub(crate) fn leader(&self) -> String {
+        self.key("leader")
+    }
+    pub(crate) fn candidates(&self) -> String {
+        self.key("candidates/")
+    }
+    pub(crate) fn candidate(&self, id: &str) -> String {
+        self.key(&format!("candidates/{}", escape(id)))
+    }
+    fn schema(&self) -> String {
+        self.key("schema")
+    }
+    fn meta(&self) -> String {
+        self.key("meta")
+    }
+    fn next_request(&self) -> String {
+        self.key("next_request")
+    }
+    fn hosts(&self) -> String {
+        self.key("hosts/")
+    }
+    fn host_bucket(&self, host: &HostId) -> String {
+        self.key(&format!("hosts/{:02}", fnv1a(host.as_str()) % HOST_BUCKETS))
+    }
+    fn instances(&self) -> String {
+        self.key("instances/")
+    }
+    fn host_instances(&self, host: &HostId) -> String {
+        self.key(&format!("instances/{}", escape(host.as_str())))
+    }
+    fn history(&self) -> String {
+        self.key("history/")
+    }
+    fn history_entry(&self, seq: u64) -> String {
+        self.key(&format!("history/{seq:020}"))
+    }
+    fn outbox(&self) -> String {
+        self.key("outbox/")
+    }
+    fn outbox_entry(&self, key: &str) -> String {
+        self.key(&format!("outbox/{}", escape(key)))
+    }
+    fn requests(&self) -> String {
+        self.key("requests/")
+    }
+    fn request(&self, id: u64) -> String {
+        self.key(&format!("requests/{id:020}"))
+    }
+}
+
+/// `/` and `%` escaped, so a name is exactly one key segment (`compute-1` never prefixes `compute-10`'s
+/// keys, whatever the names hold).
+fn escape(s: &str) -> String {
+    s.replace('%', "%25").replace('/', "%2F")
+}
+
+/// A stable hash (FNV-1a), so every version of freezer-dr finds a host in the same bucket.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// An outbox entry as stored: entries created by one commit share its create revision, so their order
+/// within it is kept here.
+#[derive(Serialize, Deserialize)]
+struct StoredOutbox {
+    order: usize,
+    #[serde(flatten)]
+    entry: OutboxEntry,
+}
+
+/// One host's instance records, as stored.
+#[derive(Serialize, Deserialize)]
+struct StoredInstances {
+    host: HostId,
+    instances: BTreeMap<String, InstanceRecord>,
+}
+
+/// The [`Journal`] in etcd, for HA mode.
+///
+/// Built by [`crate::ha::Candidate`]: [`crate::ha::Candidate::journal`] gives a journal that reads and
+/// submits operator requests from any process (the CLI); [`crate::ha::Candidate::leader_journal`] one
+/// bound to a won election, the only kind that commits. Its [`Journal::commit`] first checks the local
+/// lease deadline (past it, it refuses without asking etcd), then writes the batch in one transaction
+/// guarded by the fencing token; a failed check is an error of kind [`ErrorKind::NotLeader`] and
+/// nothing is written.
+///
+/// Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub struct EtcdJournal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    keys: Keys,
+    leadership: Option<Leadership>,
+    timeout: Duration,
+    max_ops: usize,
+    max_bytes: usize,
+    /// The next history key; also serializes commits.
+    history_seq: Mutex<Option<u64>>,
+}
+
+impl fmt::Debug for EtcdJournal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdJournal")
+            .field("prefix", &self.inner.keys.prefix())
+            .field(
+                "token",
+                &self.inner.leadership.as_ref().map(Leadership::token),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdJournal {
+    pub(crate) fn new(
+        client: Client,
+        keys: Keys,
+        cfg: &HaConfig,
+        leadership: Option<Leadership>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                keys,
+                leadership,
+                timeout: cfg.request_timeout,
+                max_ops: cfg.max_txn_ops,
+                max_bytes: cfg.max_request_bytes,
+                history_seq: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The etcd key prefix of this journal (`/freezer-dr/<election>/`).
+    pub fn prefix(&self) -> &str {
+        self.inner.keys.prefix()
+    }
+
+    /// The fencing token this journal writes under, if it is bound to a won election.
+    pub fn token(&self) -> Option<i64> {
+        self.inner.leadership.as_ref().map(Leadership::token)
+    }
+
+    fn client(&self) -> Client {
+        self.inner.client.clone()
+    }
+
+    /// One etcd call under the request timeout.
+    async fn call<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
+    ) -> Result<T> {
+        call(self.inner.timeout, what, fut)
+            .await
+            .map_err(|e| e.with_context("etcd prefix", self.prefix()))
+    }
+
+    async fn get(&self, what: &str, key: String, opts: Option<GetOptions>) -> Result<GetResponse> {
+        let mut c = self.client();
+        self.call(what, c.get(key, opts)).await
+    }
+
+    /// Checks the layout version; the leader writes it into a fresh journal.
+    pub(crate) async fn check_schema(&self) -> Result<()> {
+        let resp = self
+            .get("read the journal layout", self.inner.keys.schema(), None)
+            .await?;
+        match resp.kvs().first() {
+            Some(kv) => {
+                let v: u64 = decode(kv)?;
+                if v > SCHEMA {
+                    return Err(Error::new(
+                        ErrorKind::Journal,
+                        format!(
+                            "the etcd journal under {} was written by a newer freezer-dr (layout {v}, \
+                             this one knows {SCHEMA}); upgrade freezer-dr or use another [ha] election",
+                            self.prefix()
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            None => {
+                let Some(lead) = &self.inner.leadership else {
+                    return Ok(());
+                };
+                let schema = self.inner.keys.schema();
+                let txn = Txn::new()
+                    .when([
+                        lead.compare(&self.inner.keys),
+                        Compare::version(schema.clone(), CompareOp::Equal, 0),
+                    ])
+                    .and_then([TxnOp::put(schema, encode(&SCHEMA)?, None)]);
+                let mut c = self.client();
+                // A failed compare means another writer got there first (or we were deposed, which the
+                // next commit finds out).
+                self.call("write the journal layout", c.txn(txn)).await?;
+                Ok(())
+            }
+        }
+    }
+
+    fn leadership(&self) -> Result<&Leadership> {
+        self.inner.leadership.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotLeader,
+                "this etcd journal is read-only (status, history, operator requests): only the \
+                 elected leader writes the recovery state",
+            )
+            .permanent()
+        })
+    }
+
+    /// Reads several keys in one round trip (in chunks of the transaction limit).
+    async fn get_many(&self, keys: Vec<String>) -> Result<BTreeMap<String, KeyValue>> {
+        let mut out = BTreeMap::new();
+        for chunk in keys.chunks(self.inner.max_ops.max(1)) {
+            let txn = Txn::new().and_then(
+                chunk
+                    .iter()
+                    .map(|k| TxnOp::get(k.clone(), None))
+                    .collect::<Vec<_>>(),
+            );
+            let mut c = self.client();
+            let resp = self.call("read the journal", c.txn(txn)).await?;
+            for r in resp.op_responses() {
+                if let TxnOpResponse::Get(g) = r {
+                    for kv in g.kvs() {
+                        out.insert(String::from_utf8_lossy(kv.key()).into_owned(), kv.clone());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The next history sequence number: one past the newest history key.
+    async fn next_history_seq(&self) -> Result<u64> {
+        let resp = self
+            .get(
+                "read the newest history key",
+                self.inner.keys.history(),
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_sort(SortTarget::Key, SortOrder::Descend)
+                        .with_limit(1)
+                        .with_keys_only(),
+                ),
+            )
+            .await?;
+        Ok(match resp.kvs().first() {
+            Some(kv) => {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                key.rsplit('/')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .map_or(0, |n| n + 1)
+            }
+            None => 0,
+        })
+    }
+}
+
+/// One etcd call under `timeout`, its error classified.
+pub(crate) async fn call<T>(
+    timeout: Duration,
+    what: &str,
+    fut: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
+) -> Result<T> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(etcd_error(e, what)),
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "etcd: {what}: no answer within {}",
+                humantime::format_duration(timeout)
+            ),
+        )),
+    }
+}
+
+/// Classifies an etcd client error once: unreachable and overloaded are temporary; refused credentials
+/// are `auth`; a request etcd refuses as invalid (too many operations, too large) is permanent.
+pub(crate) fn etcd_error(e: etcd_client::Error, what: &str) -> Error {
+    use etcd_client::Error as E;
+    let (kind, detail) = match &e {
+        E::GRpcStatus(s) => {
+            let code: i32 = s.code().into();
+            let kind = match code {
+                // Unauthenticated, PermissionDenied.
+                16 | 7 => ErrorKind::Auth,
+                // Cancelled, DeadlineExceeded, ResourceExhausted, Aborted, Unavailable.
+                1 | 4 | 8 | 10 | 14 => ErrorKind::Unreachable,
+                // InvalidArgument, FailedPrecondition, OutOfRange: etcd refused the request itself.
+                3 | 9 | 11 => ErrorKind::Journal,
+                _ => ErrorKind::PeerFailure,
+            };
+            // etcd answers refused credentials with InvalidArgument ("authentication failed, invalid
+            // user ID or password"), so the message decides.
+            let msg = s.message();
+            let auth = [
+                "authentication failed",
+                "permission denied",
+                "invalid auth token",
+                "user name",
+            ]
+            .iter()
+            .any(|m| msg.contains(m));
+            (if auth { ErrorKind::Auth } else { kind }, msg.to_owned())
+        }
+        E::TransportError(_) | E::IoError(_) => (ErrorKind::Unreachable, e.to_string()),
+        E::InvalidUri(_) | E::InvalidArgs(_) | E::EndpointError(_) => {
+            (ErrorKind::Config, e.to_string())
+        }
+        _ => (ErrorKind::PeerFailure, e.to_string()),
+    };
+    let err = Error::new(kind, format!("etcd: {what}: {detail}"));
+    match kind {
+        ErrorKind::Unreachable | ErrorKind::PeerFailure => err.temporary(),
+        _ => err.permanent(),
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| {
+        Error::new(ErrorKind::Journal, "cannot encode a journal record").with_source(e)
+    })
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T> {
+    serde_json::from_slice(kv.value()).map_err(|e| {
+        Error::new(
+            ErrorKind::Journal,
+            "an etcd journal record cannot be read (written by another freezer-dr version, or \
+             edited by hand?)",
+        )
+        .with_context("key", String::from_utf8_lossy(kv.key()))
+        .with_source(e)
+    })
+}
+
+fn get_responses(resp: &etcd_client::TxnResponse) -> Vec<GetResponse> {
+    resp.op_responses()
+        .into_iter()
+        .filter_map(|r| match r {
+            TxnOpResponse::Get(g) => Some(g),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The operations of one commit, with their size, checked against etcd's limits before sending.
+#[derive(Default)]
+struct Ops {
+    ops: Vec<TxnOp>,
+    bytes: usize,
+}
+
+impl Ops {
+    fn put(&mut self, key: String, value: String) {
+        self.bytes += key.len() + value.len() + 16;
+        self.ops.push(TxnOp::put(key, value, None));
+    }
+    fn delete(&mut self, key: String, opts: Option<DeleteOptions>) {
+        self.bytes += 2 * key.len() + 16;
+        self.ops.push(TxnOp::delete(key, opts));
+    }
+}
+
+#[async_trait]
+impl Journal for EtcdJournal {
+    async fn load(&self) -> Result<Snapshot> {
+        let k = &self.inner.keys;
+        let prefix = || Some(GetOptions::new().with_prefix());
+        // One transaction: the three reads see the same revision.
+        let txn = Txn::new().and_then([
+            TxnOp::get(k.meta(), None),
+            TxnOp::get(k.hosts(), prefix()),
+            TxnOp::get(k.instances(), prefix()),
+        ]);
+        let mut c = self.client();
+        let resp = self.call("load the journal", c.txn(txn)).await?;
+        let gets = get_responses(&resp);
+        let [meta, hosts, instances] = gets.as_slice() else {
+            return Err(Error::new(
+                ErrorKind::InvalidResponse,
+                "etcd: load the journal: the transaction did not return its three reads",
+            ));
+        };
+        let meta = match meta.kvs().first() {
+            Some(kv) => decode::<EngineMeta>(kv)?,
+            None => EngineMeta::default(),
+        };
+        let mut by_host: BTreeMap<HostId, HostRecord> = BTreeMap::new();
+        for kv in hosts.kvs() {
+            let bucket: BTreeMap<HostId, HostRecord> = decode(kv)?;
+            by_host.extend(bucket);
+        }
+        for kv in instances.kvs() {
+            let stored: StoredInstances = decode(kv)?;
+            if let Some(h) = by_host.get_mut(&stored.host) {
+                h.instances = stored.instances;
+            }
+        }
+        Ok(Snapshot {
+            meta,
+            hosts: by_host.into_values().collect(),
+        })
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<()> {
+        let lead = self.leadership()?;
+        // Past the local deadline, refuse without asking etcd: it may be frozen, and a standby may
+        // already lead.
+        lead.check()?;
+        let mut seq_guard = self.inner.history_seq.lock().await;
+        let k = &self.inner.keys;
+        let c = &batch.changes;
+
+        // The buckets and instance maps this batch changes, read first (only the token holder writes
+        // them, so they cannot change before the guarded write below).
+        let mut buckets: BTreeMap<String, BTreeMap<HostId, HostRecord>> = BTreeMap::new();
+        for h in &c.hosts {
+            buckets.entry(k.host_bucket(&h.host)).or_default();
+        }
+        let mut maps: BTreeMap<HostId, StoredInstances> = BTreeMap::new();
+        for h in &c.clear_instances {
+            maps.insert(
+                h.clone(),
+                StoredInstances {
+                    host: h.clone(),
+                    instances: BTreeMap::new(),
+                },
+            );
+        }
+        let mut to_read: Vec<String> = buckets.keys().cloned().collect();
+        for (h, _) in &c.instances {
+            if !maps.contains_key(h) {
+                maps.insert(
+                    h.clone(),
+                    StoredInstances {
+                        host: h.clone(),
+                        instances: BTreeMap::new(),
+                    },
+                );
+                to_read.push(k.host_instances(h));
+            }
+        }
+        let current = if to_read.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.get_many(to_read).await?
+        };
+        for (key, bucket) in &mut buckets {
+            if let Some(kv) = current.get(key) {
+                *bucket = decode(kv)?;
+            }
+        }
+        for (h, map) in &mut maps {
+            if let Some(kv) = current.get(&k.host_instances(h)) {
+                *map = decode(kv)?;
+            }
+        }
+
+        // Apply the batch to them, in the order RedbJournal does.
+        for h in &c.hosts {
+            let mut rec = h.clone();
+            rec.instances.clear();
+            if let Some(b) = buckets.get_mut(&k.host_bucket(&h.host)) {
+                b.insert(rec.host.clone(), rec);
+            }
+        }
+        for (h, rec) in &c.instances {
+            if let Some(m) = maps.get_mut(h) {
+                m.instances.insert(rec.instance.id.clone(), rec.clone());
+            }
+        }
+
+        let mut ops = Ops::default();
+        for (key, bucket) in &buckets {
+            ops.put(key.clone(), encode(bucket)?);
+        }
+        for (h, map) in &maps {
+            if map.instances.is_empty() {
+                ops.delete(k.host_instances(h), None);
+            } else {
+                ops.put(k.host_instances(h), encode(map)?);
+            }
+        }
+        if let Some(m) = &c.meta {
+            ops.put(k.meta(), encode(m)?);
+        }
+        if !c.history.is_empty() {
+            let seq = match *seq_guard {
+                Some(s) => s,
+                None => self.next_history_seq().await?,
+            };
+            ops.put(k.history_entry(seq), encode(&c.history)?);
+            if seq >= HISTORY_COMMITS {
+                ops.delete(
+                    k.history(),
+                    Some(
+                        DeleteOptions::new().with_range(k.history_entry(seq + 1 - HISTORY_COMMITS)),
+                    ),
+                );
+            }
+            // Advanced even if the write below fails: a write that timed out may still have landed,
+            // and its key must not be reused.
+            *seq_guard = Some(seq + 1);
+        }
+        for (order, entry) in batch.outbox.iter().enumerate() {
+            let stored = StoredOutbox {
+                order,
+                entry: entry.clone(),
+            };
+            ops.put(k.outbox_entry(&entry.key), encode(&stored)?);
+        }
+        for id in &batch.applied_requests {
+            ops.delete(k.request(*id), None);
+        }
+
+        if ops.ops.len() > self.inner.max_ops || ops.bytes + REQUEST_OVERHEAD > self.inner.max_bytes
+        {
+            return Err(Error::new(
+                ErrorKind::Journal,
+                format!(
+                    "a journal write needs {} operations and about {} KiB in one etcd transaction, \
+                     more than [ha] max_txn_ops = {} / max_request_bytes = {} allow; nothing was \
+                     written. Raise etcd's --max-txn-ops / --max-request-bytes and the [ha] values \
+                     with them",
+                    ops.ops.len(),
+                    ops.bytes / 1024,
+                    self.inner.max_ops,
+                    self.inner.max_bytes
+                ),
+            )
+            .with_context("etcd prefix", self.prefix())
+            .permanent());
+        }
+
+        // Never wait past the local deadline: an answer after it would be acted on too late.
+        let budget = lead.remaining().min(self.inner.timeout);
+        if budget.is_zero() {
+            return Err(lead.deadline_error());
+        }
+        let txn = Txn::new()
+            .when([lead.compare(k)])
+            .and_then(ops.ops)
+            .or_else([TxnOp::get(k.leader(), None)]);
+        let mut client = self.client();
+        let resp = call(
+            budget,
+            "write the journal (fencing-token guarded)",
+            client.txn(txn),
+        )
+        .await
+        .map_err(|e| {
+            if e.kind() == ErrorKind::Timeout && lead.remaining().is_zero() {
+                lead.deadline_error()
+            } else {
+                e.with_context("etcd prefix", self.prefix())
+            }
+        })?;
+        if !resp.succeeded() {
+            let holder = get_responses(&resp)
+                .first()
+                .and_then(|g| g.kvs().first().cloned())
+                .and_then(|kv| decode::<crate::ha::Member>(&kv).ok())
+                .map_or_else(
+                    || "nobody holds the leader key".to_owned(),
+                    |m| format!("{} leads now", m.describe()),
+                );
+            return Err(lead.depose(&holder));
+        }
+        Ok(())
+    }
+
+    async fn outbox(&self) -> Result<Vec<OutboxEntry>> {
+        let resp = self
+            .get(
+                "read the outbox",
+                self.inner.keys.outbox(),
+                Some(GetOptions::new().with_prefix()),
+            )
+            .await?;
+        let mut v: Vec<(i64, StoredOutbox)> = resp
+            .kvs()
+            .iter()
+            .map(|kv| Ok((kv.create_revision(), decode(kv)?)))
+            .collect::<Result<_>>()?;
+        v.sort_by_key(|(rev, s)| (*rev, s.order));
+        Ok(v.into_iter().map(|(_, s)| s.entry).collect())
+    }
+
+    // Outbox bookkeeping is not guarded by the token: it records what the deliverer did (a report was
+    // sent), which stays true whoever leads; refusing it would only make the next leader send it again.
+    async fn outbox_retry(&self, entry: &OutboxEntry) -> Result<()> {
+        let key = self.inner.keys.outbox_entry(&entry.key);
+        for _ in 0..SUBMIT_ROUNDS {
+            let resp = self.get("read an outbox entry", key.clone(), None).await?;
+            let Some(kv) = resp.kvs().first() else {
+                // Delivered meanwhile: putting it back would deliver it twice.
+                return Ok(());
+            };
+            let mut stored: StoredOutbox = decode(kv)?;
+            stored.entry.attempts = entry.attempts;
+            stored.entry.last_error.clone_from(&entry.last_error);
+            stored.entry.next_attempt = entry.next_attempt;
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then([TxnOp::put(key.clone(), encode(&stored)?, None)]);
+            let mut c = self.client();
+            if self
+                .call("record a failed delivery", c.txn(txn))
+                .await?
+                .succeeded()
+            {
+                return Ok(());
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            format!("etcd: the outbox entry {} kept changing", entry.key),
+        ))
+    }
+
+    async fn outbox_done(&self, key: &str) -> Result<()> {
+        let mut c = self.client();
+        self.call(
+            "remove a delivered outbox entry",
+            c.delete(self.inner.keys.outbox_entry(key), None),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn history(&self, limit: usize) -> Result<Vec<HistoryEvent>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Each key holds at least one line, so `limit` keys are enough.
+        let resp = self
+            .get(
+                "read the history",
+                self.inner.keys.history(),
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_sort(SortTarget::Key, SortOrder::Descend)
+                        .with_limit(i64::try_from(limit).unwrap_or(i64::MAX)),
+                ),
+            )
+            .await?;
+        let mut newest_first = Vec::new();
+        'keys: for kv in resp.kvs() {
+            let events: Vec<HistoryEvent> = decode(kv)?;
+            for ev in events.into_iter().rev() {
+                newest_first.push(ev);
+                if newest_first.len() == limit {
+                    break 'keys;
+                }
+            }
+        }
+        newest_first.reverse();
+        Ok(newest_first)
+    }
+
+    /// Needs no leadership: the CLI submits from any machine, the leader applies.
+    async fn submit(&self, request: OperatorRequest) -> Result<u64> {
+        let k = &self.inner.keys;
+        for _ in 0..SUBMIT_ROUNDS {
+            let resp = self
+                .get("read the request counter", k.next_request(), None)
+                .await?;
+            let (id, rev) = match resp.kvs().first() {
+                Some(kv) => (decode::<u64>(kv)?.max(1), kv.mod_revision()),
+                None => (1, 0),
+            };
+            let pending = PendingRequest {
+                id,
+                at: Timestamp::now(),
+                request: request.clone(),
+            };
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    k.next_request(),
+                    CompareOp::Equal,
+                    rev,
+                )])
+                .and_then([
+                    TxnOp::put(k.next_request(), encode(&(id + 1))?, None),
+                    TxnOp::put(k.request(id), encode(&pending)?, None),
+                ]);
+            let mut c = self.client();
+            if self
+                .call("store an operator request", c.txn(txn))
+                .await?
+                .succeeded()
+            {
+                return Ok(id);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Conflict,
+            "etcd: too many operator requests submitted at once; try again",
+        ))
+    }
+
+    async fn requests(&self) -> Result<Vec<PendingRequest>> {
+        let resp = self
+            .get(
+                "read the operator requests",
+                self.inner.keys.requests(),
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_sort(SortTarget::Key, SortOrder::Ascend),
+                ),
+            )
+            .await?;
+        resp.kvs().iter().map(decode).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_one_key_segment() {
+        let k = Keys::new("e");
+        assert_eq!(
+            k.host_instances(&HostId::from("a/b%c")),
+            "/freezer-dr/e/instances/a%2Fb%25c"
+        );
+        assert_eq!(k.outbox_entry("r9/0"), "/freezer-dr/e/outbox/r9%2F0");
+    }
+
+    #[test]
+    fn buckets_are_stable_and_spread() {
+        let k = Keys::new("e");
+        assert_eq!(
+            k.host_bucket(&HostId::from("compute-1")),
+            k.host_bucket(&HostId::from("compute-1"))
+        );
+        let used: std::collections::BTreeSet<String> = (0..200)
+            .map(|i| k.host_bucket(&HostId::new(format!("compute-{i}"))))
+            .collect();
+        assert!(used.len() > 24, "{used:?}");
+    }
+}
