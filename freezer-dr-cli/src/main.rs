@@ -8,10 +8,11 @@
 // their own issues:
 // #[cfg(feature = "ipmi")] use freezer_dr_drivers_ipmi as _;
 // #[cfg(feature = "libvirt")] use freezer_dr_drivers_libvirt as _;
-// #[cfg(feature = "nova")] use freezer_dr_nova as _;
 // #[cfg(feature = "email")] use freezer_dr_email as _;
 // The `testing` fakes live in core (feature `testing`), which every binary links.
 use freezer_dr_core as _;
+#[cfg(feature = "nova")]
+use freezer_dr_nova as _;
 
 mod commands;
 mod journal;

@@ -177,6 +177,19 @@ fn drivers_lists_every_linked_driver() {
             r.show()
         );
     }
+    for (kind, name) in [
+        ("monitor", "nova"),
+        ("evacuator", "nova"),
+        ("directory", "keystone"),
+    ] {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.split_whitespace().take(2).eq([kind, name])),
+            "no `{kind} {name}` line\n{}",
+            r.show()
+        );
+    }
 }
 
 #[test]
