@@ -231,6 +231,11 @@ impl Session {
             .await
             .map_err(|e| transport_error(what, &url, e))?;
         if !status.is_success() {
+            let secret = match &self.auth.method {
+                Method::Password { password, .. } => password.expose(),
+                Method::ApplicationCredential { secret, .. } => secret.expose(),
+            };
+            let bytes = redact(&bytes, secret);
             let mut e = status_error(status, &bytes, request_id.as_deref(), what, &url);
             if status == StatusCode::UNAUTHORIZED {
                 e = Error::new(
@@ -378,6 +383,8 @@ impl Session {
             return Ok(Sent::Unauthorized(rid));
         }
         if !status.is_success() {
+            // A peer that echoes the request (a proxy's error page) must not put our token in an error.
+            let bytes = redact(&bytes, token.value.expose());
             return Err(status_error(status, &bytes, rid.as_deref(), call.what, &url));
         }
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -403,6 +410,14 @@ impl Session {
 enum Sent {
     Done(Reply),
     Unauthorized(Option<String>),
+}
+
+fn redact(body: &[u8], secret: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(body);
+    if secret.is_empty() || !text.contains(secret) {
+        return body.to_vec();
+    }
+    text.replace(secret, "<redacted>").into_bytes()
 }
 
 fn request_id(h: &reqwest::header::HeaderMap) -> Option<String> {
