@@ -338,8 +338,9 @@ impl AuthConfig {
             ))
         };
         let auth_url = self.auth_url.clone().ok_or_else(|| missing("auth_url"))?;
-        let auth_url = normalise_auth_url(&auth_url)
-            .map_err(|e| Error::config(format!("Keystone auth_url {auth_url:?} ({source}): {e}")))?;
+        let auth_url = normalise_auth_url(&auth_url).map_err(|e| {
+            Error::config(format!("Keystone auth_url {auth_url:?} ({source}): {e}"))
+        })?;
         let user = match (&self.user_id, &self.username) {
             (Some(id), _) => Some(Identity::Id(id.clone())),
             (None, Some(name)) => Some(Identity::Name {
@@ -350,12 +351,15 @@ impl AuthConfig {
             (None, None) => None,
         };
         let method = if let Some(secret) = self.application_credential_secret.clone() {
-            if self.application_credential_id.is_none() && self.application_credential_name.is_none()
+            if self.application_credential_id.is_none()
+                && self.application_credential_name.is_none()
             {
                 return Err(missing("application_credential_id (or _name)"));
             }
             if self.application_credential_id.is_none() && user.is_none() {
-                return Err(missing("username or user_id (application credential by name)"));
+                return Err(missing(
+                    "username or user_id (application credential by name)",
+                ));
             }
             Method::ApplicationCredential {
                 id: self.application_credential_id.clone(),

@@ -262,7 +262,10 @@ impl Evacuator for NovaEvacuator {
             // runtime calls again after its backoff.
             return Err(Error::new(
                 ErrorKind::Conflict,
-                format!("{h} does not report up yet (nova-compute state {}); not enabling", svc.state),
+                format!(
+                    "{h} does not report up yet (nova-compute state {}); not enabling",
+                    svc.state
+                ),
             )
             .with_context("host", h)
             .temporary());
@@ -270,7 +273,9 @@ impl Evacuator for NovaEvacuator {
         if svc.status == "disabled" {
             let reason = svc.disabled_reason.as_deref().unwrap_or("");
             if is_isolation_marker(reason) {
-                self.api.update_service(&svc, &ServiceChange::Enable).await?;
+                self.api
+                    .update_service(&svc, &ServiceChange::Enable)
+                    .await?;
                 info!(host = h, "nova-compute enabled");
             } else {
                 info!(host = h, reason, "left disabled: an operator disabled it");

@@ -109,7 +109,9 @@ mod tests {
             // The examples are whole sections: drop `type` and move the sub-table under the root.
             s.lines()
                 // Secrets from files or variables are read at parse time: not here.
-                .filter(|l| !l.starts_with("type =") && !l.contains("{ file =") && !l.contains("{ env ="))
+                .filter(|l| {
+                    !l.starts_with("type =") && !l.contains("{ file =") && !l.contains("{ env =")
+                })
                 .map(|l| l.replace(&format!("[{section}.auth]"), "[auth]"))
                 .collect::<Vec<_>>()
                 .join("\n")
@@ -118,9 +120,8 @@ mod tests {
         assert_eq!(m.auth.cloud.as_deref(), Some("mycloud"));
         let e: NovaConfig = toml::from_str(&strip(EVACUATOR_EXAMPLE, "evacuator")).unwrap();
         assert_eq!(e.page_size, 200);
-        let d: KeystoneConfig = toml::from_str(&strip(DIRECTORY_EXAMPLE, "directory")).unwrap_or_else(
-            |err| panic!("{err}"),
-        );
+        let d: KeystoneConfig = toml::from_str(&strip(DIRECTORY_EXAMPLE, "directory"))
+            .unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(d.cache_ttl, std::time::Duration::from_secs(600));
     }
 }

@@ -42,10 +42,7 @@ pub(crate) fn health_of(s: &ComputeService, now: SystemTime, timeout: Duration) 
         forced_down: forced,
     };
     let evidence = |age: Option<Duration>| {
-        let age = age.map_or_else(
-            || "never".to_owned(),
-            |a| format!("{}s ago", a.as_secs()),
-        );
+        let age = age.map_or_else(|| "never".to_owned(), |a| format!("{}s ago", a.as_secs()));
         format!(
             "nova-compute state={} status={} forced_down={forced} last heartbeat {age}",
             s.state, s.status
@@ -82,7 +79,11 @@ pub(crate) fn health_of(s: &ComputeService, now: SystemTime, timeout: Duration) 
 }
 
 /// One entry per host: if Nova lists a host twice (several cells), it is up if any of its services is.
-pub(crate) fn merge(services: &[ComputeService], now: SystemTime, timeout: Duration) -> Vec<HostHealth> {
+pub(crate) fn merge(
+    services: &[ComputeService],
+    now: SystemTime,
+    timeout: Duration,
+) -> Vec<HostHealth> {
     let mut by_host: BTreeMap<HostId, HostHealth> = BTreeMap::new();
     for s in services {
         let h = health_of(s, now, timeout);
@@ -115,7 +116,13 @@ mod tests {
 
     use super::*;
 
-    fn svc(host: &str, state: &str, forced: bool, age_s: Option<u64>, now: SystemTime) -> ComputeService {
+    fn svc(
+        host: &str,
+        state: &str,
+        forced: bool,
+        age_s: Option<u64>,
+        now: SystemTime,
+    ) -> ComputeService {
         ComputeService {
             id: json!(host),
             binary: "nova-compute".into(),
@@ -137,9 +144,15 @@ mod tests {
     fn heartbeat_age_and_state_decide_liveness() {
         let now = SystemTime::now();
         let t = Duration::from_secs(30);
-        assert_eq!(health_of(&svc("a", "up", false, Some(2), now), now, t).health, Health::Up);
+        assert_eq!(
+            health_of(&svc("a", "up", false, Some(2), now), now, t).health,
+            Health::Up
+        );
         let stale = health_of(&svc("a", "up", false, Some(45), now), now, t).health;
-        assert!(stale.is_down(), "a stale heartbeat is down even if Nova says up: {stale:?}");
+        assert!(
+            stale.is_down(),
+            "a stale heartbeat is down even if Nova says up: {stale:?}"
+        );
         let down = health_of(&svc("a", "down", false, Some(2), now), now, t).health;
         assert!(down.is_down());
         // Forced down by freezer-dr, but heartbeating again: the repaired host shows it is back.
@@ -150,7 +163,10 @@ mod tests {
         let Health::Down { reason } = dead else {
             panic!("expected down")
         };
-        assert!(reason.contains("forced_down=true") && reason.contains("300s ago"), "{reason}");
+        assert!(
+            reason.contains("forced_down=true") && reason.contains("300s ago"),
+            "{reason}"
+        );
         assert!(matches!(
             health_of(&svc("a", "down", false, None, now), now, t).health,
             Health::Unknown { .. }
@@ -165,8 +181,15 @@ mod tests {
         s.disabled_reason = Some("disk swap, ticket 42".into());
         let h = health_of(&s, now, Duration::from_secs(30));
         assert!(h.admin.disabled_by_operator());
-        s.disabled_reason = Some(freezer_dr_core::isolation_marker("r1", freezer_dr_core::Timestamp(0)));
-        assert!(health_of(&s, now, Duration::from_secs(30)).admin.isolated_by_freezer_dr());
+        s.disabled_reason = Some(freezer_dr_core::isolation_marker(
+            "r1",
+            freezer_dr_core::Timestamp(0),
+        ));
+        assert!(
+            health_of(&s, now, Duration::from_secs(30))
+                .admin
+                .isolated_by_freezer_dr()
+        );
     }
 
     #[test]

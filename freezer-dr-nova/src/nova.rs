@@ -77,7 +77,9 @@ impl Server {
         match &self.image {
             Value::Null => true,
             Value::String(s) => s.is_empty(),
-            Value::Object(m) => m.get("id").is_none_or(|v| v.as_str().is_none_or(str::is_empty)),
+            Value::Object(m) => m
+                .get("id")
+                .is_none_or(|v| v.as_str().is_none_or(str::is_empty)),
             _ => false,
         }
     }
@@ -160,7 +162,11 @@ pub(crate) fn service_request(
 
 /// The evacuate action body at microversion `mv`. freezer-dr never sets `force` (it bypasses the
 /// scheduler's checks) nor `adminPass`.
-pub(crate) fn evacuate_body(mv: Microversion, target: Option<&str>, on_shared_storage: bool) -> Value {
+pub(crate) fn evacuate_body(
+    mv: Microversion,
+    target: Option<&str>,
+    on_shared_storage: bool,
+) -> Value {
     let mut e = serde_json::Map::new();
     if let Some(t) = target {
         e.insert("host".into(), json!(t));
@@ -217,11 +223,14 @@ impl NovaApi {
             .get("version")
             .cloned()
             .or_else(|| {
-                r.body.get("versions").and_then(Value::as_array).and_then(|vs| {
-                    vs.iter()
-                        .find(|v| v.get("id").and_then(Value::as_str) == Some("v2.1"))
-                        .cloned()
-                })
+                r.body
+                    .get("versions")
+                    .and_then(Value::as_array)
+                    .and_then(|vs| {
+                        vs.iter()
+                            .find(|v| v.get("id").and_then(Value::as_str) == Some("v2.1"))
+                            .cloned()
+                    })
             })
             .unwrap_or(Value::Null);
         let field = |k: &str| {
@@ -379,7 +388,12 @@ impl NovaApi {
     pub(crate) async fn server(&self, id: &str) -> Result<Option<Server>> {
         let what = format!("read server {id}");
         match self
-            .call(HttpMethod::GET, &format!("/servers/{}", enc(id)), None, &what)
+            .call(
+                HttpMethod::GET,
+                &format!("/servers/{}", enc(id)),
+                None,
+                &what,
+            )
             .await
         {
             Ok(body) => {
@@ -442,7 +456,11 @@ impl NovaApi {
             .await
             .map_err(|e| e.with_context("instance", id))?;
         let mut v: Vec<Migration> = parse(&body, "migrations", &what)?;
-        v.retain(|m| m.migration_type.as_deref().is_none_or(|t| t == "evacuation"));
+        v.retain(|m| {
+            m.migration_type
+                .as_deref()
+                .is_none_or(|t| t == "evacuation")
+        });
         v.sort_by(|a, b| {
             (b.created_at.as_deref(), id_num(&b.id)).cmp(&(a.created_at.as_deref(), id_num(&a.id)))
         });
@@ -501,7 +519,8 @@ mod tests {
         let (p, b) = service_request(mv("2.53"), &uuid, &ServiceChange::ForcedDown(true)).unwrap();
         assert_eq!(p, "/os-services/7f6c2a2e-0000-4000-8000-000000000001");
         assert_eq!(b, json!({"forced_down": true}));
-        let (_, b) = service_request(mv("2.94"), &uuid, &ServiceChange::Disable("m".into())).unwrap();
+        let (_, b) =
+            service_request(mv("2.94"), &uuid, &ServiceChange::Disable("m".into())).unwrap();
         assert_eq!(b, json!({"status": "disabled", "disabled_reason": "m"}));
 
         let int = svc(json!(7));
@@ -511,7 +530,8 @@ mod tests {
             b,
             json!({"host": "compute1", "binary": "nova-compute", "forced_down": true})
         );
-        let (p, b) = service_request(mv("2.29"), &int, &ServiceChange::Disable("m".into())).unwrap();
+        let (p, b) =
+            service_request(mv("2.29"), &int, &ServiceChange::Disable("m".into())).unwrap();
         assert_eq!(p, "/os-services/disable-log-reason");
         assert_eq!(
             b,
@@ -533,12 +553,18 @@ mod tests {
             evacuate_body(mv("2.13"), Some("c2"), true),
             json!({"evacuate": {"host": "c2", "onSharedStorage": true}})
         );
-        assert_eq!(evacuate_body(mv("2.14"), None, true), json!({"evacuate": {}}));
+        assert_eq!(
+            evacuate_body(mv("2.14"), None, true),
+            json!({"evacuate": {}})
+        );
         assert_eq!(
             evacuate_body(mv("2.29"), Some("c2"), false),
             json!({"evacuate": {"host": "c2"}})
         );
-        assert_eq!(evacuate_body(mv("2.95"), None, false), json!({"evacuate": {}}));
+        assert_eq!(
+            evacuate_body(mv("2.95"), None, false),
+            json!({"evacuate": {}})
+        );
     }
 
     #[test]

@@ -269,14 +269,20 @@ impl Session {
             catalog: Vec<CatalogService>,
         }
         let body: Body = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::new(ErrorKind::InvalidResponse, "Keystone's token body is unreadable")
-                .with_context("url", &url)
-                .with_source(e)
+            Error::new(
+                ErrorKind::InvalidResponse,
+                "Keystone's token body is unreadable",
+            )
+            .with_context("url", &url)
+            .with_source(e)
         })?;
         let expires = parse_time(&body.token.expires_at).ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidResponse,
-                format!("Keystone's expires_at {:?} is not a time", body.token.expires_at),
+                format!(
+                    "Keystone's expires_at {:?} is not a time",
+                    body.token.expires_at
+                ),
             )
         })?;
         let life = expires.duration_since(started).unwrap_or_default();
@@ -343,7 +349,10 @@ impl Session {
                     Sent::Done(r) => Ok(r),
                     Sent::Unauthorized(again) => Err(Error::new(
                         ErrorKind::Auth,
-                        format!("{}: a fresh Keystone token was refused too (401)", call.what),
+                        format!(
+                            "{}: a fresh Keystone token was refused too (401)",
+                            call.what
+                        ),
                     )
                     .with_context(
                         "request_id",
@@ -385,7 +394,13 @@ impl Session {
         if !status.is_success() {
             // A peer that echoes the request (a proxy's error page) must not put our token in an error.
             let bytes = redact(&bytes, token.value.expose());
-            return Err(status_error(status, &bytes, rid.as_deref(), call.what, &url));
+            return Err(status_error(
+                status,
+                &bytes,
+                rid.as_deref(),
+                call.what,
+                &url,
+            ));
         }
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {
             Value::Null
@@ -463,7 +478,11 @@ pub(crate) fn error_message(body: &[u8]) -> String {
         Ok(Value::Object(map)) => map
             .values()
             .find_map(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
-            .or_else(|| map.get("message").and_then(Value::as_str).map(str::to_owned))
+            .or_else(|| {
+                map.get("message")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
             .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned()),
         _ => String::from_utf8_lossy(body).into_owned(),
     };
@@ -538,7 +557,10 @@ mod tests {
                 "http://n/servers/s1/action",
             )
         };
-        let busy = e(409, r#"{"conflictingRequest": {"code": 409, "message": "Instance s1 is locked"}}"#);
+        let busy = e(
+            409,
+            r#"{"conflictingRequest": {"code": 409, "message": "Instance s1 is locked"}}"#,
+        );
         assert_eq!(busy.kind(), ErrorKind::Conflict);
         assert!(busy.is_temporary());
         assert!(busy.to_string().contains("Instance s1 is locked"), "{busy}");
@@ -551,7 +573,10 @@ mod tests {
         );
         assert!(in_use.is_temporary(), "{in_use}");
         assert_eq!(in_use.kind(), ErrorKind::Conflict);
-        let bad = e(400, r#"{"badRequest": {"code": 400, "message": "Invalid input"}}"#);
+        let bad = e(
+            400,
+            r#"{"badRequest": {"code": 400, "message": "Invalid input"}}"#,
+        );
         assert!(!bad.is_temporary());
         assert!(!e(403, "{}").is_temporary());
         assert_eq!(e(404, "{}").kind(), ErrorKind::NotFound);

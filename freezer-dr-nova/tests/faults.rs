@@ -63,7 +63,10 @@ async fn server_errors_are_temporary_and_carry_the_request_id() {
     s.fault(
         Method::GET,
         "/compute/v2.1/os-services",
-        Fault::Status(503, json!({"computeFault": {"code": 503, "message": "database gone"}})),
+        Fault::Status(
+            503,
+            json!({"computeFault": {"code": 503, "message": "database gone"}}),
+        ),
     );
     let e = m.observe().await.expect_err("503");
     assert_eq!(e.kind(), ErrorKind::PeerFailure);
@@ -87,12 +90,18 @@ async fn conflicts_and_still_in_use_are_temporary_bad_requests_are_not() {
     s.fault(
         Method::POST,
         "/compute/v2.1/servers/a0/action",
-        Fault::Status(409, json!({"conflictingRequest": {"code": 409, "message": "Instance a0 is locked"}})),
+        Fault::Status(
+            409,
+            json!({"conflictingRequest": {"code": 409, "message": "Instance a0 is locked"}}),
+        ),
     );
     let err = e.evacuate(&f, &i).await.expect_err("409");
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(err.is_temporary());
-    assert!(err.to_string().contains("instance: a0") && err.to_string().contains("host: c1"), "{err}");
+    assert!(
+        err.to_string().contains("instance: a0") && err.to_string().contains("host: c1"),
+        "{err}"
+    );
     s.fault(
         Method::POST,
         "/compute/v2.1/servers/a0/action",
@@ -103,25 +112,37 @@ async fn conflicts_and_still_in_use_are_temporary_bad_requests_are_not() {
     s.fault(
         Method::POST,
         "/compute/v2.1/servers/a0/action",
-        Fault::Status(400, json!({"badRequest": {"code": 400, "message": "Invalid input for field"}})),
+        Fault::Status(
+            400,
+            json!({"badRequest": {"code": 400, "message": "Invalid input for field"}}),
+        ),
     );
     let err = e.evacuate(&f, &i).await.expect_err("400");
     assert!(!err.is_temporary(), "{err}");
     s.fault(
         Method::GET,
         "/compute/v2.1/os-services",
-        Fault::Status(403, json!({"forbidden": {"code": 403, "message": "Policy doesn't allow"}})),
+        Fault::Status(
+            403,
+            json!({"forbidden": {"code": 403, "message": "Policy doesn't allow"}}),
+        ),
     );
     let err = e.isolate(&f).await.expect_err("403");
     assert_eq!(err.kind(), ErrorKind::Auth);
     assert!(!err.is_temporary());
-    let err = e.restore(&HostId::from("c3")).await.expect_err("unknown host");
+    let err = e
+        .restore(&HostId::from("c3"))
+        .await
+        .expect_err("unknown host");
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(!err.is_temporary());
     assert!(err.to_string().contains("c3"), "{err}");
     // After all that, the request goes through.
     e.evacuate(&f, &i).await.unwrap();
-    assert!(matches!(e.progress(&i).await.unwrap(), Progress::Done { .. }));
+    assert!(matches!(
+        e.progress(&i).await.unwrap(),
+        Progress::Done { .. }
+    ));
 }
 
 #[tokio::test]
@@ -142,7 +163,10 @@ async fn a_hang_is_a_timeout_and_a_slow_answer_is_fine() {
     let e = m.observe().await.expect_err("hang");
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
     assert!(e.is_temporary());
-    assert!(t.elapsed() < Duration::from_secs(3), "the timeout bounds the call");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "the timeout bounds the call"
+    );
     s.fault(
         Method::GET,
         "/compute/v2.1/os-services",
@@ -185,7 +209,10 @@ async fn tokens_are_reused_renewed_before_expiry_and_after_a_401() {
     let e = m.observe().await.expect_err("401 twice");
     assert_eq!(e.kind(), ErrorKind::Auth);
     assert!(!e.is_temporary());
-    assert!(e.to_string().contains("fresh Keystone token was refused"), "{e}");
+    assert!(
+        e.to_string().contains("fresh Keystone token was refused"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -194,8 +221,16 @@ async fn listing_follows_pages_and_matches_the_host_exactly() {
     let e = NovaEvacuator::new(cfg(&s)).unwrap();
     let listed = e.instances(&Fenced::for_tests("c1")).await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|i| i.id.as_str()).collect();
-    assert_eq!(ids, ["a0", "a1", "a2", "a3", "a4"], "c10's servers never listed for c1");
-    assert!(listed.iter().all(|i| i.host.as_str() == "c1" && i.volume_backed));
+    assert_eq!(
+        ids,
+        ["a0", "a1", "a2", "a3", "a4"],
+        "c10's servers never listed for c1"
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|i| i.host.as_str() == "c1" && i.volume_backed)
+    );
     let pages = s.with(|st| {
         st.log
             .iter()
@@ -204,7 +239,12 @@ async fn listing_follows_pages_and_matches_the_host_exactly() {
             .collect::<Vec<_>>()
     });
     assert!(pages.len() >= 3, "page size 2 over 5+3 matches: {pages:?}");
-    assert!(pages.iter().all(|p| p.contains("all_tenants=1") && p.contains("host=c1&")), "{pages:?}");
+    assert!(
+        pages
+            .iter()
+            .all(|p| p.contains("all_tenants=1") && p.contains("host=c1&")),
+        "{pages:?}"
+    );
     assert!(pages[1].contains("marker="), "{pages:?}");
 }
 
@@ -233,17 +273,38 @@ async fn isolate_and_restore_update_the_service_in_order() {
             .map(|(_, p)| p.clone())
             .collect()
     });
-    assert_eq!(puts, ["/compute/v2.1/os-services/svc-c2", "/compute/v2.1/os-services/svc-c2"]);
-    let svc = s.with(|st| st.services.iter().find(|v| v["host"] == "c2").cloned().unwrap());
+    assert_eq!(
+        puts,
+        [
+            "/compute/v2.1/os-services/svc-c2",
+            "/compute/v2.1/os-services/svc-c2"
+        ]
+    );
+    let svc = s.with(|st| {
+        st.services
+            .iter()
+            .find(|v| v["host"] == "c2")
+            .cloned()
+            .unwrap()
+    });
     assert_eq!(svc["forced_down"], true);
     assert_eq!(svc["disabled_reason"], f.marker().as_str());
     // Repeating changes nothing.
     e.isolate(&f).await.unwrap();
     assert_eq!(s.calls(&Method::PUT, "/compute"), 2);
     // Still down: restore unsets forced_down but refuses to enable, temporarily.
-    let err = e.restore(&HostId::from("c2")).await.expect_err("not up yet");
+    let err = e
+        .restore(&HostId::from("c2"))
+        .await
+        .expect_err("not up yet");
     assert!(err.is_temporary(), "{err}");
-    let svc = s.with(|st| st.services.iter().find(|v| v["host"] == "c2").cloned().unwrap());
+    let svc = s.with(|st| {
+        st.services
+            .iter()
+            .find(|v| v["host"] == "c2")
+            .cloned()
+            .unwrap()
+    });
     assert_eq!(svc["status"], "disabled", "never enabled while down");
     s.with(|st| {
         for v in &mut st.services {
@@ -253,7 +314,13 @@ async fn isolate_and_restore_update_the_service_in_order() {
         }
     });
     e.restore(&HostId::from("c2")).await.unwrap();
-    let svc = s.with(|st| st.services.iter().find(|v| v["host"] == "c2").cloned().unwrap());
+    let svc = s.with(|st| {
+        st.services
+            .iter()
+            .find(|v| v["host"] == "c2")
+            .cloned()
+            .unwrap()
+    });
     assert_eq!(svc["status"], "enabled");
     assert_eq!(svc["forced_down"], false);
 }
@@ -289,7 +356,12 @@ async fn no_secret_in_errors_or_debug_output() {
     let e = m.observe().await.expect_err("refused");
     assert_eq!(e.kind(), ErrorKind::Auth);
     assert!(!e.is_temporary());
-    for text in [e.to_string(), format!("{e:?}"), format!("{m:?}"), format!("{c:?}")] {
+    for text in [
+        e.to_string(),
+        format!("{e:?}"),
+        format!("{m:?}"),
+        format!("{c:?}"),
+    ] {
         assert!(!text.contains("wrong-pw-123"), "{text}");
     }
     // A peer that echoes our token in an error body: the token is redacted.
@@ -299,7 +371,10 @@ async fn no_secret_in_errors_or_debug_output() {
     s.fault(
         Method::GET,
         "/compute/v2.1/os-services",
-        Fault::Status(502, json!({"message": format!("bad gateway for X-Auth-Token: {token}")})),
+        Fault::Status(
+            502,
+            json!({"message": format!("bad gateway for X-Auth-Token: {token}")}),
+        ),
     );
     let e = m.observe().await.expect_err("502");
     assert!(!e.to_string().contains(&token), "{e}");

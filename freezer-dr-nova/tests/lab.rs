@@ -8,6 +8,9 @@
 //! list, evacuate, track; service and evacuate bodies at microversions 2.1, 2.29, 2.53, 2.94, 2.95; repair
 //! and restore; the directory.
 
+// Test harness code outside #[test] functions: panicking is how it fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -245,7 +248,11 @@ fn health_of<'a>(seen: &'a [HostHealth], host: &str) -> &'a HostHealth {
         .unwrap_or_else(|| panic!("monitor did not list {host}: {seen:?}"))
 }
 
-async fn evacuate_and_track(e: &NovaEvacuator, fenced: &Fenced, inst: &freezer_dr_core::Instance) -> (HostId, String) {
+async fn evacuate_and_track(
+    e: &NovaEvacuator,
+    fenced: &Fenced,
+    inst: &freezer_dr_core::Instance,
+) -> (HostId, String) {
     e.evacuate(fenced, inst)
         .await
         .unwrap_or_else(|err| panic!("evacuate {}: {err}", inst.id));
@@ -258,7 +265,11 @@ async fn evacuate_and_track(e: &NovaEvacuator, fenced: &Fenced, inst: &freezer_d
             Err(err) if err.is_temporary() => {}
             Err(err) => panic!("progress {}: {err}", inst.id),
         }
-        assert!(Instant::now() < deadline, "evacuation of {} did not finish", inst.id);
+        assert!(
+            Instant::now() < deadline,
+            "evacuation of {} did not finish",
+            inst.id
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -288,7 +299,9 @@ async fn real_nova_recovery_path() {
     let mut on: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (host, n) in [("compute1", 3), ("compute10", 2), ("compute2", 6)] {
         for i in 0..n {
-            let id = admin.boot(&format!("{host}-vm{i}"), host, "on", &image).await;
+            let id = admin
+                .boot(&format!("{host}-vm{i}"), host, "on", &image)
+                .await;
             on.entry(host).or_default().push(id);
         }
     }
@@ -342,7 +355,10 @@ async fn real_nova_recovery_path() {
 
     // ---- compute1: the core conformance suite, then the rest by hand.
     let evac = NovaEvacuator::new(lab.nova("2.94")).expect("evacuator");
-    assert_eq!(evac.microversion().await.unwrap(), Microversion::DEFAULT_CAP);
+    assert_eq!(
+        evac.microversion().await.unwrap(),
+        Microversion::DEFAULT_CAP
+    );
     let fenced1 = Fenced::for_tests("compute1");
     conformance::evacuator(&evac, &fenced1).await;
 
@@ -352,12 +368,23 @@ async fn real_nova_recovery_path() {
     assert_eq!(svc["disabled_reason"], fenced1.marker().as_str(), "{svc}");
     let seen = monitor.observe().await.unwrap();
     let c1 = health_of(&seen, "compute1");
-    assert!(c1.admin.isolated_by_freezer_dr() && !c1.admin.disabled_by_operator(), "{c1:?}");
+    assert!(
+        c1.admin.isolated_by_freezer_dr() && !c1.admin.disabled_by_operator(),
+        "{c1:?}"
+    );
 
     let listed = evac.instances(&fenced1).await.expect("instances");
     let listed_ids: BTreeSet<&str> = listed.iter().map(|i| i.id.as_str()).collect();
-    assert_eq!(listed.len(), 2, "one of three was evacuated by the suite: {listed:?}");
-    assert!(listed_ids.iter().all(|id| on["compute1"].iter().any(|x| x == id)));
+    assert_eq!(
+        listed.len(),
+        2,
+        "one of three was evacuated by the suite: {listed:?}"
+    );
+    assert!(
+        listed_ids
+            .iter()
+            .all(|id| on["compute1"].iter().any(|x| x == id))
+    );
     for i in &listed {
         assert_eq!(i.host.as_str(), "compute1");
         assert_eq!(i.status, "ACTIVE");
@@ -367,7 +394,11 @@ async fn real_nova_recovery_path() {
     }
     for i in &listed {
         let (to, status) = evacuate_and_track(&evac, &fenced1, i).await;
-        assert!(to.as_str() != "compute1" && to.as_str() != "compute2", "{} went to {to}", i.id);
+        assert!(
+            to.as_str() != "compute1" && to.as_str() != "compute2",
+            "{} went to {to}",
+            i.id
+        );
         assert_eq!(status, "ACTIVE");
     }
     assert!(evac.instances(&fenced1).await.unwrap().is_empty());
@@ -407,7 +438,11 @@ async fn real_nova_recovery_path() {
         let s = admin.service("compute3").await;
         assert_eq!(s["status"], "disabled", "at {cap}: {s}");
         assert_eq!(s["disabled_reason"], f3.marker().as_str(), "at {cap}");
-        assert_eq!(s["forced_down"], cap != "2.1", "at {cap} (no forced_down before 2.11): {s}");
+        assert_eq!(
+            s["forced_down"],
+            cap != "2.1",
+            "at {cap} (no forced_down before 2.11): {s}"
+        );
         restore_until_ok(&e, "compute3", Duration::from_secs(30)).await;
         let s = admin.service("compute3").await;
         assert_eq!(s["status"], "enabled", "restore at {cap}: {s}");
@@ -416,8 +451,15 @@ async fn real_nova_recovery_path() {
         let inst = c2.remove(0);
         let (to, status) = evacuate_and_track(&e, &fenced2, &inst).await;
         assert_ne!(to.as_str(), "compute2");
-        let want = if cap == "2.95" && !restore_power { "SHUTOFF" } else { "ACTIVE" };
-        assert_eq!(status, want, "evacuated at {cap} (restore_power_state={restore_power})");
+        let want = if cap == "2.95" && !restore_power {
+            "SHUTOFF"
+        } else {
+            "ACTIVE"
+        };
+        assert_eq!(
+            status, want,
+            "evacuated at {cap} (restore_power_state={restore_power})"
+        );
     }
 
     // ---- Repair compute1: it heartbeats again (monitor: Up although still forced down), then restore.
@@ -427,10 +469,16 @@ async fn real_nova_recovery_path() {
         let seen = monitor.observe().await.unwrap();
         let c1 = health_of(&seen, "compute1");
         if c1.health == Health::Up {
-            assert!(c1.admin.forced_down, "still forced down until restored: {c1:?}");
+            assert!(
+                c1.admin.forced_down,
+                "still forced down until restored: {c1:?}"
+            );
             break;
         }
-        assert!(repaired.elapsed() < Duration::from_secs(90), "compute1 never read up: {c1:?}");
+        assert!(
+            repaired.elapsed() < Duration::from_secs(90),
+            "compute1 never read up: {c1:?}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     restore_until_ok(&evac, "compute1", Duration::from_secs(90)).await;
@@ -439,17 +487,24 @@ async fn real_nova_recovery_path() {
     assert_eq!(svc["forced_down"], false, "{svc}");
     assert_eq!(svc["state"], "up", "{svc}");
     // A second restore is a no-op.
-    evac.restore(&HostId::from("compute1")).await.expect("restore again");
+    evac.restore(&HostId::from("compute1"))
+        .await
+        .expect("restore again");
 
     // An operator's disable is left alone by restore.
     admin
         .call(
             reqwest::Method::PUT,
-            &format!("/os-services/{}", admin.service("compute10").await["id"].as_str().unwrap()),
+            &format!(
+                "/os-services/{}",
+                admin.service("compute10").await["id"].as_str().unwrap()
+            ),
             Some(json!({"status": "disabled", "disabled_reason": "disk swap, ticket 42"})),
         )
         .await;
-    evac.restore(&HostId::from("compute10")).await.expect("restore compute10");
+    evac.restore(&HostId::from("compute10"))
+        .await
+        .expect("restore compute10");
     let s = admin.service("compute10").await;
     assert_eq!(s["status"], "disabled");
     let seen = monitor.observe().await.unwrap();

@@ -2,7 +2,7 @@
 //! hangs, slow answers, tokens revoked mid-run, pagination, injected latency. It is never the only proof
 //! that the Nova code works (tests/lab.rs runs against a real Nova).
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -204,6 +204,29 @@ async fn handle(
         None => {}
     }
 
+    if path == "/stats" {
+        // For the benchmark: what the client did, measured here (no token needed, never in the log).
+        let s = st.lock().unwrap();
+        let count = |m: &Method, f: &dyn Fn(&str) -> bool| {
+            s.log.iter().filter(|(lm, p)| lm == m && f(p)).count()
+        };
+        let window = match (s.evac_first, s.evac_last) {
+            (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
+            _ => 0.0,
+        };
+        return reply(
+            200,
+            json!({
+                "calls": s.log.len(),
+                "auth": s.auth_calls,
+                "evacuate_posts": count(&Method::POST, &|p| p.ends_with("/action")),
+                "server_gets": count(&Method::GET, &|p| {
+                    p.starts_with("/compute/v2.1/servers/") && !p.contains("detail")
+                }),
+                "evac_window_s": window,
+            }),
+        );
+    }
     if path == "/identity/v3/auth/tokens" && method == Method::POST {
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let pw = req["auth"]["identity"]["password"]["user"]["password"].as_str();
@@ -223,22 +246,24 @@ async fn handle(
         let mut r = reply(
             201,
             json!({"token": {
-                "expires_at": format!("{}Z", fmt_time(exp)),
-                "catalog": [
-                    {"type": "identity", "endpoints": [
-                        {"interface": "public", "region_id": "RegionOne",
-                         "url": format!("http://{addr}/identity/v3")}]},
-                    {"type": "compute", "endpoints": [
-                        {"interface": "internal", "region_id": "RegionOne",
-                         "url": format!("http://{addr}/wrong-interface/v2.1")},
-                        {"interface": "public", "region_id": "RegionTwo",
-                         "url": format!("http://{addr}/wrong-region/v2.1")},
-                        {"interface": "public", "region_id": "RegionOne",
-                         "url": format!("http://{addr}/compute/v2.1")}]}
-                ]}}),
+            "expires_at": format!("{}Z", fmt_time(exp)),
+            "catalog": [
+                {"type": "identity", "endpoints": [
+                    {"interface": "public", "region_id": "RegionOne",
+                     "url": format!("http://{addr}/identity/v3")}]},
+                {"type": "compute", "endpoints": [
+                    {"interface": "internal", "region_id": "RegionOne",
+                     "url": format!("http://{addr}/wrong-interface/v2.1")},
+                    {"interface": "public", "region_id": "RegionTwo",
+                     "url": format!("http://{addr}/wrong-region/v2.1")},
+                    {"interface": "public", "region_id": "RegionOne",
+                     "url": format!("http://{addr}/compute/v2.1")}]}
+            ]}}),
         );
-        r.headers_mut()
-            .insert("x-subject-token", HeaderValue::from_str(&token).expect("ascii"));
+        r.headers_mut().insert(
+            "x-subject-token",
+            HeaderValue::from_str(&token).expect("ascii"),
+        );
         return r;
     }
 
@@ -263,7 +288,10 @@ async fn handle(
     }
 
     let Some(rest) = path.strip_prefix("/compute/v2.1") else {
-        return reply(404, json!({"itemNotFound": {"code": 404, "message": "no such API"}}));
+        return reply(
+            404,
+            json!({"itemNotFound": {"code": 404, "message": "no such API"}}),
+        );
     };
     let q = query(&uri);
     let mut s = st.lock().unwrap();
@@ -286,7 +314,10 @@ async fn handle(
             let id = &p["/os-services/".len()..];
             let change: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let Some(svc) = s.services.iter_mut().find(|v| v["id"] == id) else {
-                return reply(404, json!({"itemNotFound": {"code": 404, "message": "no service"}}));
+                return reply(
+                    404,
+                    json!({"itemNotFound": {"code": 404, "message": "no service"}}),
+                );
             };
             if let Some(obj) = change.as_object() {
                 for (k, v) in obj {
@@ -314,7 +345,10 @@ async fn handle(
                 match list.iter().position(|v| v["id"] == m.as_str()) {
                     Some(i) => list = list.split_off(i + 1),
                     None => {
-                        return reply(400, json!({"badRequest": {"code": 400, "message": "marker not found"}}));
+                        return reply(
+                            400,
+                            json!({"badRequest": {"code": 400, "message": "marker not found"}}),
+                        );
                     }
                 }
             }
@@ -332,12 +366,18 @@ async fn handle(
             let now = Instant::now();
             match s.servers.get(id).cloned() {
                 Some(v) => {
-                    if v["OS-EXT-SRV-ATTR:host"].as_str().is_some_and(|h| h.starts_with("target")) {
+                    if v["OS-EXT-SRV-ATTR:host"]
+                        .as_str()
+                        .is_some_and(|h| h.starts_with("target"))
+                    {
                         s.evac_last = Some(now);
                     }
                     reply(200, json!({ "server": v }))
                 }
-                None => reply(404, json!({"itemNotFound": {"code": 404, "message": "Instance could not be found."}})),
+                None => reply(
+                    404,
+                    json!({"itemNotFound": {"code": 404, "message": "Instance could not be found."}}),
+                ),
             }
         }
         (Method::POST, p) if p.starts_with("/servers/") && p.ends_with("/action") => {
@@ -348,7 +388,10 @@ async fn handle(
                 s.evac_first = Some(now);
             }
             let Some(v) = s.servers.get_mut(id) else {
-                return reply(404, json!({"itemNotFound": {"code": 404, "message": "Instance could not be found."}}));
+                return reply(
+                    404,
+                    json!({"itemNotFound": {"code": 404, "message": "Instance could not be found."}}),
+                );
             };
             if action.get("evacuate").is_some() {
                 // The fake evacuates at once: the next read shows it settled on a new host.
@@ -358,7 +401,10 @@ async fn handle(
                 reply(202, Value::Null)
             }
         }
-        _ => reply(404, json!({"itemNotFound": {"code": 404, "message": format!("no route {rest}")}})),
+        _ => reply(
+            404,
+            json!({"itemNotFound": {"code": 404, "message": format!("no route {rest}")}}),
+        ),
     }
 }
 
