@@ -212,6 +212,12 @@ impl Evacuator for NovaEvacuator {
             Some(st) if migration_running(st) => Ok(Progress::InProgress {
                 detail: format!("evacuation migration {st}"),
             }),
+            // `done` flips to `completed` only when the source's nova-compute starts again, so a `done`
+            // evacuation from a host the server still shows is this evacuation finishing: Nova saves the
+            // new host after clearing the task (seen at 2.95, while it stops the rebuilt server).
+            Some("done") => Ok(Progress::InProgress {
+                detail: "evacuation migration done, server record not yet moved".into(),
+            }),
             Some(st @ ("error" | "failed")) => Ok(Progress::Failed {
                 reason: format!(
                     "the evacuation migration of {} from {} ended {st} (no valid host?)",
