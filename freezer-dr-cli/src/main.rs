@@ -6,7 +6,6 @@
 
 // Every driver crate this binary links, one line each, behind its Cargo feature. Driver crates land with
 // their own issues:
-// #[cfg(feature = "nova")] use freezer_dr_nova as _;
 #[cfg(feature = "email")]
 use freezer_dr_email as _;
 // The `testing` fakes live in core (feature `testing`), which every binary links.
@@ -15,6 +14,8 @@ use freezer_dr_core as _;
 use freezer_dr_drivers_ipmi as _;
 #[cfg(feature = "libvirt")]
 use freezer_dr_drivers_libvirt as _;
+#[cfg(feature = "nova")]
+use freezer_dr_nova as _;
 
 mod commands;
 mod journal;

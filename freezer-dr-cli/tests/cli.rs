@@ -210,6 +210,20 @@ fn drivers_lists_every_linked_driver() {
         "no `notifier email` line: the email crate was dropped by the linker\n{}",
         r.show()
     );
+    #[cfg(feature = "nova")]
+    for (kind, name) in [
+        ("monitor", "nova"),
+        ("evacuator", "nova"),
+        ("directory", "keystone"),
+    ] {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.split_whitespace().take(2).eq([kind, name])),
+            "no `{kind} {name}` line: the nova crate was dropped by the linker\n{}",
+            r.show()
+        );
+    }
 }
 
 #[cfg(feature = "ipmi")]

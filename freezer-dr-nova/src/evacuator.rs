@@ -1,0 +1,296 @@
+//! The `nova` evacuator: isolate a fenced host, list its instances, evacuate and track them, restore it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use freezer_dr_core::{
+    Error, ErrorKind, Evacuator, Fenced, HostId, Instance, Progress, Result, is_isolation_marker,
+};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::config::NovaConfig;
+use crate::microversion::Microversion;
+use crate::nova::{NovaApi, Server, ServiceChange};
+
+/// Isolates fenced hosts in Nova and evacuates their instances.
+///
+/// Order matters: `forced_down` first (Nova's docs: only for a host that is really off — which the
+/// [`Fenced`] proof guarantees), then `disabled` with [`Fenced::marker`] as `disabled_reason`. Every call is
+/// safe to repeat. The driver never retries or sleeps: 409s and 5xx come back as temporary errors.
+#[derive(Debug)]
+pub struct NovaEvacuator {
+    api: Arc<NovaApi>,
+    page_size: u32,
+    restore_power_state: bool,
+    on_shared_storage: bool,
+}
+
+impl NovaEvacuator {
+    /// An evacuator from its config (reads `clouds.yaml`/`OS_*` for missing credentials; no network I/O).
+    pub fn new(cfg: NovaConfig) -> Result<Self> {
+        Ok(Self {
+            api: Arc::new(crate::build_api(&cfg)?),
+            page_size: cfg.page_size.max(1),
+            restore_power_state: cfg.restore_power_state,
+            on_shared_storage: cfg.on_shared_storage,
+        })
+    }
+
+    /// The compute API microversion in use (negotiated on first use).
+    pub async fn microversion(&self) -> Result<Microversion> {
+        self.api.version().await
+    }
+}
+
+fn instance_of(s: Server, host: &HostId) -> Instance {
+    Instance {
+        metadata: s.metadata_strings(),
+        volume_backed: s.volume_backed(),
+        id: s.id,
+        name: s.name,
+        project: s.tenant_id,
+        user: s.user_id,
+        status: s.status.to_ascii_uppercase(),
+        host: host.clone(),
+    }
+}
+
+/// Statuses a finished evacuation may leave: the instance's previous one, or ACTIVE.
+fn settled(status: &str) -> bool {
+    !matches!(
+        status,
+        "BUILD" | "REBUILD" | "MIGRATING" | "RESIZE" | "VERIFY_RESIZE" | "REBOOT" | "HARD_REBOOT"
+    )
+}
+
+/// Migration statuses of an evacuation still under way.
+fn migration_running(status: &str) -> bool {
+    matches!(
+        status,
+        "accepted" | "pre-migrating" | "migrating" | "post-migrating" | "queued" | "preparing"
+    )
+}
+
+#[async_trait]
+impl Evacuator for NovaEvacuator {
+    async fn isolate(&self, fenced: &Fenced) -> Result<()> {
+        let host = fenced.host().as_str();
+        let svc = self.api.service(host).await?;
+        if !svc.forced_down.unwrap_or(false) {
+            match self
+                .api
+                .update_service(&svc, &ServiceChange::ForcedDown(true))
+                .await?
+            {
+                Some(_) => info!(host, "nova-compute forced down"),
+                None => {
+                    let mv = self.api.version().await?;
+                    warn!(
+                        host,
+                        microversion = %mv,
+                        "this microversion cannot force a service down; relying on Nova seeing it down"
+                    );
+                }
+            }
+        }
+        let marker = fenced.marker();
+        let reason = svc.disabled_reason.as_deref().unwrap_or("");
+        if svc.status == "disabled" && !is_isolation_marker(reason) {
+            // Disabled by an operator: keep their reason (and so their decision about its return).
+            info!(host, reason, "already disabled by an operator; reason kept");
+        } else if svc.status != "disabled" || reason != marker {
+            self.api
+                .update_service(&svc, &ServiceChange::Disable(marker.clone()))
+                .await?;
+            info!(host, marker = %marker, "nova-compute disabled");
+        }
+        Ok(())
+    }
+
+    async fn instances(&self, fenced: &Fenced) -> Result<Vec<Instance>> {
+        let host = fenced.host();
+        let servers = self.api.servers_on(host.as_str(), self.page_size).await?;
+        Ok(servers.into_iter().map(|s| instance_of(s, host)).collect())
+    }
+
+    async fn evacuate(&self, fenced: &Fenced, instance: &Instance) -> Result<()> {
+        let from = fenced.host().as_str();
+        if &instance.host != fenced.host() {
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                format!(
+                    "refusing to evacuate {} from {from}: it was listed on {}",
+                    instance.id, instance.host
+                ),
+            )
+            .permanent());
+        }
+        match self
+            .api
+            .evacuate(&instance.id, from, None, self.on_shared_storage)
+            .await
+        {
+            Ok(()) => {
+                info!(host = from, instance = %instance.id, "evacuation requested");
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                // A repeat after a lost reply or a crash: if the server is already rebuilding or gone
+                // elsewhere, the request we are repeating took effect.
+                match self.api.server(&instance.id).await {
+                    Ok(Some(s))
+                        if s.task_state.as_deref() == Some("rebuilding")
+                            || s.host.as_deref().is_some_and(|h| h != from) =>
+                    {
+                        info!(host = from, instance = %instance.id, "evacuation already under way");
+                        Ok(())
+                    }
+                    _ => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn progress(&self, instance: &Instance) -> Result<Progress> {
+        let Some(s) = self.api.server(&instance.id).await? else {
+            return Ok(Progress::Gone);
+        };
+        let status = s.status.to_ascii_uppercase();
+        let on_original = s.host.as_deref() == Some(instance.host.as_str());
+        if let Some(task) = s.task_state.as_deref() {
+            return Ok(Progress::InProgress {
+                detail: format!("task_state {task}, status {status}"),
+            });
+        }
+        if status == "ERROR" && !(on_original && instance.status == "ERROR") {
+            let why = s
+                .fault
+                .as_ref()
+                .map(|f| f.message.clone())
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| "no fault recorded".into());
+            return Ok(Progress::Failed {
+                reason: format!("server {} is in ERROR: {why}", instance.id),
+            });
+        }
+        if !on_original {
+            let Some(new_host) = s.host.clone() else {
+                return Ok(Progress::InProgress {
+                    detail: format!("no host yet, status {status}"),
+                });
+            };
+            if !settled(&status) {
+                return Ok(Progress::InProgress {
+                    detail: format!("status {status} on {new_host}"),
+                });
+            }
+            if status == "SHUTOFF"
+                && instance.status == "ACTIVE"
+                && self.restore_power_state
+                && self.api.version().await? >= Microversion::EVACUATE_TO_STOPPED
+            {
+                // From 2.95 Nova leaves an evacuated server stopped: start it as it was.
+                self.api.start(&instance.id).await?;
+                return Ok(Progress::InProgress {
+                    detail: format!("starting on {new_host} (was ACTIVE before the evacuation)"),
+                });
+            }
+            return Ok(Progress::Done {
+                host: HostId::from(new_host),
+                status,
+            });
+        }
+        // On its original host with no task: either the request never took effect, or an evacuation
+        // failed before moving it (no valid host). The migration record tells which.
+        let migrations = self.api.evacuations(&instance.id).await?;
+        let latest = migrations
+            .iter()
+            .find(|m| m.source_compute.as_deref() == Some(instance.host.as_str()));
+        match latest.map(|m| m.status.as_str()) {
+            Some(st) if migration_running(st) => Ok(Progress::InProgress {
+                detail: format!("evacuation migration {st}"),
+            }),
+            // `done` flips to `completed` only when the source's nova-compute starts again, so a `done`
+            // evacuation from a host the server still shows is this evacuation finishing: Nova saves the
+            // new host after clearing the task (seen at 2.95, while it stops the rebuilt server).
+            Some("done") => Ok(Progress::InProgress {
+                detail: "evacuation migration done, server record not yet moved".into(),
+            }),
+            Some(st @ ("error" | "failed")) => Ok(Progress::Failed {
+                reason: format!(
+                    "the evacuation migration of {} from {} ended {st} (no valid host?)",
+                    instance.id, instance.host
+                ),
+            }),
+            _ => Ok(Progress::NotStarted),
+        }
+    }
+
+    async fn restore(&self, host: &HostId) -> Result<()> {
+        let h = host.as_str();
+        let mut svc = self.api.service(h).await?;
+        if svc.forced_down.unwrap_or(false) {
+            let after = self
+                .api
+                .update_service(&svc, &ServiceChange::ForcedDown(false))
+                .await
+                .map_err(|e| {
+                    if e.kind() == ErrorKind::Unexpected {
+                        // Nova refuses while the host's evacuation migrations are `done` (they become
+                        // `completed` once its nova-compute runs again): worth another try later.
+                        Error::new(
+                            ErrorKind::Conflict,
+                            format!(
+                                "Nova refused to unset forced_down on {h} (its evacuations complete once \
+                                 its nova-compute runs again)"
+                            ),
+                        )
+                        .with_context("host", h)
+                        .with_source(e)
+                        .temporary()
+                    } else {
+                        e
+                    }
+                })?;
+            info!(host = h, "forced_down unset");
+            if let Some(Value::Object(m)) = after
+                && let Some(Value::String(state)) = m.get("state")
+            {
+                svc.state = state.clone();
+            } else {
+                svc = self.api.service(h).await?;
+            }
+        }
+        if svc.state != "up" {
+            // Enabling a host that is still down leaves its provider marked disabled in placement; the
+            // runtime calls again after its backoff.
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "{h} does not report up yet (nova-compute state {}); not enabling",
+                    svc.state
+                ),
+            )
+            .with_context("host", h)
+            .temporary());
+        }
+        if svc.status == "disabled" {
+            let reason = svc.disabled_reason.as_deref().unwrap_or("");
+            if is_isolation_marker(reason) {
+                self.api
+                    .update_service(&svc, &ServiceChange::Enable)
+                    .await?;
+                info!(host = h, "nova-compute enabled");
+            } else {
+                info!(host = h, reason, "left disabled: an operator disabled it");
+            }
+        }
+        Ok(())
+    }
+
+    async fn healthcheck(&self) -> Result<()> {
+        self.api.healthcheck().await
+    }
+}

@@ -1,0 +1,392 @@
+//! Faults a real Nova cannot produce on demand, through the scripted server (tests/common/scripted.rs):
+//! 500s, 409s, 400 "still in use", hangs, slow answers, tokens revoked or expiring mid-run, pagination, a
+//! sloppy host filter, endpoint selection, request ids in errors, and no secret in any error.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use common::scripted::{Fault, Scripted};
+use freezer_dr_core::{
+    ErrorKind, Evacuator, Fenced, Health, HostId, Instance, Monitor, Progress, Secret,
+};
+use freezer_dr_nova::{AuthConfig, NovaConfig, NovaEvacuator, NovaMonitor};
+use serde_json::json;
+
+fn cfg(s: &Scripted) -> NovaConfig {
+    NovaConfig {
+        auth: AuthConfig {
+            auth_url: Some(s.auth_url()),
+            username: Some("admin".into()),
+            password: Some(Secret::new("s3cret-pw")),
+            project_name: Some("admin".into()),
+            region_name: Some("RegionOne".into()),
+            ..Default::default()
+        },
+        timeout: Duration::from_secs(2),
+        heartbeat_timeout: Duration::from_secs(30),
+        page_size: 2,
+        ..Default::default()
+    }
+}
+
+async fn cloud() -> Scripted {
+    let s = Scripted::start().await;
+    s.add_hosts(&["c1".into(), "c10".into(), "c2".into()]);
+    for i in 0..5 {
+        s.add_server(&format!("a{i}"), "c1");
+    }
+    for i in 0..3 {
+        s.add_server(&format!("b{i}"), "c10");
+    }
+    s
+}
+
+fn instance(id: &str, host: &str) -> Instance {
+    Instance {
+        id: id.into(),
+        name: id.into(),
+        project: "p1".into(),
+        user: "u1".into(),
+        status: "ACTIVE".into(),
+        host: HostId::from(host),
+        metadata: Default::default(),
+        volume_backed: true,
+    }
+}
+
+#[tokio::test]
+async fn server_errors_are_temporary_and_carry_the_request_id() {
+    let s = cloud().await;
+    let m = NovaMonitor::new(cfg(&s)).unwrap();
+    s.fault(
+        Method::GET,
+        "/compute/v2.1/os-services",
+        Fault::Status(
+            503,
+            json!({"computeFault": {"code": 503, "message": "database gone"}}),
+        ),
+    );
+    let e = m.observe().await.expect_err("503");
+    assert_eq!(e.kind(), ErrorKind::PeerFailure);
+    assert!(e.is_temporary());
+    let text = e.to_string();
+    assert!(text.contains("list nova-compute services"), "{text}");
+    assert!(text.contains("database gone"), "{text}");
+    assert!(text.contains("request_id: req-scripted-"), "{text}");
+    // The observation failure is an error, never "everything is down"; the next one works.
+    let seen = m.observe().await.unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|h| h.health == Health::Up));
+}
+
+#[tokio::test]
+async fn conflicts_and_still_in_use_are_temporary_bad_requests_are_not() {
+    let s = cloud().await;
+    let e = NovaEvacuator::new(cfg(&s)).unwrap();
+    let f = Fenced::for_tests("c1");
+    let i = instance("a0", "c1");
+    s.fault(
+        Method::POST,
+        "/compute/v2.1/servers/a0/action",
+        Fault::Status(
+            409,
+            json!({"conflictingRequest": {"code": 409, "message": "Instance a0 is locked"}}),
+        ),
+    );
+    let err = e.evacuate(&f, &i).await.expect_err("409");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.is_temporary());
+    assert!(
+        err.to_string().contains("instance: a0") && err.to_string().contains("host: c1"),
+        "{err}"
+    );
+    s.fault(
+        Method::POST,
+        "/compute/v2.1/servers/a0/action",
+        Fault::Status(400, json!({"badRequest": {"code": 400, "message": "Compute service of c1 is still in use."}})),
+    );
+    let err = e.evacuate(&f, &i).await.expect_err("400 in use");
+    assert!(err.is_temporary(), "{err}");
+    s.fault(
+        Method::POST,
+        "/compute/v2.1/servers/a0/action",
+        Fault::Status(
+            400,
+            json!({"badRequest": {"code": 400, "message": "Invalid input for field"}}),
+        ),
+    );
+    let err = e.evacuate(&f, &i).await.expect_err("400");
+    assert!(!err.is_temporary(), "{err}");
+    s.fault(
+        Method::GET,
+        "/compute/v2.1/os-services",
+        Fault::Status(
+            403,
+            json!({"forbidden": {"code": 403, "message": "Policy doesn't allow"}}),
+        ),
+    );
+    let err = e.isolate(&f).await.expect_err("403");
+    assert_eq!(err.kind(), ErrorKind::Auth);
+    assert!(!err.is_temporary());
+    let err = e
+        .restore(&HostId::from("c3"))
+        .await
+        .expect_err("unknown host");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(!err.is_temporary());
+    assert!(err.to_string().contains("c3"), "{err}");
+    // After all that, the request goes through.
+    e.evacuate(&f, &i).await.unwrap();
+    assert!(matches!(
+        e.progress(&i).await.unwrap(),
+        Progress::Done { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_hang_is_a_timeout_and_a_slow_answer_is_fine() {
+    let s = cloud().await;
+    let m = NovaMonitor::new(NovaConfig {
+        timeout: Duration::from_millis(700),
+        ..cfg(&s)
+    })
+    .unwrap();
+    m.observe().await.unwrap();
+    s.fault(
+        Method::GET,
+        "/compute/v2.1/os-services",
+        Fault::Delay(Duration::from_secs(5)),
+    );
+    let t = Instant::now();
+    let e = m.observe().await.expect_err("hang");
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(e.is_temporary());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "the timeout bounds the call"
+    );
+    s.fault(
+        Method::GET,
+        "/compute/v2.1/os-services",
+        Fault::Delay(Duration::from_millis(300)),
+    );
+    m.observe().await.expect("slow but in time");
+}
+
+#[tokio::test]
+async fn tokens_are_reused_renewed_before_expiry_and_after_a_401() {
+    let s = cloud().await;
+    let m = NovaMonitor::new(cfg(&s)).unwrap();
+    for _ in 0..5 {
+        m.observe().await.unwrap();
+    }
+    assert_eq!(s.with(|st| st.auth_calls), 1, "one token for many calls");
+
+    // Revoked mid-run (Keystone restarted with new keys): one 401, one re-auth, the call succeeds.
+    s.with(|st| st.tokens.clear());
+    m.observe().await.expect("re-authenticated");
+    assert_eq!(s.with(|st| st.auth_calls), 2);
+
+    // Short-lived tokens are replaced shortly before they expire, without a 401.
+    s.with(|st| st.token_life = Duration::from_secs(2));
+    s.with(|st| st.tokens.clear());
+    m.observe().await.unwrap();
+    let before = s.with(|st| st.auth_calls);
+    tokio::time::sleep(Duration::from_millis(1900)).await;
+    let unauthorized = s.calls(&Method::GET, "/compute/v2.1/os-services");
+    m.observe().await.unwrap();
+    assert_eq!(s.with(|st| st.auth_calls), before + 1);
+    assert_eq!(
+        s.calls(&Method::GET, "/compute/v2.1/os-services"),
+        unauthorized + 1,
+        "renewed before use, not after a refusal"
+    );
+
+    // A token refused even when fresh: one retry, then a clear permanent error.
+    s.with(|st| st.refuse_all_tokens = true);
+    let e = m.observe().await.expect_err("401 twice");
+    assert_eq!(e.kind(), ErrorKind::Auth);
+    assert!(!e.is_temporary());
+    assert!(
+        e.to_string().contains("fresh Keystone token was refused"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn listing_follows_pages_and_matches_the_host_exactly() {
+    let s = cloud().await;
+    let e = NovaEvacuator::new(cfg(&s)).unwrap();
+    let listed = e.instances(&Fenced::for_tests("c1")).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["a0", "a1", "a2", "a3", "a4"],
+        "c10's servers never listed for c1"
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|i| i.host.as_str() == "c1" && i.volume_backed)
+    );
+    let pages = s.with(|st| {
+        st.log
+            .iter()
+            .filter(|(_, p)| p.contains("/servers/detail"))
+            .map(|(_, p)| p.clone())
+            .collect::<Vec<_>>()
+    });
+    assert!(pages.len() >= 3, "page size 2 over 5+3 matches: {pages:?}");
+    assert!(
+        pages
+            .iter()
+            .all(|p| p.contains("all_tenants=1") && p.contains("host=c1&")),
+        "{pages:?}"
+    );
+    assert!(pages[1].contains("marker="), "{pages:?}");
+}
+
+#[tokio::test]
+async fn the_catalog_endpoint_is_chosen_by_interface_and_region() {
+    let s = cloud().await;
+    let m = NovaMonitor::new(cfg(&s)).unwrap();
+    m.observe().await.unwrap();
+    assert!(
+        s.with(|st| st.log.iter().all(|(_, p)| p.starts_with("/compute/"))),
+        "only the public RegionOne endpoint is used"
+    );
+}
+
+#[tokio::test]
+async fn isolate_and_restore_update_the_service_in_order() {
+    let s = cloud().await;
+    s.set_down("c2");
+    let e = NovaEvacuator::new(cfg(&s)).unwrap();
+    let f = Fenced::for_tests("c2");
+    e.isolate(&f).await.unwrap();
+    let puts: Vec<String> = s.with(|st| {
+        st.log
+            .iter()
+            .filter(|(m, _)| m == Method::PUT)
+            .map(|(_, p)| p.clone())
+            .collect()
+    });
+    assert_eq!(
+        puts,
+        [
+            "/compute/v2.1/os-services/svc-c2",
+            "/compute/v2.1/os-services/svc-c2"
+        ]
+    );
+    let svc = s.with(|st| {
+        st.services
+            .iter()
+            .find(|v| v["host"] == "c2")
+            .cloned()
+            .unwrap()
+    });
+    assert_eq!(svc["forced_down"], true);
+    assert_eq!(svc["disabled_reason"], f.marker().as_str());
+    // Repeating changes nothing.
+    e.isolate(&f).await.unwrap();
+    assert_eq!(s.calls(&Method::PUT, "/compute"), 2);
+    // Still down: restore unsets forced_down but refuses to enable, temporarily.
+    let err = e
+        .restore(&HostId::from("c2"))
+        .await
+        .expect_err("not up yet");
+    assert!(err.is_temporary(), "{err}");
+    let svc = s.with(|st| {
+        st.services
+            .iter()
+            .find(|v| v["host"] == "c2")
+            .cloned()
+            .unwrap()
+    });
+    assert_eq!(svc["status"], "disabled", "never enabled while down");
+    s.with(|st| {
+        for v in &mut st.services {
+            if v["host"] == "c2" {
+                v["state"] = json!("up");
+            }
+        }
+    });
+    e.restore(&HostId::from("c2")).await.unwrap();
+    let svc = s.with(|st| {
+        st.services
+            .iter()
+            .find(|v| v["host"] == "c2")
+            .cloned()
+            .unwrap()
+    });
+    assert_eq!(svc["status"], "enabled");
+    assert_eq!(svc["forced_down"], false);
+}
+
+#[tokio::test]
+async fn an_unreachable_api_is_temporary() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let m = NovaMonitor::new(NovaConfig {
+        auth: AuthConfig {
+            auth_url: Some(format!("http://127.0.0.1:{port}/v3")),
+            username: Some("admin".into()),
+            password: Some(Secret::new("s3cret-pw")),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let e = m.observe().await.expect_err("nothing listens");
+    assert_eq!(e.kind(), ErrorKind::Unreachable, "{e}");
+    assert!(e.is_temporary());
+}
+
+#[tokio::test]
+async fn no_secret_in_errors_or_debug_output() {
+    let s = cloud().await;
+    // Wrong password: permanent, and the password we sent is nowhere.
+    let mut c = cfg(&s);
+    c.auth.password = Some(Secret::new("wrong-pw-123"));
+    let m = NovaMonitor::new(c.clone()).unwrap();
+    let e = m.observe().await.expect_err("refused");
+    assert_eq!(e.kind(), ErrorKind::Auth);
+    assert!(!e.is_temporary());
+    for text in [
+        e.to_string(),
+        format!("{e:?}"),
+        format!("{m:?}"),
+        format!("{c:?}"),
+    ] {
+        assert!(!text.contains("wrong-pw-123"), "{text}");
+    }
+    // A peer that echoes our token in an error body: the token is redacted.
+    let m = NovaMonitor::new(cfg(&s)).unwrap();
+    m.observe().await.unwrap();
+    let token = s.with(|st| st.tokens.keys().next().cloned().unwrap());
+    s.fault(
+        Method::GET,
+        "/compute/v2.1/os-services",
+        Fault::Status(
+            502,
+            json!({"message": format!("bad gateway for X-Auth-Token: {token}")}),
+        ),
+    );
+    let e = m.observe().await.expect_err("502");
+    assert!(!e.to_string().contains(&token), "{e}");
+    assert!(e.to_string().contains("<redacted>"), "{e}");
+    assert!(!format!("{m:?}").contains(&token));
+    // Application credentials too.
+    let mut c = cfg(&s);
+    c.auth.password = None;
+    c.auth.username = None;
+    c.auth.application_credential_id = Some("ac-1".into());
+    c.auth.application_credential_secret = Some(Secret::new("s3cret-ac"));
+    let m = NovaMonitor::new(c.clone()).unwrap();
+    m.observe().await.expect("application credential auth");
+    assert!(!format!("{c:?} {m:?}").contains("s3cret-ac"));
+}

@@ -1,0 +1,545 @@
+//! Against a REAL Keystone + Nova (fake virt driver), started once for this test binary by the project's
+//! own lab script (`lab/openstack/up.sh`) and stopped at the end. Fails — never skips — when the lab cannot
+//! start, unless `FREEZER_DR_SKIP_OPENSTACK=1` is set explicitly.
+//!
+//! One test function runs the whole story in order (the lab takes about a minute to start, and nextest
+//! runs each test function in its own process): boot servers on `compute1`, `compute10` (a name with
+//! `compute1` as prefix), `compute2` and a spare `compute3`; crash two computes; watch the monitor; isolate,
+//! list, evacuate, track; service and evacuate bodies at microversions 2.1, 2.29, 2.53, 2.94, 2.95; repair
+//! and restore; the directory.
+
+// Test harness code outside #[test] functions: panicking is how it fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use freezer_dr_core::testing::conformance;
+use freezer_dr_core::{
+    Directory, Evacuator, Fenced, Health, HostHealth, HostId, Monitor, Progress, Secret,
+};
+use freezer_dr_nova::{
+    AuthConfig, KeystoneConfig, KeystoneDirectory, Microversion, NovaConfig, NovaEvacuator,
+    NovaMonitor,
+};
+use serde_json::{Value, json};
+
+const COMPUTES: &str = "compute1 compute10 compute2 compute3";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A running lab; stopped (and its logs shown if the test failed) when dropped.
+struct Lab {
+    dir: tempfile::TempDir,
+    env: BTreeMap<String, String>,
+}
+
+impl Lab {
+    fn start() -> Option<Lab> {
+        if std::env::var("FREEZER_DR_SKIP_OPENSTACK").as_deref() == Ok("1") {
+            eprintln!("FREEZER_DR_SKIP_OPENSTACK=1: the real-Nova tests are skipped");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("fdr-nova-lab.")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let started = Instant::now();
+        let out = Command::new("bash")
+            .arg(repo().join("lab/openstack/up.sh"))
+            .args(["--dir"])
+            .arg(dir.path())
+            .args(["--computes", COMPUTES])
+            .output()
+            .expect("run lab/openstack/up.sh");
+        if !out.status.success() {
+            panic!(
+                "the OpenStack lab did not start (lab/openstack/up.sh exited {}); this test needs it \
+                 (install: lab/openstack/install.sh; skip only with FREEZER_DR_SKIP_OPENSTACK=1)\n\
+                 --- stdout\n{}\n--- stderr\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        eprintln!("lab up in {:.0?}", started.elapsed());
+        let text = std::fs::read_to_string(dir.path().join("lab.env")).expect("lab.env");
+        let env = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+            .collect();
+        Some(Lab { dir, env })
+    }
+
+    fn var(&self, k: &str) -> &str {
+        self.env
+            .get(k)
+            .unwrap_or_else(|| panic!("{k} missing from lab.env"))
+    }
+
+    fn compute(&self, action: &str, host: &str) {
+        let out = Command::new("bash")
+            .arg(repo().join("lab/openstack/compute.sh"))
+            .arg(self.dir.path())
+            .args([action, host])
+            .output()
+            .expect("run compute.sh");
+        assert!(
+            out.status.success(),
+            "compute.sh {action} {host}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn auth(&self) -> AuthConfig {
+        AuthConfig {
+            auth_url: Some(self.var("OS_AUTH_URL").to_owned()),
+            username: Some("admin".into()),
+            password: Some(Secret::new(self.var("OS_PASSWORD"))),
+            project_name: Some("admin".into()),
+            user_domain_name: Some("Default".into()),
+            project_domain_name: Some("Default".into()),
+            region_name: Some("RegionOne".into()),
+            ..Default::default()
+        }
+    }
+
+    fn nova(&self, cap: &str) -> NovaConfig {
+        NovaConfig {
+            auth: self.auth(),
+            heartbeat_timeout: Duration::from_secs(10),
+            microversion_cap: cap.parse().expect("microversion"),
+            page_size: 2,
+            ..Default::default()
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = self.dir.path().join("logs");
+            for name in ["nova-api", "nova-conductor", "nova-scheduler", "keystone"]
+                .iter()
+                .map(|n| format!("{n}.log"))
+                .chain(COMPUTES.split(' ').map(|h| format!("nova-compute-{h}.log")))
+            {
+                let text = std::fs::read_to_string(logs.join(&name)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(25).collect();
+                eprintln!("---- {name} (last lines)");
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+        let _ = Command::new("bash")
+            .arg(repo().join("lab/openstack/down.sh"))
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+/// The test's own admin calls (booting servers, reading services): plain REST, not the crate under test.
+struct Admin {
+    http: reqwest::Client,
+    token: String,
+    nova: String,
+}
+
+impl Admin {
+    async fn new(lab: &Lab) -> Admin {
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{}/auth/tokens", lab.var("OS_AUTH_URL")))
+            .json(&json!({"auth": {
+                "identity": {"methods": ["password"], "password": {"user": {
+                    "name": "admin", "domain": {"name": "Default"}, "password": lab.var("OS_PASSWORD")}}},
+                "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}))
+            .send()
+            .await
+            .expect("keystone");
+        assert!(r.status().is_success(), "admin token: {}", r.status());
+        let token = r.headers()["x-subject-token"].to_str().unwrap().to_owned();
+        Admin {
+            http,
+            token,
+            nova: lab.var("LAB_NOVA_URL").to_owned(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.nova))
+            .header("X-Auth-Token", &self.token)
+            .header("OpenStack-API-Version", "compute 2.74");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("nova");
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    async fn boot(&self, name: &str, host: &str, project_meta: &str, image: &str) -> String {
+        let b = self
+            .call(
+                reqwest::Method::POST,
+                "/servers",
+                Some(json!({"server": {
+                    "name": name, "imageRef": image, "flavorRef": "lab-tiny", "networks": "none",
+                    "host": host, "metadata": {"ha": project_meta}}})),
+            )
+            .await;
+        b["server"]["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn server(&self, id: &str) -> Value {
+        self.call(reqwest::Method::GET, &format!("/servers/{id}"), None)
+            .await["server"]
+            .clone()
+    }
+
+    async fn service(&self, host: &str) -> Value {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/os-services?binary=nova-compute&host={host}"),
+                None,
+            )
+            .await;
+        v["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["host"] == host)
+            .cloned()
+            .unwrap_or_else(|| panic!("no service on {host}"))
+    }
+}
+
+async fn wait_active(admin: &Admin, ids: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    for id in ids {
+        loop {
+            let s = admin.server(id).await;
+            match s["status"].as_str() {
+                Some("ACTIVE") => break,
+                Some("ERROR") => panic!("server {id} went to ERROR at boot: {s}"),
+                _ => {}
+            }
+            assert!(Instant::now() < deadline, "server {id} not ACTIVE: {s}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+fn health_of<'a>(seen: &'a [HostHealth], host: &str) -> &'a HostHealth {
+    seen.iter()
+        .find(|h| h.host.as_str() == host)
+        .unwrap_or_else(|| panic!("monitor did not list {host}: {seen:?}"))
+}
+
+async fn evacuate_and_track(
+    e: &NovaEvacuator,
+    fenced: &Fenced,
+    inst: &freezer_dr_core::Instance,
+) -> (HostId, String) {
+    e.evacuate(fenced, inst)
+        .await
+        .unwrap_or_else(|err| panic!("evacuate {}: {err}", inst.id));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match e.progress(inst).await {
+            Ok(Progress::Done { host, status }) => return (host, status),
+            Ok(Progress::InProgress { .. }) => {}
+            Ok(other) => panic!("evacuation of {} read {other:?}", inst.id),
+            Err(err) if err.is_temporary() => {}
+            Err(err) => panic!("progress {}: {err}", inst.id),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "evacuation of {} did not finish",
+            inst.id
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// What the runtime does with a temporary error: call again later, bounded.
+async fn restore_until_ok(e: &NovaEvacuator, host: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        match e.restore(&HostId::from(host)).await {
+            Ok(()) => return,
+            Err(err) if err.is_temporary() && Instant::now() < deadline => {
+                eprintln!("restore {host}: {err} (trying again)");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(err) => panic!("restore {host}: {err}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_nova_recovery_path() {
+    let Some(lab) = Lab::start() else { return };
+    let admin = Admin::new(&lab).await;
+    let image = lab.var("LAB_IMAGE_ID").to_owned();
+
+    // ---- Boot: 3 on compute1, 2 on compute10 (prefix trap), 6 on compute2 (one per body test).
+    let mut on: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (host, n) in [("compute1", 3), ("compute10", 2), ("compute2", 6)] {
+        for i in 0..n {
+            let id = admin
+                .boot(&format!("{host}-vm{i}"), host, "on", &image)
+                .await;
+            on.entry(host).or_default().push(id);
+        }
+    }
+    let all: Vec<String> = on.values().flatten().cloned().collect();
+    wait_active(&admin, &all).await;
+    for (host, ids) in &on {
+        for id in ids {
+            assert_eq!(admin.server(id).await["OS-EXT-SRV-ATTR:host"], *host);
+        }
+    }
+
+    // ---- Monitor on a healthy cloud.
+    let monitor = NovaMonitor::new(lab.nova("2.94")).expect("monitor");
+    monitor.healthcheck().await.expect("monitor healthcheck");
+    conformance::monitor(&monitor).await;
+    let seen = monitor.observe().await.expect("observe");
+    for h in COMPUTES.split(' ') {
+        assert_eq!(health_of(&seen, h).health, Health::Up, "{seen:?}");
+    }
+
+    // ---- Crash compute1 and compute2; the monitor sees exactly them down within the window.
+    let crashed = Instant::now();
+    lab.compute("kill", "compute1");
+    lab.compute("kill", "compute2");
+    loop {
+        let seen = monitor.observe().await.expect("observe");
+        let down: BTreeSet<&str> = seen
+            .iter()
+            .filter(|h| h.health.is_down())
+            .map(|h| h.host.as_str())
+            .collect();
+        if down == BTreeSet::from(["compute1", "compute2"]) {
+            assert_eq!(health_of(&seen, "compute10").health, Health::Up);
+            let Health::Down { reason } = &health_of(&seen, "compute1").health else {
+                unreachable!()
+            };
+            assert!(reason.contains("last heartbeat"), "{reason}");
+            break;
+        }
+        assert!(
+            down.is_subset(&BTreeSet::from(["compute1", "compute2"])),
+            "only the crashed hosts may read down: {seen:?}"
+        );
+        assert!(
+            crashed.elapsed() < Duration::from_secs(40),
+            "the monitor did not report compute1 and compute2 down within 40 s: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("crash seen after {:.1?}", crashed.elapsed());
+
+    // ---- compute1: the core conformance suite, then the rest by hand.
+    let evac = NovaEvacuator::new(lab.nova("2.94")).expect("evacuator");
+    assert_eq!(
+        evac.microversion().await.unwrap(),
+        Microversion::DEFAULT_CAP
+    );
+    let fenced1 = Fenced::for_tests("compute1");
+    conformance::evacuator(&evac, &fenced1).await;
+
+    let svc = admin.service("compute1").await;
+    assert_eq!(svc["forced_down"], true, "{svc}");
+    assert_eq!(svc["status"], "disabled", "{svc}");
+    assert_eq!(svc["disabled_reason"], fenced1.marker().as_str(), "{svc}");
+    let seen = monitor.observe().await.unwrap();
+    let c1 = health_of(&seen, "compute1");
+    assert!(
+        c1.admin.isolated_by_freezer_dr() && !c1.admin.disabled_by_operator(),
+        "{c1:?}"
+    );
+
+    let listed = evac.instances(&fenced1).await.expect("instances");
+    let listed_ids: BTreeSet<&str> = listed.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(
+        listed.len(),
+        2,
+        "one of three was evacuated by the suite: {listed:?}"
+    );
+    assert!(
+        listed_ids
+            .iter()
+            .all(|id| on["compute1"].iter().any(|x| x == id))
+    );
+    for i in &listed {
+        assert_eq!(i.host.as_str(), "compute1");
+        assert_eq!(i.status, "ACTIVE");
+        assert_eq!(i.metadata.get("ha").map(String::as_str), Some("on"));
+        assert!(!i.volume_backed, "booted from an image");
+        assert!(!i.project.is_empty() && !i.user.is_empty());
+    }
+    for i in &listed {
+        let (to, status) = evacuate_and_track(&evac, &fenced1, i).await;
+        assert!(
+            to.as_str() != "compute1" && to.as_str() != "compute2",
+            "{} went to {to}",
+            i.id
+        );
+        assert_eq!(status, "ACTIVE");
+    }
+    assert!(evac.instances(&fenced1).await.unwrap().is_empty());
+    // compute10 (compute1 is its prefix) was never touched.
+    for id in &on["compute10"] {
+        let s = admin.server(id).await;
+        assert_eq!(s["OS-EXT-SRV-ATTR:host"], "compute10", "{s}");
+        assert_eq!(s["status"], "ACTIVE");
+        assert!(s["OS-EXT-STS:task_state"].is_null(), "{s}");
+    }
+    let c10 = admin.service("compute10").await;
+    assert_eq!(c10["status"], "enabled");
+    assert_eq!(c10["forced_down"], false);
+
+    // ---- Service bodies at each microversion, on the spare compute3 (up, no instances): isolate then
+    // restore. Evacuate bodies on compute2 (down): one server per microversion.
+    let fenced2 = Fenced::for_tests("compute2");
+    evac.isolate(&fenced2).await.expect("isolate compute2");
+    let mut c2 = evac.instances(&fenced2).await.expect("instances compute2");
+    assert_eq!(c2.len(), 6, "{c2:?}");
+    for (cap, restore_power) in [
+        ("2.1", false),
+        ("2.29", false),
+        ("2.53", false),
+        ("2.94", false),
+        ("2.95", false),
+        ("2.95", true),
+    ] {
+        let mut cfg = lab.nova(cap);
+        cfg.restore_power_state = restore_power;
+        let e = NovaEvacuator::new(cfg).expect("evacuator");
+        assert_eq!(e.microversion().await.unwrap().to_string(), cap);
+        let f3 = Fenced::for_tests("compute3");
+        e.isolate(&f3)
+            .await
+            .unwrap_or_else(|err| panic!("isolate at {cap}: {err}"));
+        let s = admin.service("compute3").await;
+        assert_eq!(s["status"], "disabled", "at {cap}: {s}");
+        assert_eq!(s["disabled_reason"], f3.marker().as_str(), "at {cap}");
+        assert_eq!(
+            s["forced_down"],
+            cap != "2.1",
+            "at {cap} (no forced_down before 2.11): {s}"
+        );
+        restore_until_ok(&e, "compute3", Duration::from_secs(30)).await;
+        let s = admin.service("compute3").await;
+        assert_eq!(s["status"], "enabled", "restore at {cap}: {s}");
+        assert_eq!(s["forced_down"], false, "restore at {cap}: {s}");
+
+        let inst = c2.remove(0);
+        let (to, status) = evacuate_and_track(&e, &fenced2, &inst).await;
+        assert_ne!(to.as_str(), "compute2");
+        let want = if cap == "2.95" && !restore_power {
+            "SHUTOFF"
+        } else {
+            "ACTIVE"
+        };
+        assert_eq!(
+            status, want,
+            "evacuated at {cap} (restore_power_state={restore_power})"
+        );
+    }
+
+    // ---- Repair compute1: it heartbeats again (monitor: Up although still forced down), then restore.
+    lab.compute("start", "compute1");
+    let repaired = Instant::now();
+    loop {
+        let seen = monitor.observe().await.unwrap();
+        let c1 = health_of(&seen, "compute1");
+        if c1.health == Health::Up {
+            assert!(
+                c1.admin.forced_down,
+                "still forced down until restored: {c1:?}"
+            );
+            break;
+        }
+        assert!(
+            repaired.elapsed() < Duration::from_secs(90),
+            "compute1 never read up: {c1:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    restore_until_ok(&evac, "compute1", Duration::from_secs(90)).await;
+    let svc = admin.service("compute1").await;
+    assert_eq!(svc["status"], "enabled", "{svc}");
+    assert_eq!(svc["forced_down"], false, "{svc}");
+    assert_eq!(svc["state"], "up", "{svc}");
+    // A second restore is a no-op.
+    evac.restore(&HostId::from("compute1"))
+        .await
+        .expect("restore again");
+
+    // An operator's disable is left alone by restore.
+    admin
+        .call(
+            reqwest::Method::PUT,
+            &format!(
+                "/os-services/{}",
+                admin.service("compute10").await["id"].as_str().unwrap()
+            ),
+            Some(json!({"status": "disabled", "disabled_reason": "disk swap, ticket 42"})),
+        )
+        .await;
+    evac.restore(&HostId::from("compute10"))
+        .await
+        .expect("restore compute10");
+    let s = admin.service("compute10").await;
+    assert_eq!(s["status"], "disabled");
+    let seen = monitor.observe().await.unwrap();
+    assert!(health_of(&seen, "compute10").admin.disabled_by_operator());
+
+    // ---- Directory: the demo project's users (bob through a group), never another project's.
+    let dir = KeystoneDirectory::new(KeystoneConfig {
+        auth: lab.auth(),
+        ..Default::default()
+    })
+    .expect("directory");
+    dir.healthcheck().await.expect("directory healthcheck");
+    let demo = lab.var("LAB_DEMO_PROJECT_ID").to_owned();
+    conformance::directory(&dir, &demo).await;
+    let users = dir.recipients(&demo).await.unwrap();
+    let by_name: BTreeMap<&str, Option<&str>> = users
+        .iter()
+        .map(|u| (u.name.as_str(), u.email.as_deref()))
+        .collect();
+    assert_eq!(
+        by_name,
+        BTreeMap::from([
+            ("alice", Some("alice@example.org")),
+            ("bob", Some("bob@example.org")),
+            ("carol", None),
+        ])
+    );
+
+    // ---- Wrong credentials: a permanent auth error that shows no secret.
+    let mut bad = lab.nova("2.94");
+    bad.auth.password = Some(Secret::new("not-the-password-x9"));
+    let m = NovaMonitor::new(bad).unwrap();
+    let err = m.observe().await.expect_err("wrong password");
+    assert!(!err.is_temporary(), "{err}");
+    assert!(!err.to_string().contains("not-the-password-x9"), "{err}");
+    assert!(!format!("{err:?} {m:?}").contains("not-the-password-x9"));
+    assert!(!format!("{evac:?}").contains(lab.var("OS_PASSWORD")));
+}
