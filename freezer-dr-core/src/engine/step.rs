@@ -471,9 +471,7 @@ impl Engine {
                     );
                 }
             },
-            Stage::Verifying {
-                level: l, deadline, ..
-            } if l == level => match result {
+            Stage::Verifying { deadline, .. } => match result {
                 Ok(PowerState::Off) => self.confirm(now, host, FenceProof::PowerStatus { level }),
                 other => {
                     let last = match other {
