@@ -121,6 +121,10 @@ pub struct HostRecord {
     pub fence: Option<FenceRecord>,
     /// Consecutive temporary failures of the current host-level step.
     pub failures: u32,
+    /// Consecutive observations reporting the host up again while `Evacuated` (it is returned to service
+    /// only after as many as the strike count: one stray heartbeat is not a repair).
+    #[serde(default)]
+    pub up_streak: u32,
     /// Do not retry the current host-level step before this time.
     pub retry_at: Option<Timestamp>,
     /// The recovery's timeline, for the reports.
@@ -147,6 +151,7 @@ impl HostRecord {
             recovery: None,
             fence: None,
             failures: 0,
+            up_streak: 0,
             retry_at: None,
             timeline: Vec::new(),
             instances: BTreeMap::new(),

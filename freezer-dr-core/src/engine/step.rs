@@ -248,13 +248,29 @@ impl Engine {
                     );
                 }
             }
-            Stage::Evacuated if up => match self.cfg.return_to_service {
-                ReturnToService::Auto => self.set_stage(
-                    now,
-                    host,
-                    Stage::Restoring,
-                    "reports up again: returning it to service",
-                ),
+            Stage::Evacuated if !up => {
+                if let Some(rec) = self.hosts.get_mut(host)
+                    && rec.up_streak > 0
+                {
+                    rec.up_streak = 0;
+                    self.dirty_hosts.insert(host.clone());
+                }
+            }
+            Stage::Evacuated => match self.cfg.return_to_service {
+                ReturnToService::Auto => {
+                    let streak = rec.up_streak + 1;
+                    if streak >= strikes_needed {
+                        self.set_stage(
+                            now,
+                            host,
+                            Stage::Restoring,
+                            format!("reports up again ({streak} observations in a row): returning it to service"),
+                        );
+                    } else if let Some(rec) = self.hosts.get_mut(host) {
+                        rec.up_streak = streak;
+                        self.dirty_hosts.insert(host.clone());
+                    }
+                }
                 ReturnToService::Manual => {
                     if !rec.admin.disabled && !rec.admin.forced_down {
                         self.back_to_healthy(now, host, "enabled by an operator: healthy again");
@@ -1253,6 +1269,7 @@ impl Engine {
             rec.stage = stage;
             rec.since = now;
             rec.failures = 0;
+            rec.up_streak = 0;
             rec.retry_at = None;
             if rec.recovery.is_some() {
                 rec.timeline.push((now, what.clone()));
