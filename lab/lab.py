@@ -7,7 +7,10 @@
     lab.py instances                    every recorded server: project, host now, status, evacuations
     lab.py services                     the nova-compute services
     lab.py mails [--operators]          what each mailbox received (users, then the operators)
-    lab.py phases EVENTS.json CRASH_EPOCH   the recovery timeline per phase, from `freezer-dr history --json`
+    lab.py follow BIN SINCE_MS recovered|restored|storm HOST SECONDS
+                                        prints the journal's history, the mails and the BMCs' actions as
+                                        they happen, until the condition holds
+    lab.py phases BIN HOST CRASH_MS POWERON_MS   the recovery of HOST per phase (history, mails, BMC)
 
 Settings come from LAB_DIR/lab.env (sourced by the caller). Servers booted by `boot` are recorded in
 LAB_DIR/servers.json.
@@ -17,6 +20,7 @@ import email.policy
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -178,75 +182,162 @@ def read_maildir():
 
 
 def mails(operators_only=False):
+    """Every mail once (users' first, then the operators'), with who received it."""
     msgs = read_maildir()
     ops = set(os.environ.get("LAB_OPERATORS", "").split())
-    by_rcpt = {}
+    by_id = {}
     for m in msgs:
-        by_rcpt.setdefault(m["rcpt"], []).append(m)
-    for rcpt in sorted(by_rcpt, key=lambda r: (r in ops, r)):
-        if operators_only and rcpt not in ops:
+        by_id.setdefault(m["message_id"], []).append(m)
+    order = sorted(by_id.values(), key=lambda ms: (ms[0]["rcpt"] in ops, ms[0]["date"] or datetime.min))
+    for copies in order:
+        m = copies[0]
+        to_ops = m["rcpt"] in ops
+        if operators_only and not to_ops:
             continue
-        got = by_rcpt[rcpt]
-        print("=== %s (%s): %d mail(s)" % (rcpt, "operator" if rcpt in ops else "user", len(got)))
-        for m in got:
-            print("--- Subject: %s" % m["subject"])
-            print("    To: %s%s   Message-ID: %s" % (m["to"], ("   Cc: " + m["cc"]) if m["cc"] else "",
-                                                  m["message_id"]))
-            if rcpt not in ops:
-                for line in m["text"].strip().splitlines():
-                    print("    | " + line)
+        print("=== %s" % m["subject"])
+        print("    received by: %s (%s)" % (", ".join(sorted(c["rcpt"] for c in copies)),
+                                         "operators" if to_ops else "users"))
+        print("    Message-ID: %s" % m["message_id"])
+        for line in m["text"].strip().splitlines():
+            print("    | " + line)
+    per_rcpt = {}
+    for m in msgs:
+        per_rcpt[m["rcpt"]] = per_rcpt.get(m["rcpt"], 0) + 1
     dup = len(msgs) - len({(m["message_id"], m["rcpt"]) for m in msgs})
-    print("(%d mails in %s/maildir, %d duplicate(s) by Message-ID and recipient)" % (
+    print("Mails per recipient: %s" % ", ".join("%s %d" % kv for kv in sorted(per_rcpt.items())))
+    print("(%d mails in %s/maildir/new, %d received twice by the same recipient)" % (
         len(msgs), os.environ["LAB_DIR"], dup))
 
 
-def phases(events_file, crash_epoch):
-    """Groups `freezer-dr history --json` lines into the recovery's phases, with their times."""
-    with open(events_file) as f:
-        events = json.load(f)
-    crash = float(crash_epoch)
+def history(binary):
+    out = subprocess.run([binary, "history", "--json", "--limit", "100000"], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit("freezer-dr history failed: %s" % out.stderr)
+    return json.loads(out.stdout or "[]")
 
-    def at(e):
-        return datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp()
 
-    rules = [
-        ("detection", ("observed down",)),
-        ("guard", ("storm", "down for the whole strike count", "paused")),
-        ("fence", ("power", "fenc", "off")),
-        ("isolate", ("isolat", "forced down", "disabled")),
-        ("evacuate", ("evacuat", "instance", "listed", "rebuil", "active on", "running on")),
-        ("notify", ("report", "mail", "notif", "deliver")),
-        ("return to service", ("restor", "return", "repaired", "up again", "healthy")),
-    ]
+def iso_ms(text):
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def log_events(since_ms):
+    """Deliveries from the daemon's log, and what each BMC's chassis did (the ground truth of a fence)."""
+    out = []
+    log = os.path.join(os.environ["LAB_DIR"], "logs", "freezer-dr.log")
+    if os.path.exists(log):
+        with open(log, errors="replace") as f:
+            for line in f:
+                if "mail accepted" not in line:
+                    continue
+                ms = iso_ms(line.split()[0])
+                to = line.rsplit("to=", 1)[-1].strip()
+                mail = line.split("mail=", 1)[-1].split()[0] if "mail=" in line else ""
+                kind = "operators" if mail == "operators" else "users of project " + mail.split(".", 1)[-1]
+                out.append({"at": ms, "host": None, "instance": None, "what": "mail to %s accepted (%s)" % (to, kind),
+                            "src": "mail"})
+    for h in os.environ.get("LAB_COMPUTES", "").split():
+        clog = os.path.join(os.environ["LAB_DIR"], "bmc", h, "chassis.log")
+        if os.path.exists(clog):
+            with open(clog) as f:
+                for line in f:
+                    if " power " not in line:
+                        continue
+                    ts, what = line.rstrip().split(" ", 1)
+                    out.append({"at": iso_ms(ts), "host": h, "instance": None, "what": "BMC: " + what, "src": "bmc"})
+    return [e for e in out if e["at"] >= since_ms]
+
+
+def show(e, since_ms):
+    subject = " ".join(x for x in (e.get("host"), e.get("instance")) if x)
+    what = e["what"]
+    if len(what) > 220:
+        what = what[:217] + "..."
+    print("  +%6.1fs  %-9s %s" % ((e["at"] - since_ms) / 1000.0, subject, what), flush=True)
+
+
+def done(until, host, events):
+    texts = [(e.get("host"), e["what"]) for e in events]
+    if until == "recovered":
+        finished = any(h == host and "running elsewhere" in w for h, w in texts)
+        ops = set(os.environ.get("LAB_OPERATORS", "").split())
+        mailed = sum(1 for m in read_maildir() if m["rcpt"] in ops and "recovery finished: " + host in m["subject"])
+        return finished and mailed >= len(ops)
+    if until == "restored":
+        return any(h == host and w.startswith("returned to service") for h, w in texts)
+    if until == "storm":
+        return any(w.startswith("storm:") for _, w in texts)
+    sys.exit("unknown condition %s" % until)
+
+
+def follow(binary, since_ms, until, host, seconds):
+    """Prints the recovery as it happens until UNTIL (recovered, restored, storm) holds for HOST."""
+    since_ms = int(since_ms)
+    seen = set()
+    deadline = time.time() + float(seconds)
+    while True:
+        events = [dict(e, src="journal") for e in history(binary) if e["at"] >= since_ms - 1000]
+        fresh = []
+        for e in events + log_events(since_ms - 1000):
+            key = (e["at"], e.get("host"), e.get("instance"), e["what"])
+            if key not in seen:
+                seen.add(key)
+                fresh.append(e)
+        for e in sorted(fresh, key=lambda e: e["at"]):
+            show(e, since_ms)
+        if done(until, host, events):
+            return
+        if time.time() > deadline:
+            sys.exit("gave up after %ss waiting for %s of %s" % (seconds, until, host))
+        time.sleep(0.5)
+
+
+PHASES = [
+    ("detection", lambda w: w.startswith("observed down")),
+    ("guard", lambda w: w.startswith("recovery started") or w.startswith("storm")),
+    ("fence", lambda w: "power-off" in w or w.startswith("confirmed off") or w.startswith("BMC: power off")),
+    ("isolate", lambda w: w.startswith("isolated")),
+    ("return to service", lambda w: "return" in w or w.startswith("reports up") or w.startswith("BMC: power on")),
+    ("evacuate", lambda w: "instance" in w or "evacuation" in w or " on " in w),
+    ("notify", lambda w: w.startswith("mail to")),
+]
+
+
+def phases(binary, host, crash_ms, poweron_ms):
+    """The recovery of HOST per phase: each phase's events, when it ended and how long it took."""
+    crash_ms, poweron_ms = int(crash_ms), int(poweron_ms)
+    events = [e for e in history(binary) + log_events(crash_ms) if e["at"] >= crash_ms and e.get("host") in (host, None)]
+    events.sort(key=lambda e: e["at"])
     rows = []
     for e in events:
-        t = at(e)
-        if t < crash - 1:
-            continue
-        what = e["what"].lower()
-        phase = "other"
-        for name, keys in rules:
-            if any(k in what for k in keys):
-                phase = name
-                break
-        rows.append((t, phase, e))
-    last_phase = None
-    start = {}
-    end = {}
-    for t, phase, e in rows:
-        start.setdefault(phase, t)
-        end[phase] = t
-        if phase != last_phase:
-            print("  [%s]" % phase)
-            last_phase = phase
-        subject = " ".join(x for x in (e.get("host"), e.get("instance")) if x)
-        print("    +%6.1fs  %-9s %s" % (t - crash, subject, e["what"]))
+        w = e["what"]
+        name = next((n for n, rule in PHASES if rule(w)), "other")
+        if name == "notify" and e["at"] >= poweron_ms:
+            name = "return to service"
+        rows.append((name, e))
+    span = {}
+    current = None
+    for name, e in rows:
+        if name != current:
+            print("  [%s]" % name)
+            current = name
+        show(e, crash_ms)
+        first, _ = span.get(name, (e["at"], e["at"]))
+        span[name] = (first, e["at"])
     print()
-    print("  %-18s %9s %9s %9s" % ("phase", "from", "to", "took"))
-    for name, _ in rules + [("other", ())]:
-        if name in start:
-            print("  %-18s %+8.1fs %+8.1fs %8.1fs" % (
-                name, start[name] - crash, end[name] - crash, end[name] - start[name]))
+    print("  %-18s %10s %10s %9s" % ("phase", "from", "to", "took"))
+    prev = crash_ms
+    order = ["detection", "guard", "fence", "isolate", "evacuate", "notify", "return to service", "other"]
+    for name in order:
+        if name not in span:
+            continue
+        first, last = span[name]
+        start = poweron_ms if name == "return to service" else min(first, prev) if name == "other" else prev
+        print("  %-18s %+9.1fs %+9.1fs %8.1fs" % (
+            name, (start - crash_ms) / 1000.0, (last - crash_ms) / 1000.0, (last - start) / 1000.0))
+        if name not in ("return to service", "other"):
+            prev = max(prev, last) if name != "notify" else prev
+    print("  (detection counts from the crash, including Nova's own service_down_time; return to service")
+    print("   from the power-on at +%.1fs)" % ((poweron_ms - crash_ms) / 1000.0))
 
 
 def main():
@@ -266,6 +357,8 @@ def main():
         services()
     elif cmd == "mails":
         mails("--operators" in args)
+    elif cmd == "follow":
+        follow(*args)
     elif cmd == "phases":
         phases(*args)
     else:
