@@ -159,7 +159,7 @@ mkdir -p "$LAB_DIR/freezer-dr"
 
 [recovery]
 interval = "2s"          # between two observations
-strikes = 2              # consecutive down observations before fencing
+strikes = 3              # consecutive down observations before fencing
 call_timeout = "30s"
 step_retry = "5s"
 
