@@ -275,9 +275,9 @@ def follow(binary, since_ms, until, host, seconds):
     seen = set()
     deadline = time.time() + float(seconds)
     while True:
-        events = [dict(e, src="journal") for e in history(binary) if e["at"] >= since_ms - 1000]
+        events = [dict(e, src="journal") for e in history(binary) if e["at"] >= since_ms]
         fresh = []
-        for e in events + log_events(since_ms - 1000):
+        for e in events + log_events(since_ms):
             key = (e["at"], e.get("host"), e.get("instance"), e["what"])
             if key not in seen:
                 seen.add(key)
