@@ -43,6 +43,10 @@ T0=$(date +%s)
 say() { printf '\n\033[1m==> [%4ss] %s\033[0m\n' "$(( $(date +%s) - T0 ))" "$*"; }
 now_ms() { date +%s%3N; }
 
+# ---- What the lab and the build need (Debian packages, the OpenStack venv): quick when already there.
+say "installing what the lab needs (lab/install.sh; the first time takes a few minutes)"
+"$HERE/install.sh"
+
 # ---- freezer-dr itself.
 if [ -n "${FREEZER_DR_BIN:-}" ]; then
     BIN="$FREEZER_DR_BIN"
