@@ -1,7 +1,7 @@
 //! The `nova` monitor: `GET /os-services?binary=nova-compute`, one [`HostHealth`] per host.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -15,13 +15,26 @@ use crate::session::parse_time;
 ///
 /// A host is `Up` when its heartbeat (`updated_at`) is younger than `heartbeat_timeout` and Nova does not
 /// call it down — or when freezer-dr forced it down but its service heartbeats again (a repaired host
-/// coming back). `Down` carries the evidence (state, status, forced_down, heartbeat age). A service that
+/// coming back). While a service is forced down its `updated_at` also moves when its record is written
+/// (freezer-dr's own isolation writes `forced_down`, then `disabled`), so one fresh value is no proof of
+/// life: a forced-down host reads up only once [`FORCED_UP_BEATS`] distinct fresh `updated_at` values were
+/// observed (a running `nova-compute` writes one every `report_interval`). `Down` carries the evidence (state, status, forced_down, heartbeat age). A service that
 /// never reported is `Unknown`. A failed API call is an error, never "everything is down".
 #[derive(Debug)]
 pub struct NovaMonitor {
     api: Arc<NovaApi>,
     heartbeat_timeout: Duration,
+    /// Per forced-down host: the distinct fresh `updated_at` values observed.
+    beats: Mutex<Beats>,
 }
+
+/// Host name → distinct `updated_at` values seen while it was forced down (only fresh ones are kept).
+type Beats = BTreeMap<String, Vec<SystemTime>>;
+
+/// Distinct fresh heartbeats a forced-down host must show before it reads up: isolation writes the
+/// service record twice (`forced_down`, then `disabled`), each write moving `updated_at`; a third value can
+/// only come from the host's own `nova-compute`.
+pub const FORCED_UP_BEATS: usize = 3;
 
 impl NovaMonitor {
     /// A monitor from its config (reads `clouds.yaml`/`OS_*` for missing credentials; no network I/O).
@@ -29,12 +42,18 @@ impl NovaMonitor {
         Ok(Self {
             api: Arc::new(crate::build_api(&cfg)?),
             heartbeat_timeout: cfg.heartbeat_timeout,
+            beats: Mutex::new(Beats::new()),
         })
     }
 }
 
-/// The health of one service at `now`.
-pub(crate) fn health_of(s: &ComputeService, now: SystemTime, timeout: Duration) -> HostHealth {
+/// The health of one service at `now`; `beats`: distinct fresh heartbeats observed while it is forced down.
+pub(crate) fn health_of(
+    s: &ComputeService,
+    now: SystemTime,
+    timeout: Duration,
+    beats: usize,
+) -> HostHealth {
     let forced = s.forced_down.unwrap_or(false);
     let admin = AdminState {
         disabled: s.status == "disabled",
@@ -59,8 +78,8 @@ pub(crate) fn health_of(s: &ComputeService, now: SystemTime, timeout: Duration) 
             let fresh = age <= timeout;
             let up = if forced {
                 // Nova reports a forced-down service down whatever its heartbeat says: liveness is the
-                // heartbeat alone.
-                fresh
+                // heartbeat alone, and only a heartbeat that keeps moving (see FORCED_UP_BEATS).
+                fresh && beats >= FORCED_UP_BEATS
             } else {
                 fresh && s.state == "up"
             };
@@ -83,10 +102,26 @@ pub(crate) fn merge(
     services: &[ComputeService],
     now: SystemTime,
     timeout: Duration,
+    beats: &mut Beats,
 ) -> Vec<HostHealth> {
     let mut by_host: BTreeMap<HostId, HostHealth> = BTreeMap::new();
     for s in services {
-        let h = health_of(s, now, timeout);
+        let updated = s.updated_at.as_deref().and_then(parse_time);
+        let seen = match updated {
+            Some(t) if s.forced_down.unwrap_or(false) => {
+                let v = beats.entry(s.host.clone()).or_default();
+                if !v.contains(&t) {
+                    v.push(t);
+                }
+                v.retain(|b| now.duration_since(*b).unwrap_or_default() <= timeout);
+                v.len()
+            }
+            _ => {
+                beats.remove(&s.host);
+                0
+            }
+        };
+        let h = health_of(s, now, timeout, seen);
         match by_host.get_mut(&h.host) {
             Some(prev) if prev.health != Health::Up => *prev = h,
             Some(_) => {}
@@ -102,7 +137,16 @@ pub(crate) fn merge(
 impl Monitor for NovaMonitor {
     async fn observe(&self) -> Result<Vec<HostHealth>> {
         let services = self.api.services(None).await?;
-        Ok(merge(&services, SystemTime::now(), self.heartbeat_timeout))
+        let mut beats = self
+            .beats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(merge(
+            &services,
+            SystemTime::now(),
+            self.heartbeat_timeout,
+            &mut beats,
+        ))
     }
 
     async fn healthcheck(&self) -> Result<()> {
@@ -145,21 +189,26 @@ mod tests {
         let now = SystemTime::now();
         let t = Duration::from_secs(30);
         assert_eq!(
-            health_of(&svc("a", "up", false, Some(2), now), now, t).health,
+            health_of(&svc("a", "up", false, Some(2), now), now, t, 0).health,
             Health::Up
         );
-        let stale = health_of(&svc("a", "up", false, Some(45), now), now, t).health;
+        let stale = health_of(&svc("a", "up", false, Some(45), now), now, t, 0).health;
         assert!(
             stale.is_down(),
             "a stale heartbeat is down even if Nova says up: {stale:?}"
         );
-        let down = health_of(&svc("a", "down", false, Some(2), now), now, t).health;
+        let down = health_of(&svc("a", "down", false, Some(2), now), now, t, 0).health;
         assert!(down.is_down());
         // Forced down by freezer-dr, but heartbeating again: the repaired host shows it is back.
-        let back = health_of(&svc("a", "down", true, Some(1), now), now, t);
+        let back = health_of(
+            &svc("a", "down", true, Some(1), now),
+            now,
+            t,
+            FORCED_UP_BEATS,
+        );
         assert_eq!(back.health, Health::Up);
         assert!(back.admin.forced_down);
-        let dead = health_of(&svc("a", "down", true, Some(300), now), now, t).health;
+        let dead = health_of(&svc("a", "down", true, Some(300), now), now, t, 0).health;
         let Health::Down { reason } = dead else {
             panic!("expected down")
         };
@@ -168,7 +217,7 @@ mod tests {
             "{reason}"
         );
         assert!(matches!(
-            health_of(&svc("a", "down", false, None, now), now, t).health,
+            health_of(&svc("a", "down", false, None, now), now, t, 0).health,
             Health::Unknown { .. }
         ));
     }
@@ -179,14 +228,14 @@ mod tests {
         let mut s = svc("a", "up", false, Some(1), now);
         s.status = "disabled".into();
         s.disabled_reason = Some("disk swap, ticket 42".into());
-        let h = health_of(&s, now, Duration::from_secs(30));
+        let h = health_of(&s, now, Duration::from_secs(30), 0);
         assert!(h.admin.disabled_by_operator());
         s.disabled_reason = Some(freezer_dr_core::isolation_marker(
             "r1",
             freezer_dr_core::Timestamp(0),
         ));
         assert!(
-            health_of(&s, now, Duration::from_secs(30))
+            health_of(&s, now, Duration::from_secs(30), 0)
                 .admin
                 .isolated_by_freezer_dr()
         );
@@ -203,8 +252,41 @@ mod tests {
             ],
             now,
             Duration::from_secs(30),
+            &mut Beats::new(),
         );
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].health, Health::Up);
+    }
+
+    #[test]
+    fn a_forced_down_host_whose_record_was_just_written_is_not_up() {
+        // Isolation writes the record twice (forced_down, disabled): two fresh values, then nothing.
+        let t0 = SystemTime::now();
+        let t = Duration::from_secs(10);
+        let mut beats = Beats::new();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let isolated = |written: u64, now: u64| {
+            let mut s = svc("a", "down", true, Some(0), at(written));
+            s.status = "disabled".into();
+            (s, at(now))
+        };
+        for (written, now) in [(0, 0), (1, 1), (1, 3), (1, 9), (1, 30)] {
+            let (s, now) = isolated(written, now);
+            let h = merge(&[s], now, t, &mut beats);
+            assert!(
+                h[0].health.is_down(),
+                "written at {written}, read at {now:?}: {h:?}"
+            );
+        }
+        // Its nova-compute runs again: a new value every report_interval; up at the third distinct one.
+        for (beat, up) in [(31, false), (33, false), (35, true)] {
+            let (s, now) = isolated(beat, beat);
+            let h = merge(&[s], now, t, &mut beats);
+            assert_eq!(h[0].health == Health::Up, up, "beat at {beat}: {h:?}");
+        }
+        // Not forced down any more: Nova's own state decides again, and the count starts over.
+        let s = svc("a", "up", false, Some(0), at(14));
+        assert_eq!(merge(&[s], at(14), t, &mut beats)[0].health, Health::Up);
+        assert!(beats.is_empty());
     }
 }

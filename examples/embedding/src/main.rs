@@ -1,9 +1,28 @@
 //! Embedding freezer-dr in another program: the pipeline is built from typed constructors, the recovery
 //! policy is written in code, and the journal is kept in memory. No config file, no registry lookup.
 //!
-//! The drivers here are the `testing` fakes over a simulated cloud, so the example runs anywhere. As the
-//! driver crates land, real constructors replace them one for one, e.g.
-//! `Arc::new(IpmiFencer::new(IpmiConfig { .. })?)` or `Arc::new(NovaEvacuator::new(NovaConfig { .. })?)`.
+//! The drivers here are core's `testing` fakes over a simulated cloud, so the example runs anywhere. For a
+//! real cloud, depend on the driver crates and put their typed constructors in the same places:
+//!
+//! ```text
+//! use freezer_dr_drivers_ipmi::{IpmiConfig, IpmiFencer};
+//! use freezer_dr_email::{EmailConfig, EmailNotifier};
+//! use freezer_dr_nova::{AuthConfig, KeystoneConfig, KeystoneDirectory, NovaConfig, NovaEvacuator, NovaMonitor};
+//!
+//! let nova = NovaConfig { auth: AuthConfig { cloud: Some("mycloud".into()), ..Default::default() },
+//!                         ..Default::default() };
+//! let pipeline = Pipeline {
+//!     monitor: Arc::new(NovaMonitor::new(nova.clone())?),
+//!     fencers: vec![Arc::new(IpmiFencer::new(ipmi_config)?)],      // an IpmiConfig with the BMC inventory
+//!     evacuator: Arc::new(NovaEvacuator::new(nova)?),
+//!     directory: Some(Arc::new(KeystoneDirectory::new(KeystoneConfig::default())?)),
+//!     notifiers: vec![Arc::new(EmailNotifier::new(email_config)?)], // an EmailConfig: server, from, to
+//! };
+//! let journal = Arc::new(freezer_dr_core::journal::RedbJournal::open("/var/lib/myapp/freezer-dr.redb")?);
+//! ```
+//!
+//! Each config struct is the driver's TOML section as a Rust value (`deny_unknown_fields`, secrets as
+//! `freezer_dr_core::Secret`); the constructors do no network I/O.
 
 use std::process::ExitCode;
 use std::sync::Arc;

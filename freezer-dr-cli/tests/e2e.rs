@@ -1,0 +1,808 @@
+//! End to end: the real `freezer-dr` binary against the whole lab (`lab/up.sh`): Keystone + Nova with three
+//! fake-driver computes, an `ipmi_sim` BMC per compute whose power-off really kills that compute's
+//! `nova-compute`, and an SMTP server writing a Maildir. The same scenario as `lab/demo.sh`.
+//!
+//! One test function runs the whole story on one lab (it takes about a minute to start, and nextest runs
+//! each test function in its own process):
+//! 1. compute1 hangs: fenced (its process killed by the BMC), isolated, evacuated, users and operators
+//!    told once; powered back on through its BMC, it returns to service;
+//! 2. compute2 hangs and freezer-dr is SIGKILLed in the middle of the evacuations, then started again:
+//!    the recovery completes, no instance is evacuated twice, no mail is sent twice;
+//! 3. compute1 and compute3 fail at once with a storm budget of one host: nothing is fenced, the
+//!    operators get one alert.
+//!
+//! Fails — never skips — when the lab cannot start, unless `FREEZER_DR_SKIP_LAB=1` is set explicitly.
+
+// Test harness code: panicking is how it fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_freezer-dr");
+const OPERATORS: [&str; 2] = ["ops@cloud.lab", "oncall@cloud.lab"];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The running lab and a freezer-dr daemon on it; both stopped when dropped (logs shown on failure).
+struct Lab {
+    dir: tempfile::TempDir,
+    env: BTreeMap<String, String>,
+    daemon: Option<Child>,
+}
+
+impl Lab {
+    fn start() -> Option<Lab> {
+        if std::env::var("FREEZER_DR_SKIP_LAB").as_deref() == Ok("1") {
+            eprintln!("FREEZER_DR_SKIP_LAB=1: the end-to-end lab test is skipped");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("fdr-e2e.")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let started = Instant::now();
+        let out = Command::new("bash")
+            .arg(repo().join("lab/up.sh"))
+            .arg("--dir")
+            .arg(dir.path())
+            .output()
+            .expect("run lab/up.sh");
+        if !out.status.success() {
+            panic!(
+                "the lab did not start (lab/up.sh exited {}); this test needs it (install: lab/install.sh; \
+                 skip only with FREEZER_DR_SKIP_LAB=1)\n--- stdout\n{}\n--- stderr\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        eprintln!("lab up in {:.0?}", started.elapsed());
+        let text = std::fs::read_to_string(dir.path().join("lab.env")).expect("lab.env");
+        let env = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+            .collect();
+        Some(Lab {
+            dir,
+            env,
+            daemon: None,
+        })
+    }
+
+    fn var(&self, k: &str) -> &str {
+        self.env
+            .get(k)
+            .unwrap_or_else(|| panic!("{k} missing from lab.env"))
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn config(&self) -> PathBuf {
+        self.path("freezer-dr.toml")
+    }
+
+    /// `freezer-dr ARGS` on the lab's config.
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("FREEZER_DR_CONFIG", self.config())
+            .output()
+            .expect("run freezer-dr")
+    }
+
+    fn start_daemon(&mut self) {
+        assert!(self.daemon.is_none(), "a daemon already runs");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("logs/freezer-dr.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("run")
+            .env("FREEZER_DR_CONFIG", self.config())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start freezer-dr run");
+        self.daemon = Some(child);
+    }
+
+    /// SIGKILL: no drain, no goodbye.
+    fn kill_daemon(&mut self) {
+        let mut c = self.daemon.take().expect("no daemon");
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    fn daemon_alive(&mut self) -> bool {
+        self.daemon
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    fn compute_pid(&self, host: &str) -> u32 {
+        let text =
+            std::fs::read_to_string(self.path(&format!("pids/nova-compute-{host}"))).unwrap();
+        text.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    fn signal(&self, pid: u32, sig: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
+    /// The host hangs: its nova-compute stops reporting but the process exists until fenced.
+    fn hang(&self, host: &str) -> u32 {
+        let pid = self.compute_pid(host);
+        self.signal(pid, "STOP");
+        pid
+    }
+
+    fn compute(&self, action: &str, host: &str) {
+        let out = Command::new("bash")
+            .arg(repo().join("lab/openstack/compute.sh"))
+            .arg(self.dir.path())
+            .args([action, host])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "compute.sh {action} {host}: {out:?}");
+    }
+
+    /// `ipmitool ... chassis ARGS` against the host's BMC, as an operator would.
+    fn bmc(&self, host: &str, args: &[&str]) -> String {
+        let port = std::fs::read_to_string(self.path(&format!("bmc/{host}/port"))).unwrap();
+        let out = Command::new("ipmitool")
+            .args(["-I", "lanplus", "-H", "127.0.0.1", "-p", port.trim()])
+            .args(["-U", "admin", "-E", "-C", "3", "chassis"])
+            .args(args)
+            .env(
+                "IPMI_PASSWORD",
+                std::fs::read_to_string(self.path("bmc.pass")).unwrap(),
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ipmitool {args:?} on {host}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn power_file(&self, host: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("bmc/{host}/power"))).unwrap()
+    }
+
+    fn lab_py(&self, args: &[&str]) -> String {
+        let out = Command::new(format!("{}/bin/python", self.var("LAB_VENV")))
+            .arg(repo().join("lab/lab.py"))
+            .args(args)
+            .envs(&self.env)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "lab.py {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn history(&self) -> Vec<Value> {
+        let out = self.cli(&["history", "--json", "--limit", "100000"]);
+        assert!(out.status.success(), "history: {out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn status(&self) -> Value {
+        let out = self.cli(&["status", "--json"]);
+        assert!(out.status.success(), "status: {out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Every mail the SMTP server kept.
+    fn mails(&self) -> Vec<Mail> {
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(self.path("maildir/new")) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let raw = std::fs::read(e.path()).unwrap();
+            let msg = mail_parser::MessageParser::default()
+                .parse(&raw)
+                .unwrap_or_else(|| panic!("{} is not a mail", e.path().display()));
+            let header = |n: &str| msg.header_raw(n).map(|v| v.trim().to_owned());
+            out.push(Mail {
+                rcpt: header("X-RcptTo").unwrap_or_default().to_ascii_lowercase(),
+                message_id: header("Message-ID").unwrap_or_default(),
+                subject: msg.subject().unwrap_or_default().to_owned(),
+                text: msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default(),
+            });
+        }
+        out
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            let logs = self.path("logs");
+            let mut names = vec![
+                "freezer-dr.log".to_owned(),
+                "nova-api.log".into(),
+                "nova-conductor.log".into(),
+            ];
+            for h in ["compute1", "compute2", "compute3"] {
+                names.push(format!("nova-compute-{h}.log"));
+                names.push(format!("bmc-{h}.log"));
+            }
+            for name in names {
+                let text = std::fs::read_to_string(logs.join(&name)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                eprintln!("---- {name} (last lines)");
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+            for h in ["compute1", "compute2", "compute3"] {
+                let log = std::fs::read_to_string(self.path(&format!("bmc/{h}/chassis.log")))
+                    .unwrap_or_default();
+                eprintln!("---- chassis of {h}\n{log}");
+            }
+        }
+        let _ = Command::new("bash")
+            .arg(repo().join("lab/down.sh"))
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Mail {
+    rcpt: String,
+    message_id: String,
+    subject: String,
+    text: String,
+}
+
+/// The test's own admin calls to Nova (plain REST, not the crate under test).
+struct Admin {
+    http: reqwest::Client,
+    token: String,
+    nova: String,
+}
+
+impl Admin {
+    async fn new(lab: &Lab) -> Admin {
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{}/auth/tokens", lab.var("OS_AUTH_URL")))
+            .json(&json!({"auth": {
+                "identity": {"methods": ["password"], "password": {"user": {
+                    "name": "admin", "domain": {"name": "Default"}, "password": lab.var("OS_PASSWORD")}}},
+                "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}))
+            .send()
+            .await
+            .expect("keystone");
+        assert!(r.status().is_success(), "admin token: {}", r.status());
+        let token = r.headers()["x-subject-token"].to_str().unwrap().to_owned();
+        Admin {
+            http,
+            token,
+            nova: lab.var("LAB_NOVA_URL").to_owned(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.nova))
+            .header("X-Auth-Token", &self.token)
+            .header("OpenStack-API-Version", "compute 2.74")
+            .send()
+            .await
+            .expect("nova");
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        assert!(status.is_success(), "GET {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    async fn server(&self, id: &str) -> Value {
+        self.get(&format!("/servers/{id}")).await["server"].clone()
+    }
+
+    /// How many times Nova was asked to evacuate this server (its instance actions).
+    async fn evacuations(&self, id: &str) -> usize {
+        let v = self
+            .get(&format!("/servers/{id}/os-instance-actions"))
+            .await;
+        v["instanceActions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["action"] == "evacuate")
+            .count()
+    }
+
+    async fn service(&self, host: &str) -> Value {
+        let v = self
+            .get(&format!("/os-services?binary=nova-compute&host={host}"))
+            .await;
+        v["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["host"] == host)
+            .cloned()
+            .unwrap_or_else(|| panic!("no service on {host}"))
+    }
+}
+
+/// A server booted by `lab.py boot`.
+#[derive(Clone, Debug)]
+struct Server {
+    id: String,
+    name: String,
+    project: String,
+    project_id: String,
+}
+
+fn servers(lab: &Lab) -> Vec<Server> {
+    let text = std::fs::read_to_string(lab.path("servers.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| Server {
+            id: s["id"].as_str().unwrap().to_owned(),
+            name: s["name"].as_str().unwrap().to_owned(),
+            project: s["project_name"].as_str().unwrap().to_owned(),
+            project_id: s["project_id"].as_str().unwrap().to_owned(),
+        })
+        .collect()
+}
+
+/// Where each server runs now, and how many evacuations Nova recorded for it.
+async fn placement(admin: &Admin, all: &[Server]) -> BTreeMap<String, (String, usize)> {
+    let mut out = BTreeMap::new();
+    for s in all {
+        let v = admin.server(&s.id).await;
+        let host = v["OS-EXT-SRV-ATTR:host"].as_str().unwrap().to_owned();
+        out.insert(s.id.clone(), (host, admin.evacuations(&s.id).await));
+    }
+    out
+}
+
+async fn wait_for<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn history_has(lab: &Lab, host: Option<&str>, text: &str, since: u64) -> bool {
+    lab.history().iter().any(|e| {
+        e["at"].as_u64().unwrap() >= since
+            && host.is_none_or(|h| e["host"] == h)
+            && e["what"].as_str().unwrap().contains(text)
+    })
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Asserts the failed host's recovery: every one of its servers ACTIVE elsewhere and evacuated exactly
+/// once more than `before`; every other server untouched.
+async fn assert_evacuated(
+    admin: &Admin,
+    all: &[Server],
+    before: &BTreeMap<String, (String, usize)>,
+    failed: &str,
+) {
+    let after = placement(admin, all).await;
+    for s in all {
+        let (was_on, n_before) = &before[&s.id];
+        let (now_on, n_after) = &after[&s.id];
+        let v = admin.server(&s.id).await;
+        assert_eq!(v["status"], "ACTIVE", "{}: {v}", s.name);
+        if was_on == failed {
+            assert_ne!(now_on, failed, "{} still on {failed}", s.name);
+            assert_eq!(
+                *n_after,
+                n_before + 1,
+                "{} ({}) must be evacuated exactly once",
+                s.name,
+                s.id
+            );
+        } else {
+            assert_eq!(
+                now_on, was_on,
+                "{} moved although {was_on} did not fail",
+                s.name
+            );
+            assert_eq!(n_after, n_before, "{} was evacuated", s.name);
+            assert!(v["OS-EXT-STS:task_state"].is_null(), "{}: {v}", s.name);
+        }
+    }
+}
+
+/// Users' mails of one recovery: each user of each affected project exactly one mail naming exactly the
+/// project's servers on `failed`, nobody else; the operators exactly one digest.
+fn assert_mails(
+    mails: &[Mail],
+    failed: &str,
+    on_failed: &[&Server],
+    all: &[Server],
+    users: &BTreeMap<&str, Vec<&str>>,
+) {
+    let about: Vec<&Mail> = mails
+        .iter()
+        .filter(|m| {
+            m.subject.contains(&format!("host {failed}"))
+                || m.subject.contains(&format!("{failed}:"))
+        })
+        .collect();
+    let projects: BTreeSet<&str> = on_failed.iter().map(|s| s.project.as_str()).collect();
+    for (project, addrs) in users {
+        for addr in addrs {
+            let got: Vec<&&Mail> = about.iter().filter(|m| m.rcpt == *addr).collect();
+            if !projects.contains(project) {
+                assert!(
+                    got.is_empty(),
+                    "{addr} ({project}) was not affected: {got:#?}"
+                );
+                continue;
+            }
+            assert_eq!(
+                got.len(),
+                1,
+                "{addr} gets exactly one mail about {failed}: {got:#?}"
+            );
+            let text = &got[0].text;
+            let project_id = &on_failed
+                .iter()
+                .find(|s| s.project == *project)
+                .unwrap()
+                .project_id;
+            assert!(
+                got[0].subject.contains(project_id.as_str()),
+                "{addr}: {}",
+                got[0].subject
+            );
+            for s in all {
+                let mine = s.project == *project && on_failed.iter().any(|f| f.id == s.id);
+                assert_eq!(
+                    text.contains(&s.id),
+                    mine,
+                    "{addr}'s mail about {failed} and server {} ({}, project {}):\n{text}",
+                    s.name,
+                    s.id,
+                    s.project
+                );
+            }
+        }
+    }
+    for op in OPERATORS {
+        let digests: Vec<&&Mail> = about
+            .iter()
+            .filter(|m| m.rcpt == op && m.subject.contains("recovery finished"))
+            .collect();
+        assert_eq!(
+            digests.len(),
+            1,
+            "{op}: one digest about {failed}: {about:#?}"
+        );
+        for s in on_failed {
+            assert!(
+                digests[0].text.contains(&s.id),
+                "{op}'s digest lacks {}",
+                s.id
+            );
+        }
+    }
+}
+
+fn assert_no_mail_twice(mails: &[Mail]) {
+    let mut seen = BTreeSet::new();
+    for m in mails {
+        assert!(
+            seen.insert((m.message_id.clone(), m.rcpt.clone())),
+            "{} received {} twice ({})",
+            m.rcpt,
+            m.message_id,
+            m.subject
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_storm() {
+    let Some(mut lab) = Lab::start() else { return };
+    let admin = Admin::new(&lab).await;
+    let v = lab.cli(&["validate", "--connect"]);
+    assert!(v.status.success(), "validate --connect: {v:?}");
+
+    lab.lab_py(&[
+        "boot",
+        "demo:compute1:2",
+        "other:compute1:1",
+        "demo:compute2:1",
+        "other:compute2:1",
+        "demo:compute3:1",
+        "other:compute3:1",
+    ]);
+    // Keystone's lab users (lab/openstack/lab.py): carol has no email; bob is a member through a group.
+    let users = BTreeMap::from([
+        ("demo", vec!["alice@example.org", "bob@example.org"]),
+        ("other", vec!["dave@example.org"]),
+    ]);
+
+    // ---- 1. compute1 hangs.
+    let all = servers(&lab);
+    let before = placement(&admin, &all).await;
+    lab.start_daemon();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(lab.daemon_alive(), "freezer-dr run exited at once");
+    let crashed = Instant::now();
+    let pid = lab.hang("compute1");
+    assert!(process_exists(pid));
+    let on1: Vec<&Server> = all
+        .iter()
+        .filter(|s| before[&s.id].0 == "compute1")
+        .collect();
+    assert_eq!(on1.len(), 3);
+    wait_for(
+        "compute1's recovery and its digest",
+        Duration::from_secs(150),
+        || async {
+            lab.mails()
+                .iter()
+                .filter(|m| m.subject.contains("recovery finished: compute1"))
+                .count()
+                == OPERATORS.len()
+        },
+    )
+    .await;
+    eprintln!(
+        "compute1 recovered and reported {:.1?} after it hung",
+        crashed.elapsed()
+    );
+
+    // The fence was real: the BMC killed the hung process and reads off.
+    assert!(
+        !process_exists(pid),
+        "nova-compute (pid {pid}) of compute1 survived its fence"
+    );
+    assert_eq!(lab.power_file("compute1"), "0");
+    assert_eq!(
+        lab.bmc("compute1", &["power", "status"]),
+        "Chassis Power is off"
+    );
+    let chassis = std::fs::read_to_string(lab.path("bmc/compute1/chassis.log")).unwrap();
+    assert!(
+        chassis.contains(&format!("nova-compute (pid {pid}) killed")),
+        "{chassis}"
+    );
+    for h in ["compute2", "compute3"] {
+        assert_eq!(lab.power_file(h), "1", "{h} was powered off");
+    }
+    // Isolated with freezer-dr's marker.
+    let svc = admin.service("compute1").await;
+    assert_eq!(svc["forced_down"], true, "{svc}");
+    assert_eq!(svc["status"], "disabled", "{svc}");
+    assert!(
+        svc["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("freezer-dr:fenced:compute1"),
+        "{svc}"
+    );
+    for h in ["compute2", "compute3"] {
+        let s = admin.service(h).await;
+        assert_eq!(
+            (s["status"].as_str(), s["forced_down"].as_bool()),
+            (Some("enabled"), Some(false)),
+            "{s}"
+        );
+    }
+    assert_evacuated(&admin, &all, &before, "compute1").await;
+    let mails = lab.mails();
+    assert_mails(&mails, "compute1", &on1, &all, &users);
+    assert_no_mail_twice(&mails);
+    assert!(
+        mails.iter().all(|m| m.rcpt != "carol@example.org"),
+        "carol has no email address"
+    );
+    // Only the digest so far: no alert went to the operators.
+    for op in OPERATORS {
+        let n = mails.iter().filter(|m| m.rcpt == op).count();
+        assert_eq!(n, 1, "{op}: {mails:#?}");
+    }
+
+    // Repaired: power on through the BMC starts nova-compute; freezer-dr returns it to service.
+    let powered_on = now_ms();
+    assert!(lab.bmc("compute1", &["power", "on"]).contains("Up/On"));
+    wait_for(
+        "compute1 back in service (in Nova and in the journal)",
+        Duration::from_secs(120),
+        || async {
+            let s = admin.service("compute1").await;
+            s["status"] == "enabled"
+                && s["forced_down"] == false
+                && s["state"] == "up"
+                && history_has(&lab, Some("compute1"), "returned to service", powered_on)
+        },
+    )
+    .await;
+    assert_ne!(
+        lab.compute_pid("compute1"),
+        pid,
+        "a new nova-compute runs on compute1"
+    );
+
+    // ---- 2. compute2 hangs (with more servers on it); freezer-dr is killed mid-evacuation.
+    lab.lab_py(&["boot", "demo:compute2:2", "other:compute2:2"]);
+    let all = servers(&lab);
+    let before = placement(&admin, &all).await;
+    let on2: Vec<&Server> = all
+        .iter()
+        .filter(|s| before[&s.id].0 == "compute2")
+        .collect();
+    assert!(on2.len() >= 6, "{on2:?}");
+    let mails_before = lab.mails().len();
+    let pid2 = lab.hang("compute2");
+    wait_for(
+        "compute2's evacuations to be under way",
+        Duration::from_secs(120),
+        || {
+            let st = lab.status();
+            let started = || {
+                let host = st["hosts"]
+                    .as_array()?
+                    .iter()
+                    .find(|h| h["host"] == "compute2")?;
+                let states: Vec<&str> = host["instances"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|i| i["state"]["state"].as_str())
+                    .collect();
+                let moving = states.iter().filter(|s| **s != "pending").count();
+                let pending = states.iter().filter(|s| **s == "pending").count();
+                Some(moving >= 1 && pending >= 1)
+            };
+            let go = started().unwrap_or(false);
+            async move { go }
+        },
+    )
+    .await;
+    lab.kill_daemon();
+    let st = lab.status();
+    eprintln!("freezer-dr killed (SIGKILL) mid-evacuation; status then: {st:#}");
+    lab.start_daemon();
+    wait_for(
+        "compute2's recovery after the restart",
+        Duration::from_secs(150),
+        || async {
+            lab.mails()
+                .iter()
+                .filter(|m| m.subject.contains("recovery finished: compute2"))
+                .count()
+                == OPERATORS.len()
+        },
+    )
+    .await;
+    assert!(
+        !process_exists(pid2),
+        "nova-compute of compute2 survived its fence"
+    );
+    assert_evacuated(&admin, &all, &before, "compute2").await;
+    let mails = lab.mails();
+    assert!(mails.len() > mails_before);
+    assert_mails(&mails, "compute2", &on2, &all, &users);
+    assert_no_mail_twice(&mails);
+    let log = std::fs::read_to_string(lab.path("logs/freezer-dr.log")).unwrap();
+    assert!(
+        log.contains("resuming recoveries from the journal"),
+        "the restarted daemon did not resume"
+    );
+    let powered_on = now_ms();
+    lab.bmc("compute2", &["power", "on"]);
+    wait_for(
+        "compute2 back in service (in Nova and in the journal)",
+        Duration::from_secs(120),
+        || async {
+            let s = admin.service("compute2").await;
+            s["status"] == "enabled"
+                && s["forced_down"] == false
+                && s["state"] == "up"
+                && history_has(&lab, Some("compute2"), "returned to service", powered_on)
+        },
+    )
+    .await;
+
+    // ---- 3. Storm: compute1 and compute3 fail at once; the budget is one host.
+    let storm_at = now_ms();
+    let before = placement(&admin, &all).await;
+    let alerts_before: usize = lab
+        .mails()
+        .iter()
+        .filter(|m| m.subject.to_lowercase().contains("storm"))
+        .count();
+    assert_eq!(alerts_before, 0);
+    lab.compute("kill", "compute1");
+    lab.compute("kill", "compute3");
+    wait_for("the storm guard", Duration::from_secs(90), || async {
+        history_has(&lab, None, "storm:", storm_at)
+    })
+    .await;
+    // A few more cycles: still nothing fenced.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for h in ["compute1", "compute3"] {
+        assert_eq!(lab.power_file(h), "1", "{h} was fenced during a storm");
+        assert!(
+            !history_has(&lab, Some(h), "recovery started", storm_at),
+            "{h}"
+        );
+        let s = admin.service(h).await;
+        assert_eq!(s["forced_down"], false, "{s}");
+        assert_eq!(s["status"], "enabled", "{s}");
+    }
+    assert_eq!(
+        placement(&admin, &all).await,
+        before,
+        "nothing may move in a storm"
+    );
+    let mails = lab.mails();
+    for op in OPERATORS {
+        let storm: Vec<&Mail> = mails
+            .iter()
+            .filter(|m| m.rcpt == op && m.subject.to_lowercase().contains("storm"))
+            .collect();
+        assert_eq!(storm.len(), 1, "{op} gets one storm alert: {storm:#?}");
+        assert!(storm[0].text.contains("compute1") && storm[0].text.contains("compute3"));
+    }
+    let users_told: Vec<&Mail> = mails
+        .iter()
+        .filter(|m| {
+            !OPERATORS.contains(&m.rcpt.as_str()) && m.subject.to_lowercase().contains("storm")
+        })
+        .collect();
+    assert!(
+        users_told.is_empty(),
+        "users are not told about a storm: {users_told:#?}"
+    );
+    assert_no_mail_twice(&mails);
+    assert!(
+        lab.daemon_alive(),
+        "the daemon keeps running through a storm"
+    );
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The chassis of one lab compute host, as its BMC (ipmi_sim) drives it. ipmi_sim runs a per-host wrapper
+# (written by lab/up.sh) that calls:
+#
+#   lab/bmc-chassis.sh LAB_DIR HOST 0x20 get power        -> prints power:<0|1>
+#   lab/bmc-chassis.sh LAB_DIR HOST 0x20 set power 0|1
+#
+# The power state lives in LAB_DIR/bmc/HOST/power. Power-off is real: the host's nova-compute process is
+# killed (SIGKILL to its process group, as a pulled plug) BEFORE the state reads 0, so "off" is never
+# reported while it still runs. Power-on writes 1 and starts nova-compute again. Every change is logged to
+# LAB_DIR/bmc/HOST/chassis.log.
+set -uo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+LAB_DIR="$1"
+HOST="$2"
+shift 2
+# $1 = the MC address (0x20), $2 = get|set, $3 = the item, $4 = the value.
+state="$LAB_DIR/bmc/$HOST/power"
+log="$LAB_DIR/bmc/$HOST/chassis.log"
+note() { echo "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ) $*" >>"$log"; }
+
+case "${2:-}" in
+    get)
+        if [ "${3:-}" = power ]; then
+            printf 'power:%s\n' "$(cat "$state" 2>/dev/null || echo 0)"
+        fi
+        ;;
+    set)
+        [ "${3:-}" = power ] || exit 0
+        if [ "${4:-}" = 0 ]; then
+            pid="$(cut -d' ' -f1 "$LAB_DIR/pids/nova-compute-$HOST" 2>/dev/null || true)"
+            if "$HERE/openstack/compute.sh" "$LAB_DIR" status "$HOST" 2>/dev/null | grep -q running; then
+                "$HERE/openstack/compute.sh" "$LAB_DIR" kill "$HOST" >>"$log" 2>&1
+                note "power off: nova-compute (pid $pid) killed"
+            else
+                note "power off: nova-compute was not running"
+            fi
+            printf 0 >"$state"
+        else
+            printf 1 >"$state"
+            "$HERE/openstack/compute.sh" "$LAB_DIR" start "$HOST" >>"$log" 2>&1
+            note "power on: nova-compute started (pid $(cut -d' ' -f1 "$LAB_DIR/pids/nova-compute-$HOST" 2>/dev/null))"
+        fi
+        ;;
+esac
+exit 0
