@@ -17,7 +17,7 @@ use crate::session::parse_time;
 /// call it down — or when freezer-dr forced it down but its service heartbeats again (a repaired host
 /// coming back). While a service is forced down its `updated_at` also moves when its record is written
 /// (freezer-dr's own isolation writes `forced_down`, then `disabled`), so one fresh value is no proof of
-/// life: a forced-down host reads up only once [`FORCED_UP_BEATS`] distinct fresh `updated_at` values were
+/// life: a forced-down host reads up only once three distinct fresh `updated_at` values were
 /// observed (a running `nova-compute` writes one every `report_interval`). `Down` carries the evidence (state, status, forced_down, heartbeat age). A service that
 /// never reported is `Unknown`. A failed API call is an error, never "everything is down".
 #[derive(Debug)]
@@ -34,7 +34,7 @@ type Beats = BTreeMap<String, Vec<SystemTime>>;
 /// Distinct fresh heartbeats a forced-down host must show before it reads up: isolation writes the
 /// service record twice (`forced_down`, then `disabled`), each write moving `updated_at`; a third value can
 /// only come from the host's own `nova-compute`.
-pub const FORCED_UP_BEATS: usize = 3;
+pub(crate) const FORCED_UP_BEATS: usize = 3;
 
 impl NovaMonitor {
     /// A monitor from its config (reads `clouds.yaml`/`OS_*` for missing credentials; no network I/O).
