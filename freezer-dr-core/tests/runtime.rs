@@ -450,14 +450,19 @@ fn check_invariants(w: &World, k: usize) {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_crash_after_any_call_resumes_without_repeating_a_destructive_action() {
+/// Crashes a full recovery at every driver call (`after`: once the call took effect, its reply lost;
+/// otherwise before it has any effect), restarts from the journal, and checks the invariants.
+async fn crash_at_every_call(after: bool) {
     let total = clean_run_calls().await;
     assert!(total > 10, "the clean run made {total} calls");
     for k in 1..=total {
         let w = world();
         let journal = MemoryJournal::new();
-        w.crash_after(k);
+        if after {
+            w.crash_after(k);
+        } else {
+            w.crash_before(k);
+        }
         let rt = runtime(&w, &journal, config());
         let handle = tokio::spawn(rt.run(std::future::pending()));
         tokio::select! {
@@ -477,28 +482,13 @@ async fn a_crash_after_any_call_resumes_without_repeating_a_destructive_action()
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_crash_after_any_call_resumes_without_repeating_a_destructive_action() {
+    crash_at_every_call(true).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_crash_before_any_call_resumes_without_losing_anything() {
-    let total = clean_run_calls().await;
-    for k in 1..=total {
-        let w = world();
-        let journal = MemoryJournal::new();
-        w.crash_before(k);
-        let rt = runtime(&w, &journal, config());
-        let handle = tokio::spawn(rt.run(std::future::pending()));
-        tokio::select! {
-            () = w.crashed() => {}
-            () = tokio::time::sleep(Duration::from_secs(1200)) => panic!("crash point {k} never reached"),
-        }
-        handle.abort();
-        let _ = handle.await;
-        w.restart();
-        run_until_recovered(&w, &journal).await;
-        check_invariants(&w, k);
-        assert!(
-            journal.outbox().await.unwrap().is_empty(),
-            "crash point {k}"
-        );
-    }
+    crash_at_every_call(false).await;
 }
 
 #[tokio::test(start_paused = true)]
