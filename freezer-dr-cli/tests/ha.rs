@@ -4,92 +4,11 @@
 #![cfg(feature = "etcd")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Etcd {
-    child: Child,
-    _dir: tempfile::TempDir,
-    log: PathBuf,
-    endpoint: String,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Etcd {
-    fn start() -> Option<Etcd> {
-        if std::env::var("FREEZER_DR_SKIP_ETCD").as_deref() == Ok("1") {
-            eprintln!("FREEZER_DR_SKIP_ETCD=1: skipping the etcd tests");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("etcd.log");
-        let (client, peer, metrics) = (free_port(), free_port(), free_port());
-        let endpoint = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
-            .args(["--name", "t", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &endpoint])
-            .args(["--advertise-client-urls", &endpoint])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("t={peer_url}")])
-            .args([
-                "--listen-metrics-urls",
-                &format!("http://127.0.0.1:{metrics}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start etcd ({e}): install Debian `etcd-server`, or set FREEZER_DR_SKIP_ETCD=1")
-            });
-        let etcd = Etcd {
-            child,
-            _dir: dir,
-            log,
-            endpoint,
-        };
-        let end = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < end {
-            let ok = Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
-                .args(["--endpoints", &etcd.endpoint, "endpoint", "health"])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if ok {
-                return Some(etcd);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "etcd did not become healthy within 30s:\n{}",
-            std::fs::read_to_string(&etcd.log).unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- etcd log ----\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
+use freezer_dr_core::testing::EtcdServer;
 
 fn freezer_dr(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_freezer-dr"))
@@ -135,7 +54,7 @@ fn status_until(config: &Path, what: &str, f: impl Fn(&str) -> bool) -> String {
 
 #[test]
 fn two_daemons_one_leads_the_other_takes_over_and_requests_work_from_anywhere() {
-    let Some(etcd) = Etcd::start() else {
+    let Some(etcd) = EtcdServer::start() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -162,7 +81,7 @@ type = "testing"
 [evacuator]
 type = "testing"
 "#,
-            etcd.endpoint
+            etcd.endpoint()
         ),
     )
     .unwrap();

@@ -10,10 +10,7 @@
     clippy::field_reassign_with_default
 )]
 
-use std::io::Read as _;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -24,118 +21,24 @@ use freezer_dr_core::ha::Candidate;
 use freezer_dr_core::journal::{Batch, OutboxEntry};
 use freezer_dr_core::runtime::Pipeline;
 use freezer_dr_core::testing::{
-    FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, FakeNotifier, Op, World, conformance,
+    EtcdServer, FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, FakeNotifier, Op, World,
+    conformance,
 };
 use freezer_dr_core::{
     Audience, ErrorKind, HostHealth, HostId, Journal, Monitor, Report, ReportKind, Runtime, Secret,
     Timestamp,
 };
 
-// ---- a real etcd ----
+// ---- a real etcd (core's shared harness), and what these tests ask of it ----
 
-struct Etcd {
-    child: Child,
-    _dir: tempfile::TempDir,
-    log: PathBuf,
-    endpoint: String,
+trait EtcdExt {
+    fn ha(&self, election: &str, ttl_secs: u64) -> HaConfig;
+    async fn raw(&self) -> etcd_client::Client;
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Etcd {
-    /// Starts etcd, or returns `None` when the tests are explicitly skipped.
-    async fn start() -> Option<Etcd> {
-        if std::env::var("FREEZER_DR_SKIP_ETCD").as_deref() == Ok("1") {
-            eprintln!("FREEZER_DR_SKIP_ETCD=1: skipping the etcd tests");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("etcd.log");
-        let (client, peer, metrics) = (free_port(), free_port(), free_port());
-        let endpoint = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
-            .args(["--name", "t", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &endpoint])
-            .args(["--advertise-client-urls", &endpoint])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("t={peer_url}")])
-            .args([
-                "--listen-metrics-urls",
-                &format!("http://127.0.0.1:{metrics}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start etcd ({e}): install Debian `etcd-server`, or set \
-                     FREEZER_DR_SKIP_ETCD=1 to skip these tests explicitly"
-                )
-            });
-        let etcd = Etcd {
-            child,
-            _dir: dir,
-            log,
-            endpoint,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ok = tokio::time::timeout(Duration::from_secs(2), async {
-                let mut c = etcd_client::Client::connect([etcd.endpoint.as_str()], None).await?;
-                c.get("probe", None).await
-            })
-            .await;
-            if matches!(ok, Ok(Ok(_))) {
-                return Some(etcd);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "etcd did not answer on {} within 30s; its log:\n{}",
-                etcd.endpoint,
-                etcd.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut s);
-        }
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} etcd failed");
-    }
-
-    /// SIGSTOP: etcd keeps its sockets open and answers nothing.
-    fn freeze(&self) {
-        self.signal("-STOP");
-    }
-
-    fn thaw(&self) {
-        self.signal("-CONT");
-    }
-
+impl EtcdExt for EtcdServer {
     fn ha(&self, election: &str, ttl_secs: u64) -> HaConfig {
-        let mut cfg = HaConfig::etcd(vec![self.endpoint.clone()]);
+        let mut cfg = HaConfig::etcd(vec![self.endpoint().to_owned()]);
         cfg.election = election.to_owned();
         cfg.lease_ttl = Duration::from_secs(ttl_secs);
         cfg.request_timeout = Duration::from_secs(1);
@@ -143,26 +46,9 @@ impl Etcd {
     }
 
     async fn raw(&self) -> etcd_client::Client {
-        etcd_client::Client::connect([self.endpoint.as_str()], None)
+        etcd_client::Client::connect([self.endpoint()], None)
             .await
             .unwrap()
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- etcd log ({}) ----\n{}",
-                self.endpoint,
-                self.log_text()
-            );
-        }
     }
 }
 
@@ -252,7 +138,7 @@ async fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_etcd_journal_passes_the_journal_conformance_suite() {
-    let Some(etcd) = Etcd::start().await else {
+    let Some(etcd) = EtcdServer::start() else {
         return;
     };
     let cand = Candidate::connect(etcd.ha("conformance", 10))
@@ -269,7 +155,7 @@ async fn the_etcd_journal_passes_the_journal_conformance_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_submits_requests_but_cannot_commit() {
-    let Some(etcd) = Etcd::start().await else {
+    let Some(etcd) = EtcdServer::start() else {
         return;
     };
     let leader = Candidate::connect(etcd.ha("requests", 10))
@@ -306,7 +192,7 @@ async fn a_standby_submits_requests_but_cannot_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_too_big_for_one_transaction_is_refused_whole() {
-    let Some(etcd) = Etcd::start().await else {
+    let Some(etcd) = EtcdServer::start() else {
         return;
     };
     let cand = Candidate::connect(etcd.ha("big", 10)).await.unwrap();
@@ -344,7 +230,7 @@ async fn a_batch_too_big_for_one_transaction_is_refused_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_leaders_late_commit_is_rejected_by_the_token_check() {
-    let Some(etcd) = Etcd::start().await else {
+    let Some(etcd) = EtcdServer::start() else {
         return;
     };
     let a = Candidate::connect(etcd.ha("token", 10))
@@ -399,7 +285,7 @@ async fn a_deposed_leaders_late_commit_is_rejected_by_the_token_check() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standby_takes_over_mid_recovery_without_repeating_anything() {
-    let Some(etcd) = Etcd::start().await else {
+    let Some(etcd) = EtcdServer::start() else {
         return;
     };
     let ttl = 2;
@@ -524,7 +410,7 @@ async fn the_standby_takes_over_mid_recovery_without_repeating_anything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_etcd_stops_the_leader_by_its_local_deadline_and_one_leads_after() {
-    let Some(etcd) = Etcd::start().await else {
+    let Some(etcd) = EtcdServer::start() else {
         return;
     };
     let ttl = 3;
@@ -637,13 +523,13 @@ async fn a_frozen_etcd_stops_the_leader_by_its_local_deadline_and_one_leads_afte
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_etcd_password_is_an_auth_error_that_never_shows_the_password() {
-    let Some(etcd) = Etcd::start().await else {
+    let Some(etcd) = EtcdServer::start() else {
         return;
     };
     let run = |args: &[&str]| {
         let out = Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &etcd.endpoint])
+            .args(["--endpoints", etcd.endpoint()])
             .args(args)
             .output()
             .unwrap();

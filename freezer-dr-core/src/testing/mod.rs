@@ -7,11 +7,16 @@
 //!   the core traits over a [`World`], with the semantics the trait docs promise.
 //! - Drivers named `testing` are registered for every role, for dry runs, demos and the CLI's tests.
 //! - [`conformance`] holds the suites that driver crates run against their real peers.
+//! - `EtcdServer` (with feature `etcd`) starts a real etcd for HA tests.
 
 pub mod conformance;
 pub mod drivers;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod fakes;
 mod world;
 
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdServer;
 pub use fakes::{FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, FakeNotifier};
 pub use world::{Call, Delivered, Op, SimHost, SimInstance, World};
