@@ -31,6 +31,23 @@ pub enum Progress {
     },
     /// The instance no longer exists (deleted by its owner meanwhile).
     Gone,
+    /// Still on its original host, busy with something that is not this evacuation (Nova: a `task_state`
+    /// such as `spawning`, `rebooting` or `powering-off` left from before the host died, and no evacuation
+    /// migration of ours): the request did not take effect. The engine asks again after
+    /// `evacuation.retry_delay`, within the attempt budget.
+    Busy {
+        /// What it is busy with, for reports.
+        detail: String,
+    },
+    /// Rebuilt on another host but left stopped, while it ran before the failure (Nova 2.95+ evacuates to
+    /// a stopped server): the engine sends [`crate::Command::Start`], a journaled command like any other
+    /// write, then keeps reading the progress.
+    NeedsStart {
+        /// The new host.
+        host: HostId,
+        /// Its status there (`SHUTOFF`).
+        status: String,
+    },
 }
 
 /// Tells the cloud a fenced host is gone, and moves its instances to healthy hosts.
@@ -50,6 +67,16 @@ pub trait Evacuator: Send + Sync {
 
     /// Reads where an instance's evacuation stands.
     async fn progress(&self, instance: &Instance) -> Result<Progress>;
+
+    /// Starts an instance that an evacuation left stopped (after [`Progress::NeedsStart`]). Safe to repeat:
+    /// an instance already running is Ok. The default refuses: an evacuator that never reports
+    /// `NeedsStart` needs no start.
+    async fn start(&self, instance: &Instance) -> Result<()> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("this evacuator cannot start instance {}", instance.id),
+        ))
+    }
 
     /// Returns a repaired host to service: unset `forced_down`, wait until it reports up, enable.
     async fn restore(&self, host: &HostId) -> Result<()>;

@@ -615,6 +615,18 @@ impl Core {
                     });
                 });
             }
+            Command::Start { host, instance } => {
+                self.tasks.spawn(async move {
+                    info!(host = %host, instance = %instance.id, "starting an evacuated instance");
+                    let result = call(&cfg, "start", true, || p.evacuator.start(&instance)).await;
+                    log_result("start", &host, &result);
+                    let _ = tx.send(Input::Started {
+                        host,
+                        instance: instance.id,
+                        result,
+                    });
+                });
+            }
             Command::Restore { host } => {
                 let lock = self.host_lock(&host);
                 self.tasks.spawn(async move {
@@ -696,6 +708,17 @@ impl Core {
                 }),
                 instance: instance.id,
             },
+            Command::Start { host, instance } => {
+                self.record_plan(format!(
+                    "start instance {} ({}), evacuated from {host} and left stopped",
+                    instance.name, instance.id
+                ));
+                Input::Started {
+                    host,
+                    instance: instance.id,
+                    result: Ok(()),
+                }
+            }
             Command::Restore { host } => {
                 self.record_plan(format!("return {host} to service"));
                 Input::Restored {

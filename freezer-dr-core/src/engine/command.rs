@@ -45,6 +45,13 @@ pub enum Command {
         /// The instance.
         instance: Instance,
     },
+    /// Start an instance an evacuation left stopped on its new host (it ran before the failure).
+    Start {
+        /// The host it was evacuated from.
+        host: HostId,
+        /// The instance.
+        instance: Instance,
+    },
     /// Return a repaired host to service.
     Restore {
         /// The host.
@@ -61,6 +68,7 @@ impl Command {
             Self::PowerOff { host, .. }
             | Self::PowerStatus { host, .. }
             | Self::Progress { host, .. }
+            | Self::Start { host, .. }
             | Self::Restore { host } => Some(host),
             Self::Isolate { fenced }
             | Self::ListInstances { fenced }
@@ -82,6 +90,7 @@ impl Command {
             Self::PowerOff { .. }
                 | Self::Isolate { .. }
                 | Self::Evacuate { .. }
+                | Self::Start { .. }
                 | Self::Restore { .. }
         )
     }
@@ -95,6 +104,7 @@ impl Command {
             Self::ListInstances { .. } => "list_instances",
             Self::Evacuate { .. } => "evacuate",
             Self::Progress { .. } => "progress",
+            Self::Start { .. } => "start",
             Self::Restore { .. } => "restore",
             Self::Notify(_) => "notify",
         }
@@ -157,6 +167,15 @@ pub enum Input {
         instance: String,
         /// Where it stands, or why it could not be read.
         result: Result<Progress, Failure>,
+    },
+    /// The result of [`Command::Start`].
+    Started {
+        /// The source host.
+        host: HostId,
+        /// The instance id.
+        instance: String,
+        /// Done, or why not.
+        result: Result<(), Failure>,
     },
     /// The result of [`Command::Restore`].
     Restored {

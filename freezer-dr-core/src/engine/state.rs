@@ -194,6 +194,16 @@ pub enum InstanceState {
         /// What the last read said.
         detail: String,
     },
+    /// Rebuilt on another host but left stopped while it ran before: to be started (a journaled write),
+    /// then tracked again.
+    Starting {
+        /// When the evacuation request was accepted (the timeout counts from there).
+        since: Timestamp,
+        /// Where it was rebuilt.
+        on: HostId,
+        /// Earliest time for the (next) start request.
+        not_before: Timestamp,
+    },
     /// Running (or back in its previous state) on another host.
     Done {
         /// The new host.
@@ -226,7 +236,10 @@ impl InstanceState {
 
     /// True while it holds an evacuation slot.
     pub fn is_active(&self) -> bool {
-        matches!(self, Self::Requested { .. } | Self::Rebuilding { .. })
+        matches!(
+            self,
+            Self::Requested { .. } | Self::Rebuilding { .. } | Self::Starting { .. }
+        )
     }
 
     /// A short name for logs and `status`.
@@ -235,6 +248,7 @@ impl InstanceState {
             Self::Pending { .. } => "pending",
             Self::Requested { .. } => "requested",
             Self::Rebuilding { .. } => "rebuilding",
+            Self::Starting { .. } => "starting",
             Self::Done { .. } => "done",
             Self::Failed { .. } => "failed",
             Self::Skipped { .. } => "skipped",

@@ -10,8 +10,8 @@ use super::{
 };
 use crate::config::{LocalRootDisk, PolicyMode, ReturnToService};
 use crate::{
-    Audience, Failure, Health, HostHealth, HostId, Instance, InstanceOutcome, Outcome, PowerState,
-    Progress, Report, ReportKind, Retry, Timestamp,
+    Audience, ErrorKind, Failure, Health, HostHealth, HostId, Instance, InstanceOutcome, Outcome,
+    PowerState, Progress, Report, ReportKind, Retry, Timestamp,
 };
 
 /// Consecutive temporary failures of a host-level step after which the operators are told (it keeps
@@ -48,6 +48,11 @@ impl Engine {
                 instance,
                 result,
             } => self.progress_read(now, &host, &instance, result),
+            Input::Started {
+                host,
+                instance,
+                result,
+            } => self.started(now, &host, &instance, result),
             Input::Restored { host, result } => self.restored(now, &host, result, &mut out),
             Input::Operator(request) => self.operator(now, request, &mut out),
         }
@@ -771,6 +776,18 @@ impl Engine {
                 );
                 format!("evacuation refused: {f}")
             }
+            // A conflict is a definite answer (the instance is busy: a task left from before the failure,
+            // locked): nothing happened, so ask again after the retry delay, within the attempt budget.
+            Err(f) if f.kind == ErrorKind::Conflict => {
+                retry_or_fail(
+                    inst,
+                    now,
+                    attempts_allowed,
+                    retry_delay,
+                    format!("refused while busy: {f}"),
+                );
+                format!("evacuation refused while the instance is busy: {f}")
+            }
             // The request may or may not have reached Nova: stay `Requested`; `drive` reads the progress
             // before anything is sent again.
             Err(f) => format!("evacuation request outcome unknown ({f}): checking its progress"),
@@ -798,6 +815,7 @@ impl Engine {
         let since = match &inst.state {
             InstanceState::Rebuilding { since, .. } => *since,
             InstanceState::Requested { at } => *at,
+            InstanceState::Starting { since, .. } => *since,
             _ => now,
         };
         let what = match result {
@@ -829,6 +847,27 @@ impl Engine {
                 retry_or_fail(inst, now, attempts_allowed, retry_delay, reason.clone());
                 reason
             }
+            Ok(Progress::Busy { detail }) => {
+                let reason = format!(
+                    "the evacuation did not take effect: the instance is busy on the failed host ({detail})"
+                );
+                retry_or_fail(inst, now, attempts_allowed, retry_delay, reason.clone());
+                reason
+            }
+            Ok(Progress::NeedsStart { host: to, status }) if to == *host => {
+                let reason = format!("reported {status} on the failed host itself");
+                retry_or_fail(inst, now, attempts_allowed, retry_delay, reason.clone());
+                reason
+            }
+            Ok(Progress::NeedsStart { host: to, status }) => {
+                let what = format!("{status} on {to}, running before the failure: starting it");
+                inst.state = InstanceState::Starting {
+                    since,
+                    on: to,
+                    not_before: now,
+                };
+                what
+            }
             Ok(Progress::Failed { reason }) => {
                 retry_or_fail(inst, now, attempts_allowed, retry_delay, reason.clone());
                 format!("evacuation failed: {reason}")
@@ -845,6 +884,47 @@ impl Engine {
                     detail: format!("progress unreadable: {f}"),
                 };
                 format!("progress unreadable: {f}")
+            }
+        };
+        self.touch_instance(now, host, id, what);
+    }
+
+    fn started(&mut self, now: Timestamp, host: &HostId, id: &str, result: Result<(), Failure>) {
+        let poll = self.cfg.evacuation.poll_interval;
+        let Some(inst) = self.instance_mut(host, id) else {
+            return;
+        };
+        let InstanceState::Starting { since, on, .. } = inst.state.clone() else {
+            return;
+        };
+        if !inst.inflight {
+            return;
+        }
+        inst.inflight = false;
+        let what = match result {
+            Ok(()) => {
+                inst.state = InstanceState::Rebuilding {
+                    since,
+                    next_poll: now.after(poll),
+                    detail: format!("start requested on {on}"),
+                };
+                format!("start requested on {on}")
+            }
+            Err(f) if f.retry == Retry::Permanent => {
+                let what = format!("left SHUTOFF on {on}: it could not be started ({f})");
+                inst.state = InstanceState::Done {
+                    host: on,
+                    status: "SHUTOFF".into(),
+                };
+                what
+            }
+            Err(f) => {
+                inst.state = InstanceState::Starting {
+                    since,
+                    on,
+                    not_before: now.after(poll),
+                };
+                format!("start failed, trying again: {f}")
             }
         };
         self.touch_instance(now, host, id, what);
@@ -1144,6 +1224,31 @@ impl Engine {
                         host: host.clone(),
                         instance: inst.instance.clone(),
                     });
+                }
+                InstanceState::Starting {
+                    since,
+                    on,
+                    not_before,
+                } => {
+                    if now.since(*since) >= evac.timeout {
+                        *active = active.saturating_sub(1);
+                        let reason = format!(
+                            "rebuilt on {on} but not running within {}: it could not be started",
+                            humantime::format_duration(evac.timeout)
+                        );
+                        events.push((id.clone(), reason.clone()));
+                        inst.state = InstanceState::Failed { reason };
+                    } else {
+                        all_done = false;
+                        if !paused && now >= *not_before {
+                            inst.inflight = true;
+                            events.push((id.clone(), format!("starting it on {on}")));
+                            out.push(Command::Start {
+                                host: host.clone(),
+                                instance: inst.instance.clone(),
+                            });
+                        }
+                    }
                 }
                 InstanceState::Rebuilding {
                     since,

@@ -236,6 +236,7 @@ fn render(c: &Command) -> String {
             format!("evacuate {} from {}", instance.id, fenced.host())
         }
         Command::Progress { host, instance } => format!("progress {} on {host}", instance.id),
+        Command::Start { host, instance } => format!("start {} from {host}", instance.id),
         Command::Restore { host } => format!("restore {host}"),
         Command::Notify(r) => {
             let kind = serde_json::to_value(&r.kind).unwrap()["kind"]
@@ -1823,3 +1824,5 @@ fn the_started_report_lists_each_instance_and_what_the_policy_decided() {
     assert_eq!(by_id("vol"), Outcome::Evacuating);
     assert!(matches!(by_id("local"), Outcome::Skipped { .. }));
 }
+
+mod hardening;
