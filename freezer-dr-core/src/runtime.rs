@@ -60,6 +60,8 @@ pub struct Summary {
     pub plan: Vec<String>,
     /// Reports still in the outbox when the pass ended (delivered by the next run).
     pub undelivered: usize,
+    /// Engine steps the pass took (inputs, ticks included): what waiting costs, in loop turns.
+    pub steps: u64,
 }
 
 /// Receives dry-run plan lines as they are decided.
@@ -177,6 +179,7 @@ struct Core {
     plan_sink: Option<PlanSink>,
     observing: bool,
     draining: bool,
+    steps: u64,
     earlier_recoveries: std::collections::HashSet<Option<String>>,
 }
 
@@ -231,6 +234,7 @@ impl Core {
             plan_sink: rt.plan_sink,
             observing: false,
             draining: false,
+            steps: 0,
             earlier_recoveries: Default::default(),
         };
         core.earlier_recoveries = core.engine.hosts().map(|h| h.recovery.clone()).collect();
@@ -293,6 +297,7 @@ impl Core {
         if matches!(input, Input::Observed(_)) {
             self.observing = false;
         }
+        self.steps += 1;
         let cmds = self.engine.step(self.clock.now(), input);
         self.commit(cmds, Vec::new()).await
     }
@@ -346,6 +351,7 @@ impl Core {
         let requests = self.journal.requests().await?;
         for req in requests {
             info!(request = ?req.request, id = req.id, "applying operator request");
+            self.steps += 1;
             let cmds = self
                 .engine
                 .step(self.clock.now(), Input::Operator(req.request));
@@ -440,6 +446,7 @@ impl Core {
     async fn finish(mut self) -> Result<Summary> {
         let mut summary = Summary {
             plan: self.plan.lock().map(|p| p.clone()).unwrap_or_default(),
+            steps: self.steps,
             ..Summary::default()
         };
         for h in self.engine.hosts() {

@@ -167,7 +167,14 @@ async fn run_once_with_nothing_down_does_nothing() {
         .run_once()
         .await
         .unwrap();
-    assert_eq!(summary, Summary::default());
+    // A start tick and one observation.
+    assert_eq!(
+        summary,
+        Summary {
+            steps: 2,
+            ..Summary::default()
+        }
+    );
     assert_eq!(w.count(Op::Observe), 1);
     assert_eq!(w.count(Op::PowerOff), 0);
 }
@@ -635,4 +642,30 @@ async fn a_delivery_refused_for_good_is_kept_and_retried_slowly() {
     assert!(w.count(Op::Notify) > first);
     let _ = stop.send(());
     handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn instances_waiting_for_an_evacuation_slot_cost_no_loop_turns() {
+    let w = World::new()
+        .host("c1")
+        .host("c2")
+        .host("c3")
+        .instances("c1", 30);
+    w.evacuation_takes(5);
+    w.kill("c1");
+    let mut cfg = config();
+    cfg.storm.max_fraction = 1.0;
+    cfg.evacuation.concurrency = 1;
+    let journal = MemoryJournal::new();
+    let summary = runtime(&w, &journal, cfg).run_once().await.unwrap();
+    assert_eq!(summary.failed_instances, 0, "{summary:?}");
+    assert_eq!(w.count(Op::Evacuate), 30);
+    // Each instance: one request, five progress reads and the ticks that make them due (about 12 steps),
+    // plus the observations and the host-level steps. A loop that wakes for instances it cannot send
+    // turns millions of times.
+    assert!(
+        summary.steps < 30 * 15 + 50,
+        "{} engine steps for 30 instances at concurrency 1",
+        summary.steps
+    );
 }

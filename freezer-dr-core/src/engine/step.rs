@@ -62,13 +62,31 @@ impl Engine {
 
     /// The earliest time at which an [`Input::Tick`] would produce something (a poll, a deadline or a
     /// retry falling due), if any.
+    ///
+    /// Only what [`Engine::drive`] could act on counts: an instance waiting for an evacuation slot, or any
+    /// write held by the operators' brake, waits for an input (a result freeing a slot, `resume`), never
+    /// for the clock — so waiting costs no CPU.
     pub fn next_wakeup(&self) -> Option<Timestamp> {
         let evac = &self.cfg.evacuation;
+        let paused = self.meta.paused.is_some();
+        let slot_free = self.active_evacuations() < evac.concurrency;
         let mut next: Option<Timestamp> = None;
         let mut consider = |t: Timestamp| next = Some(next.map_or(t, |n| n.min(t)));
         for rec in self.hosts.values().filter(|h| h.stage.in_recovery()) {
             if rec.pending.is_none() {
-                if let Some(t) = rec.retry_at {
+                // A retry of a write waits for `resume` under the brake; a retry of a read does not.
+                let write_held = paused
+                    && matches!(
+                        rec.stage,
+                        Stage::Fencing {
+                            attempted: false,
+                            ..
+                        } | Stage::Isolating { isolated: false }
+                            | Stage::Restoring
+                    );
+                if let Some(t) = rec.retry_at
+                    && !write_held
+                {
                     consider(t);
                 }
                 if let Stage::Verifying {
@@ -83,16 +101,38 @@ impl Engine {
             if rec.stage == Stage::Evacuating {
                 for inst in rec.instances.values().filter(|i| !i.inflight) {
                     match &inst.state {
-                        InstanceState::Pending { not_before } => consider(*not_before),
+                        InstanceState::Pending { not_before } if slot_free && !paused => {
+                            consider(*not_before);
+                        }
                         InstanceState::Rebuilding {
                             since, next_poll, ..
                         } => consider((*next_poll).min(since.after(evac.timeout))),
+                        InstanceState::Starting {
+                            since, not_before, ..
+                        } => {
+                            let timeout = since.after(evac.timeout);
+                            consider(if paused {
+                                timeout
+                            } else {
+                                (*not_before).min(timeout)
+                            });
+                        }
                         _ => {}
                     }
                 }
             }
         }
         next
+    }
+
+    /// Instances holding an evacuation slot (requested, rebuilding or being started), across all hosts.
+    fn active_evacuations(&self) -> usize {
+        self.hosts
+            .values()
+            .filter(|h| h.stage == Stage::Evacuating)
+            .flat_map(|h| h.instances.values())
+            .filter(|i| i.state.is_active())
+            .count()
     }
 
     // ----- observation -------------------------------------------------------------------------------
@@ -1078,12 +1118,7 @@ impl Engine {
             })
             .map(|h| h.host.clone())
             .collect();
-        let mut active: usize = busy
-            .iter()
-            .filter_map(|h| self.hosts.get(h))
-            .flat_map(|h| h.instances.values())
-            .filter(|i| i.state.is_active())
-            .count();
+        let mut active = self.active_evacuations();
         for host in &busy {
             self.drive_host(now, host, paused, &mut active, out);
         }

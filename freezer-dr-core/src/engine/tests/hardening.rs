@@ -134,8 +134,8 @@ fn a_start_waits_for_the_brake_and_is_sent_again_after_a_restart() {
     );
     assert_eq!(
         b.engine.next_wakeup(),
-        None,
-        "nothing to wake up for while braked"
+        Some(b.now.after(Duration::from_secs(298))),
+        "under the brake only the evacuation timeout (from the accepted request) is due"
     );
     b.step(Input::Operator(OperatorRequest::Resume));
     restart(&mut b);
@@ -151,4 +151,59 @@ fn a_start_waits_for_the_brake_and_is_sent_again_after_a_restart() {
         &report.instances[0].outcome,
         Outcome::Evacuated { status, .. } if status == "SHUTOFF"
     ));
+}
+
+// ----- waiting costs no CPU -------------------------------------------------------------------------------
+
+#[test]
+fn instances_waiting_for_a_slot_do_not_wake_the_loop() {
+    let mut cfg = config();
+    cfg.evacuation.concurrency = 1;
+    let mut b = Bench::new(cfg, 1);
+    let many: Vec<Instance> = (0..30)
+        .map(|i| instance(&format!("i{i:02}"), "c1"))
+        .collect();
+    assert_eq!(b.fence_and_list("c1", many), ["evacuate i00 from c1"]);
+    assert!(b.sent("c1", "i00", Ok(())).is_empty());
+    // 29 instances wait for the one slot: the next thing due is the running one's poll, not "now".
+    assert_eq!(
+        b.engine.next_wakeup(),
+        Some(b.now.after(Duration::from_secs(2)))
+    );
+}
+
+#[test]
+fn writes_held_by_the_brake_do_not_wake_the_loop() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![instance("a", "c1"), instance("b", "c1")]);
+    b.step(Input::Operator(OperatorRequest::Pause {
+        reason: "maintenance".into(),
+    }));
+    // `a` is refused and falls due for a retry while the brake is on; `b` never left.
+    b.sent("c1", "a", Err(fail(ErrorKind::Conflict)));
+    b.sent("c1", "b", Err(fail(ErrorKind::Conflict)));
+    b.advance(60);
+    assert!(b.step(Input::Tick).is_empty());
+    assert_eq!(
+        b.engine.next_wakeup(),
+        None,
+        "{:?}",
+        b.instance_state("c1", "a")
+    );
+    // A host-level write waiting for its retry under the brake: no wake-up either.
+    let mut b = Bench::default();
+    b.fence_and_list("c2", vec![]);
+    b.advance(10);
+    b.up_for_strikes();
+    assert_eq!(b.stage("c2"), Stage::Restoring);
+    b.step(Input::Operator(OperatorRequest::Pause {
+        reason: "maintenance".into(),
+    }));
+    b.step(Input::Restored {
+        host: "c2".into(),
+        result: Err(fail(ErrorKind::Unreachable)),
+    });
+    b.advance(60);
+    assert!(b.step(Input::Tick).is_empty());
+    assert_eq!(b.engine.next_wakeup(), None);
 }
