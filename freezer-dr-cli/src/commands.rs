@@ -36,9 +36,20 @@ pub async fn dispatch(cli: &Cli) -> anyhow::Result<Exit> {
             submit(cli, OperatorRequest::Pause { reason }).await
         }
         Command::Resume => submit(cli, OperatorRequest::Resume).await,
-        Command::Recover { host } => {
+        Command::Recover {
+            host,
+            despite_storm,
+        } => {
             let host = host_id(host)?;
-            submit(cli, OperatorRequest::Recover { host }).await
+            let despite_storm = *despite_storm;
+            submit(
+                cli,
+                OperatorRequest::Recover {
+                    host,
+                    despite_storm,
+                },
+            )
+            .await
         }
         Command::ConfirmOff {
             host,

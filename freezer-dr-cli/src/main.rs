@@ -123,9 +123,14 @@ pub enum Command {
     /// Release the emergency brake.
     Resume,
     /// Recover a host known to be dead: fence it (the power-off is still verified), isolate, evacuate.
+    /// A host fenced before has its power read first, and is fenced again if it reads on.
     Recover {
         /// The exact Nova host name.
         host: String,
+        /// Recover it although the storm guard refuses to fence now (too many hosts down or fenced):
+        /// the operators are told that the budget was overridden.
+        #[arg(long)]
+        despite_storm: bool,
     },
     /// Assert that a host is powered off when no fencer can prove it; its recovery continues from
     /// isolation. You take responsibility: evacuating a running host corrupts its instances.

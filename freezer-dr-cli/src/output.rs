@@ -110,7 +110,14 @@ fn request_line(r: &OperatorRequest) -> String {
     match r {
         OperatorRequest::Pause { reason } => format!("pause ({reason})"),
         OperatorRequest::Resume => "resume".to_owned(),
-        OperatorRequest::Recover { host } => format!("recover {host}"),
+        OperatorRequest::Recover {
+            host,
+            despite_storm: false,
+        } => format!("recover {host}"),
+        OperatorRequest::Recover {
+            host,
+            despite_storm: true,
+        } => format!("recover {host} --despite-storm"),
         OperatorRequest::ConfirmOff { host } => format!("confirm-off {host}"),
     }
 }

@@ -352,10 +352,15 @@ pub enum OperatorRequest {
     },
     /// Release the brake.
     Resume,
-    /// Recover a host known dead: fence it (still verified), isolate, evacuate.
+    /// Recover a host known dead: fence it (still verified), isolate, evacuate. A host that was fenced
+    /// before has its power read first (and is fenced again if on): an old proof is never reused.
     Recover {
         /// The host.
         host: HostId,
+        /// Go ahead although the storm guard refuses to fence (the operators are told). Without it a
+        /// recover during a storm, or one that would take the fenced hosts past the budget, is refused.
+        #[serde(default)]
+        despite_storm: bool,
     },
     /// The operator asserts the host is off (no fencer can prove it); recovery continues from isolation.
     ConfirmOff {

@@ -1,7 +1,7 @@
 //! The transition logic: inputs update the state, then [`Engine::drive`] derives the due commands from the
 //! state alone (so a restart, which loses nothing but what was in flight, derives the same work).
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use super::state::HostCall;
 use super::{
@@ -198,7 +198,8 @@ impl Engine {
                 self.dirty_hosts.insert(h.host.clone());
             }
             if !all_stale {
-                self.advance_on_observation(now, &h.host);
+                self.advance_on_observation(now, &h.host, out);
+                self.void_proof_if_alive(now, &h.host, out);
             }
         }
         if all_stale {
@@ -234,7 +235,7 @@ impl Engine {
     }
 
     /// Moves one observed host along according to its fresh health.
-    fn advance_on_observation(&mut self, now: Timestamp, host: &HostId) {
+    fn advance_on_observation(&mut self, now: Timestamp, host: &HostId, out: &mut Vec<Command>) {
         let Some(rec) = self.hosts.get(host) else {
             return;
         };
@@ -250,7 +251,7 @@ impl Engine {
                                recovery for it (journal lost?): check it, then `freezer-dr recover` it or \
                                enable it in Nova"
                         .to_owned();
-                    self.needs_operator(now, host, why, &mut Vec::new());
+                    self.needs_operator(now, host, why, out);
                 } else {
                     let reason = match &rec.health {
                         Health::Down { reason } => reason.clone(),
@@ -322,7 +323,12 @@ impl Engine {
                     }
                 }
             },
-            Stage::NeedsOperator { .. } if rec.fence.is_none() && up && !rec.admin.forced_down => {
+            Stage::NeedsOperator { .. }
+                if rec.fence.is_none()
+                    && up
+                    && !rec.admin.forced_down
+                    && !rec.admin.isolated_by_freezer_dr() =>
+            {
                 self.back_to_healthy(
                     now,
                     host,
@@ -330,6 +336,60 @@ impl Engine {
                 );
             }
             _ => {}
+        }
+    }
+
+    /// A fence proof is only as old as the last sign of life (DESIGN §5.8): a fenced host that reports up
+    /// again loses its proof. Mid-isolation or mid-evacuation that stops every write to it until its
+    /// power is read again (and it is fenced again if on); the operators are told, as someone powered a
+    /// fenced host on.
+    fn void_proof_if_alive(&mut self, now: Timestamp, host: &HostId, out: &mut Vec<Command>) {
+        let Some(rec) = self.hosts.get_mut(host) else {
+            return;
+        };
+        if rec.health != Health::Up || rec.fence.is_none() {
+            return;
+        }
+        rec.fence = None;
+        self.dirty_hosts.insert(host.clone());
+        let stage = rec.stage.clone();
+        if matches!(stage, Stage::Isolating { .. } | Stage::Evacuating) {
+            // Answers to calls in flight are ignored from here; after the power read the instances are
+            // listed again and every one already requested is read, not sent again.
+            for i in rec.instances.values_mut() {
+                i.inflight = false;
+            }
+            let why = format!(
+                "seen alive after it was fenced (at stage {}): the fence proof is void; nothing more is                  done to it until its power reads off again (it is powered off again if it reads on)",
+                stage.name()
+            );
+            self.set_stage(
+                now,
+                host,
+                Stage::Fencing {
+                    level: 0,
+                    attempted: true,
+                },
+                why.clone(),
+            );
+            let summary = format!("{host} was seen alive after it was fenced: re-fencing it");
+            let mut r = self.report(now, ReportKind::NeedsOperator, Some(host.clone()), summary);
+            r.details.push(why);
+            r.details.push(
+                "Someone or something powered it on (or its power controller lied): check it."
+                    .into(),
+            );
+            out.push(Command::Notify(r));
+        } else {
+            self.note(
+                now,
+                Some(host),
+                None,
+                format!(
+                    "reports up at stage {}: its fence proof is void (a recover reads its power first)",
+                    stage.name()
+                ),
+            );
         }
     }
 
@@ -355,8 +415,7 @@ impl Engine {
             .filter(|h| h.stage != Stage::Healthy)
             .map(|h| h.host.clone())
             .collect();
-        let storm_now = affected.len() > storm.max_hosts
-            || affected.len() as f64 > storm.max_fraction * total as f64;
+        let storm_now = self.over_budget(affected.len(), total);
 
         if storm_now {
             if self.meta.calm_since.take().is_some() {
@@ -415,6 +474,35 @@ impl Engine {
         {
             self.start_recovery(now, &host, "down for the whole strike count", out);
         }
+    }
+
+    /// The storm condition: more hosts down or in recovery than the budget allows, of `total` observed.
+    fn over_budget(&self, affected: usize, total: usize) -> bool {
+        let storm = &self.cfg.storm;
+        affected > storm.max_hosts || affected as f64 > storm.max_fraction * total as f64
+    }
+
+    /// Why the storm guard refuses an operator's `recover` of `host` now, if it does: a storm episode is
+    /// on, or recovering it would take the hosts in recovery past the budget.
+    fn storm_refuses(&self, host: &HostId) -> Option<String> {
+        if self.meta.storm_since.is_some() {
+            return Some("a storm is on (too many hosts down at once)".into());
+        }
+        let counted = |h: &HostRecord| h.stage != Stage::Healthy || h.host == *host;
+        let affected = self.hosts.values().filter(|h| counted(h)).count();
+        let total = self
+            .hosts
+            .values()
+            .filter(|h| !h.admin.disabled_by_operator())
+            .count();
+        self.over_budget(affected, total).then(|| {
+            format!(
+                "recovering it would make {affected} of {total} hosts down or in recovery (budget: {} \
+                 hosts, {:.0}%)",
+                self.cfg.storm.max_hosts,
+                self.cfg.storm.max_fraction * 100.0
+            )
+        })
     }
 
     fn start_recovery(&mut self, now: Timestamp, host: &HostId, why: &str, out: &mut Vec<Command>) {
@@ -515,7 +603,7 @@ impl Engine {
                         level,
                         attempted: false,
                     },
-                    format!("power status reads {state} after a restart: powering it off"),
+                    format!("power status reads {state}: powering it off"),
                 ),
                 Err(f) => {
                     let deadline = now.after(self.cfg.fencing.confirm_timeout);
@@ -662,9 +750,20 @@ impl Engine {
             Ok(list) => list,
             Err(f) => return self.step_failed(now, host, "listing its instances", &f, out),
         };
-        let mut instances = BTreeMap::new();
+        // Listed again (the host was re-fenced mid-evacuation): what is known stays, an instance already
+        // requested is read, not sent again; only new instances are added.
+        let mut instances = self
+            .hosts
+            .get_mut(host)
+            .map(|r| std::mem::take(&mut r.instances))
+            .unwrap_or_default();
+        let relisted = !instances.is_empty();
+        let mut added = BTreeSet::new();
         let (mut to_move, mut skipped) = (0usize, 0usize);
         for instance in list {
+            if instances.contains_key(&instance.id) {
+                continue;
+            }
             // Exact match only: a listing that returns another host's instance is a bug upstream.
             if instance.host != *host {
                 let what = format!(
@@ -687,6 +786,7 @@ impl Engine {
             };
             self.dirty_instances
                 .insert((host.clone(), instance.id.clone()));
+            added.insert(instance.id.clone());
             instances.insert(
                 instance.id.clone(),
                 InstanceRecord {
@@ -701,6 +801,7 @@ impl Engine {
         // which instances are being moved and which stay (and why) before anything moves.
         let outcomes: Vec<InstanceOutcome> = instances
             .values()
+            .filter(|i| added.contains(&i.instance.id))
             .map(|i| InstanceOutcome {
                 instance: i.instance.clone(),
                 attempts: 0,
@@ -732,6 +833,10 @@ impl Engine {
             "{host} failed and was powered off ({how}); {to_move} instance(s) are being evacuated, \
              {skipped} left alone"
         );
+        if relisted && added.is_empty() {
+            // Everyone was told when it was first listed.
+            return;
+        }
         let mut r = self.report(now, ReportKind::HostFenced, Some(host.clone()), summary);
         if !outcomes.is_empty() {
             r.audience = Audience::OperatorsAndUsers;
@@ -1027,38 +1132,10 @@ impl Engine {
                     out.push(Command::Notify(r));
                 }
             }
-            OperatorRequest::Recover { host } => {
-                let Some(rec) = self.hosts.get(&host) else {
-                    self.note(
-                        now,
-                        Some(&host),
-                        None,
-                        "operator asked to recover an unknown host: ignored".into(),
-                    );
-                    return;
-                };
-                match rec.stage {
-                    Stage::Healthy | Stage::Suspect { .. } => {
-                        self.start_recovery(now, &host, "requested by an operator", out);
-                    }
-                    Stage::NeedsOperator { .. } if rec.fence.is_some() => self.set_stage(
-                        now,
-                        &host,
-                        Stage::Isolating { isolated: false },
-                        "operator asked to resume the recovery: isolating again",
-                    ),
-                    Stage::NeedsOperator { .. } => {
-                        self.start_recovery(now, &host, "requested by an operator", out);
-                    }
-                    ref other => {
-                        let what = format!(
-                            "operator asked to recover it, but a recovery is already at stage {}: ignored",
-                            other.name()
-                        );
-                        self.note(now, Some(&host), None, what);
-                    }
-                }
-            }
+            OperatorRequest::Recover {
+                host,
+                despite_storm,
+            } => self.operator_recover(now, &host, despite_storm, out),
             OperatorRequest::ConfirmOff { host } => {
                 let Some(rec) = self.hosts.get(&host) else {
                     self.note(
@@ -1095,6 +1172,78 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+
+    fn operator_recover(
+        &mut self,
+        now: Timestamp,
+        host: &HostId,
+        despite_storm: bool,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(rec) = self.hosts.get(host) else {
+            self.note(
+                now,
+                Some(host),
+                None,
+                "operator asked to recover an unknown host: ignored".into(),
+            );
+            return;
+        };
+        let stage = rec.stage.clone();
+        if !matches!(
+            stage,
+            Stage::Healthy | Stage::Suspect { .. } | Stage::NeedsOperator { .. }
+        ) {
+            let what = format!(
+                "operator asked to recover it, but a recovery is already at stage {}: ignored",
+                stage.name()
+            );
+            return self.note(now, Some(host), None, what);
+        }
+        if let Some(why) = self.storm_refuses(host) {
+            if !despite_storm {
+                let summary = format!(
+                    "{host}: `recover` refused: {why}. Nothing was done; `freezer-dr recover {host} \
+                     --despite-storm` overrides the storm guard"
+                );
+                self.note(now, Some(host), None, summary.clone());
+                let r = self.report(now, ReportKind::NeedsOperator, Some(host.clone()), summary);
+                out.push(Command::Notify(r));
+                return;
+            }
+            let summary = format!(
+                "{host}: recovering it at an operator's request despite the storm guard: {why}"
+            );
+            self.note(now, Some(host), None, summary.clone());
+            let mut r = self.report(now, ReportKind::Storm, Some(host.clone()), summary);
+            r.details.push(
+                "An operator overrode the storm budget with `recover --despite-storm`.".into(),
+            );
+            out.push(Command::Notify(r));
+        }
+        if let Stage::NeedsOperator { .. } = stage
+            && self.levels > 0
+        {
+            // Whatever it went through before, its power is read first (it is powered off again if it
+            // reads on): an old fence proof is never reused.
+            if let Some(rec) = self.hosts.get_mut(host) {
+                rec.fence = None;
+                rec.recovery
+                    .get_or_insert_with(|| format!("{host}@{}", now.as_millis()));
+            }
+            self.set_stage(
+                now,
+                host,
+                Stage::Fencing {
+                    level: 0,
+                    attempted: true,
+                },
+                "operator asked to recover it: reading its power first",
+            );
+        } else {
+            self.start_recovery(now, host, "requested by an operator", out);
         }
     }
 

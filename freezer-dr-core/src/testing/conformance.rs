@@ -317,6 +317,7 @@ pub async fn journal(j: &dyn Journal) {
     let r2 = j
         .submit(OperatorRequest::Recover {
             host: HostId::from("compute-3"),
+            despite_storm: true,
         })
         .await
         .expect("journal: submit failed");
@@ -333,7 +334,8 @@ pub async fn journal(j: &dyn Journal) {
     assert_eq!(
         pending[1].request,
         OperatorRequest::Recover {
-            host: HostId::from("compute-3")
+            host: HostId::from("compute-3"),
+            despite_storm: true,
         },
         "journal: a request must round-trip"
     );

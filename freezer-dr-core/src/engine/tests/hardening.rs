@@ -207,3 +207,153 @@ fn writes_held_by_the_brake_do_not_wake_the_loop() {
     assert!(b.step(Input::Tick).is_empty());
     assert_eq!(b.engine.next_wakeup(), None);
 }
+
+// ----- a fence proof is only as old as the last sign of life ---------------------------------------------
+
+fn recover(host: &str) -> Input {
+    Input::Operator(OperatorRequest::Recover {
+        host: host.into(),
+        despite_storm: false,
+    })
+}
+
+#[test]
+fn recover_after_the_host_was_seen_alive_reads_its_power_and_fences_again() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![]);
+    // Repaired: up for the strike count, restore fails for good.
+    assert_eq!(b.up_for_strikes(), ["restore c1"]);
+    let cmds = b.step(Input::Restored {
+        host: "c1".into(),
+        result: Err(fail(ErrorKind::Auth)),
+    });
+    assert_eq!(cmds, ["notify needs_operator c1"]);
+    // Seen alive (it heartbeats) while still carrying our isolation: the old proof is void, and it stays
+    // for an operator.
+    assert_eq!(b.engine.host(&"c1".into()).unwrap().fence, None);
+    b.advance(10);
+    let obs = b
+        .hosts
+        .iter()
+        .map(|h| {
+            let mut hh = HostHealth::new(*h, Health::Up);
+            if *h == "c1" {
+                hh.admin = AdminState {
+                    disabled: true,
+                    disabled_reason: Some(crate::isolation_marker("c1@1", Timestamp(1))),
+                    forced_down: false,
+                };
+            }
+            hh
+        })
+        .collect();
+    assert!(b.step(Input::Observed(Ok(obs))).is_empty());
+    assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
+    // Its new instances are on it now. `recover` reads the power first, and fences again as it reads on.
+    assert_eq!(b.step(recover("c1")), ["power_status c1 #0"]);
+    assert_eq!(b.power_read("c1", 0, PowerState::On), ["power_off c1 #0"]);
+    assert_eq!(b.powered_off("c1", 0, Ok(())), ["power_status c1 #0"]);
+    assert_eq!(b.power_read("c1", 0, PowerState::Off), ["isolate c1"]);
+}
+
+#[test]
+fn recover_with_a_proof_from_before_still_reads_the_power_first() {
+    let mut b = Bench::default();
+    b.down_for_strikes(&["c1"]);
+    b.powered_off("c1", 0, Ok(()));
+    b.power_read("c1", 0, PowerState::Off);
+    b.step(Input::Isolated {
+        host: "c1".into(),
+        result: Err(fail(ErrorKind::Auth)),
+    });
+    assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
+    // Someone powered it back on meanwhile: no isolation, no evacuation on the old proof.
+    assert_eq!(b.step(recover("c1")), ["power_status c1 #0"]);
+    assert_eq!(b.power_read("c1", 0, PowerState::On), ["power_off c1 #0"]);
+    // Still off: no second power-off, on to isolation with a fresh proof.
+    let mut b = Bench::default();
+    b.down_for_strikes(&["c1"]);
+    b.powered_off("c1", 0, Ok(()));
+    b.power_read("c1", 0, PowerState::Off);
+    let first = b.engine.host(&"c1".into()).unwrap().fence.clone().unwrap();
+    b.step(Input::Isolated {
+        host: "c1".into(),
+        result: Err(fail(ErrorKind::Auth)),
+    });
+    b.advance(60);
+    assert_eq!(b.step(recover("c1")), ["power_status c1 #0"]);
+    assert_eq!(b.power_read("c1", 0, PowerState::Off), ["isolate c1"]);
+    let fresh = b.engine.host(&"c1".into()).unwrap().fence.clone().unwrap();
+    assert!(fresh.at > first.at, "{fresh:?} vs {first:?}");
+}
+
+#[test]
+fn a_host_seen_alive_mid_evacuation_stops_being_evacuated_until_its_power_is_read() {
+    let mut b = Bench::default();
+    let cmds = b.fence_and_list("c1", vec![instance("a", "c1"), instance("b", "c1")]);
+    assert_eq!(cmds, ["evacuate a from c1", "evacuate b from c1"]);
+    b.sent("c1", "a", Ok(()));
+    b.advance(2);
+    b.step(Input::Tick);
+    b.done("c1", "a", "c2");
+    // The host heartbeats again (someone powered it on) while `b` is still in flight.
+    let cmds = b.observe(&[]);
+    assert_eq!(
+        cmds,
+        ["notify needs_operator c1", "power_status c1 #0"],
+        "{cmds:?}"
+    );
+    assert_eq!(b.engine.host(&"c1".into()).unwrap().fence, None);
+    // The in-flight answer is not acted on; nothing is evacuated while the power is unknown.
+    assert!(b.sent("c1", "b", Ok(())).is_empty());
+    assert_eq!(b.power_read("c1", 0, PowerState::On), ["power_off c1 #0"]);
+    assert_eq!(b.powered_off("c1", 0, Ok(())), ["power_status c1 #0"]);
+    assert_eq!(b.power_read("c1", 0, PowerState::Off), ["isolate c1"]);
+    assert_eq!(b.isolated("c1"), ["list c1"]);
+    // Listing again keeps what is known: `a` stays done, `b` (requested) is read, not sent again.
+    let cmds = b.listed("c1", vec![instance("b", "c1")]);
+    assert_eq!(cmds, ["progress b on c1"], "{cmds:?}");
+    assert!(matches!(
+        b.instance_state("c1", "a"),
+        InstanceState::Done { .. }
+    ));
+}
+
+// ----- recover during a storm ----------------------------------------------------------------------------
+
+#[test]
+fn recover_during_a_storm_needs_despite_storm_and_tells_the_operators() {
+    let mut b = Bench::default();
+    assert_eq!(
+        b.down_for_strikes(&["c1", "c2", "c3"]),
+        ["notify storm"],
+        "three of six down with a budget of two"
+    );
+    let cmds = b.step(recover("c4"));
+    assert_eq!(cmds, ["notify needs_operator c4"], "refused, and said so");
+    assert_eq!(b.stage("c4"), Stage::Healthy);
+    let cmds = b.raw(Input::Operator(OperatorRequest::Recover {
+        host: "c4".into(),
+        despite_storm: true,
+    }));
+    let rendered: Vec<String> = cmds.iter().map(render).collect();
+    assert_eq!(rendered, ["notify storm c4", "power_off c4 #0"]);
+    assert!(
+        notified(&cmds)[0].summary.contains("despite"),
+        "{:?}",
+        notified(&cmds)[0]
+    );
+}
+
+#[test]
+fn a_recover_request_written_by_the_previous_release_still_loads() {
+    let old = r#"{"request":"recover","host":"c1"}"#;
+    let req: OperatorRequest = serde_json::from_str(old).unwrap();
+    assert_eq!(
+        req,
+        OperatorRequest::Recover {
+            host: "c1".into(),
+            despite_storm: false
+        }
+    );
+}

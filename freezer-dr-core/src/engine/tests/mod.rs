@@ -638,7 +638,11 @@ fn a_host_carrying_our_marker_without_a_journal_record_needs_an_operator() {
         disabled_reason: Some(crate::isolation_marker("old", Timestamp(5))),
         forced_down: true,
     };
-    assert!(b.step(Input::Observed(Ok(obs))).is_empty());
+    // The operators are told (this report was dropped before).
+    assert_eq!(
+        b.step(Input::Observed(Ok(obs))),
+        ["notify needs_operator c1"]
+    );
     assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
 }
 
@@ -937,10 +941,11 @@ fn a_host_is_restored_only_after_every_evacuation_ended_and_it_reports_up() {
     let mut b = Bench::default();
     b.fence_and_list("c1", vec![instance("a", "c1")]);
     b.sent("c1", "a", Ok(()));
-    // Reports up while its instance is still rebuilding: no restore.
+    // Still dead while its instance rebuilds: no restore. (Seen up mid-evacuation, it would be fenced
+    // again: `a_host_seen_alive_mid_evacuation_stops_being_evacuated_until_its_power_is_read`.)
     for _ in 0..3 {
         b.advance(1);
-        let cmds = b.observe(&[]);
+        let cmds = b.observe(&["c1"]);
         assert!(!cmds.iter().any(|c| c.starts_with("restore")), "{cmds:?}");
     }
     b.advance(2);
@@ -1097,7 +1102,8 @@ fn operator_recover_fences_a_host_without_waiting_for_strikes_and_still_verifies
     b.observe(&[]);
     assert_eq!(
         b.step(Input::Operator(OperatorRequest::Recover {
-            host: "c2".into()
+            host: "c2".into(),
+            despite_storm: false,
         })),
         ["power_off c2 #0"]
     );
@@ -1105,7 +1111,8 @@ fn operator_recover_fences_a_host_without_waiting_for_strikes_and_still_verifies
     // A second request while it runs is refused (one recovery per host).
     assert!(
         b.step(Input::Operator(OperatorRequest::Recover {
-            host: "c2".into()
+            host: "c2".into(),
+            despite_storm: false,
         }))
         .is_empty()
     );
@@ -1113,7 +1120,8 @@ fn operator_recover_fences_a_host_without_waiting_for_strikes_and_still_verifies
     // Unknown hosts are refused, not created.
     assert!(
         b.step(Input::Operator(OperatorRequest::Recover {
-            host: "c22".into()
+            host: "c22".into(),
+            despite_storm: false,
         }))
         .is_empty()
     );
@@ -1144,7 +1152,7 @@ fn operator_confirm_off_lets_a_host_with_unconfirmed_fencing_continue() {
 }
 
 #[test]
-fn recover_after_a_post_fencing_failure_resumes_from_isolation_without_fencing_again() {
+fn recover_after_a_post_fencing_failure_reads_the_power_then_resumes_from_isolation() {
     let mut b = Bench::default();
     b.down_for_strikes(&["c1"]);
     b.powered_off("c1", 0, Ok(()));
@@ -1156,10 +1164,12 @@ fn recover_after_a_post_fencing_failure_resumes_from_isolation_without_fencing_a
     assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
     assert_eq!(
         b.step(Input::Operator(OperatorRequest::Recover {
-            host: "c1".into()
+            host: "c1".into(),
+            despite_storm: false,
         })),
-        ["isolate c1"]
+        ["power_status c1 #0"]
     );
+    assert_eq!(b.power_read("c1", 0, PowerState::Off), ["isolate c1"]);
 }
 
 #[test]
@@ -1487,12 +1497,16 @@ fn recover_after_failed_fencing_fences_again_from_the_first_level() {
     b.down_for_strikes(&["c1"]);
     b.dead.push("c1");
     b.powered_off("c1", 0, Err(fail(ErrorKind::Auth)));
+    // Its power is read first (a recover never trusts what it knew before)...
     assert_eq!(
         b.step(Input::Operator(OperatorRequest::Recover {
-            host: "c1".into()
+            host: "c1".into(),
+            despite_storm: false,
         })),
-        ["power_off c1 #0"]
+        ["power_status c1 #0"]
     );
+    // ...and it is powered off again from the first level as it reads on.
+    assert_eq!(b.power_read("c1", 0, PowerState::On), ["power_off c1 #0"]);
 }
 
 #[test]
