@@ -51,6 +51,10 @@ pub async fn dispatch(cli: &Cli) -> anyhow::Result<Exit> {
             )
             .await
         }
+        Command::Forget { host } => {
+            let host = host_id(host)?;
+            submit(cli, OperatorRequest::Forget { host }).await
+        }
         Command::ConfirmOff {
             host,
             yes_i_checked_it_is_off,

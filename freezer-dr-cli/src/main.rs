@@ -132,6 +132,12 @@ pub enum Command {
         #[arg(long)]
         despite_storm: bool,
     },
+    /// Stop tracking a host's recovery: a decommissioned or renamed host the monitors no longer list
+    /// stops counting against the storm budget (done by itself after `recovery.forget_after`).
+    Forget {
+        /// The exact Nova host name.
+        host: String,
+    },
     /// Assert that a host is powered off when no fencer can prove it; its recovery continues from
     /// isolation. You take responsibility: evacuating a running host corrupts its instances.
     ConfirmOff {

@@ -118,6 +118,7 @@ fn request_line(r: &OperatorRequest) -> String {
             host,
             despite_storm: true,
         } => format!("recover {host} --despite-storm"),
+        OperatorRequest::Forget { host } => format!("forget {host}"),
         OperatorRequest::ConfirmOff { host } => format!("confirm-off {host}"),
     }
 }
@@ -319,6 +320,10 @@ pub fn submitted(id: u64, request: &OperatorRequest, journal: &std::path::Path) 
         OperatorRequest::Resume => "freezer-dr will act on failed hosts again",
         OperatorRequest::Recover { .. } => {
             "the host will be fenced (its power-off still verified), isolated and evacuated"
+        }
+        OperatorRequest::Forget { .. } => {
+            "the host's recovery will no longer be tracked nor count against the storm budget (refused \
+             while a recovery of a host the monitors list is under way)"
         }
         OperatorRequest::ConfirmOff { .. } => {
             "the host counts as powered off on your word; its recovery continues from isolation"

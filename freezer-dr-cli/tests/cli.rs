@@ -456,3 +456,30 @@ fn the_readme_config_example_is_valid() {
     let r = freezer_dr(dir.path(), &with_config(&path, &["validate"]));
     assert_eq!(r.code, Some(0), "{example}\n{}", r.show());
 }
+
+#[test]
+fn recover_despite_storm_and_forget_are_stored_as_requests() {
+    let (dir, path) = config(TESTING_DRIVERS_ALL_UP);
+    let r = freezer_dr(
+        dir.path(),
+        &with_config(&path, &["recover", "compute-1", "--despite-storm"]),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let r = freezer_dr(dir.path(), &with_config(&path, &["forget", "compute-2"]));
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(r.stdout.contains("no longer be tracked"), "{}", r.show());
+    let r = freezer_dr(dir.path(), &with_config(&path, &["status", "--json"]));
+    let v: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{}", r.show()));
+    let reqs = &v["requests"];
+    assert_eq!(reqs[0]["request"]["request"], "recover", "{}", r.show());
+    assert_eq!(reqs[0]["request"]["despite_storm"], true, "{}", r.show());
+    assert_eq!(reqs[1]["request"]["request"], "forget", "{}", r.show());
+    let r = freezer_dr(dir.path(), &with_config(&path, &["status"]));
+    assert!(
+        r.stdout.contains("recover compute-1 --despite-storm")
+            && r.stdout.contains("forget compute-2"),
+        "{}",
+        r.show()
+    );
+}

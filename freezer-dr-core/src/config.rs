@@ -63,6 +63,15 @@ pub struct RecoveryConfig {
     /// again; the operators are told after 3 such failures in a row.
     #[serde(with = "duration")]
     pub step_retry: Duration,
+    /// A host in recovery that the monitors no longer list (decommissioned, renamed) is forgotten after
+    /// this long: it stops counting against the storm budget, and the operators are told
+    /// (`freezer-dr forget HOST` does it at once).
+    #[serde(with = "duration")]
+    pub forget_after: Duration,
+    /// A repaired host not returned to service within this long (Nova keeps refusing, its nova-compute
+    /// keeps failing) is handed to the operators.
+    #[serde(with = "duration")]
+    pub restore_timeout: Duration,
     /// Fencing: power-status polling and its deadline.
     pub fencing: FencingConfig,
     /// Storm guard.
@@ -84,6 +93,8 @@ impl Default for RecoveryConfig {
             call_attempts: 4,
             call_backoff: Duration::from_secs(1),
             step_retry: Duration::from_secs(30),
+            forget_after: Duration::from_secs(3600),
+            restore_timeout: Duration::from_secs(1800),
             fencing: FencingConfig::default(),
             storm: StormConfig::default(),
             evacuation: EvacuationConfig::default(),
@@ -1030,6 +1041,8 @@ fn check_recovery(r: &RecoveryConfig) -> Vec<(String, String)> {
     positive("recovery.call_timeout", r.call_timeout);
     positive("recovery.call_backoff", r.call_backoff);
     positive("recovery.step_retry", r.step_retry);
+    positive("recovery.forget_after", r.forget_after);
+    positive("recovery.restore_timeout", r.restore_timeout);
     positive("recovery.fencing.poll_interval", r.fencing.poll_interval);
     positive(
         "recovery.fencing.confirm_timeout",

@@ -453,3 +453,72 @@ async fn committed_batches_survive_sigkill() {
         before = m;
     }
 }
+
+/// What the previous release (0.1.0) wrote: `tests/fixtures/journal-0.1.0.redb`, made by that release's
+/// own engine and journal (a recovery mid-evacuation on `c1`, `c2` waiting for an operator after a
+/// refused power-off, reports in the outbox, a `recover` and a `pause` request), and the complete
+/// example config `freezer-dr example` printed (`tests/fixtures/freezer-dr-0.1.0.toml`).
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+#[tokio::test]
+async fn a_journal_written_by_the_previous_release_loads_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.redb");
+    std::fs::copy(fixture("journal-0.1.0.redb"), &path).unwrap();
+    let j = RedbJournal::open(&path).unwrap();
+    let snap = j.load().await.unwrap();
+    let host = |name: &str| snap.hosts.iter().find(|h| h.host == name.into()).unwrap();
+    let c1 = host("c1");
+    assert_eq!(c1.stage, Stage::Evacuating);
+    assert!(c1.fence.is_some());
+    assert_eq!(
+        (c1.down_streak, c1.absent_since),
+        (0, None),
+        "new fields default"
+    );
+    assert!(matches!(
+        c1.instances["i-1"].state,
+        InstanceState::Rebuilding { .. }
+    ));
+    assert!(matches!(
+        c1.instances["i-2"].state,
+        InstanceState::Requested { .. }
+    ));
+    assert!(matches!(host("c2").stage, Stage::NeedsOperator { .. }));
+    let requests: Vec<OperatorRequest> = j
+        .requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.request)
+        .collect();
+    assert_eq!(
+        requests[0],
+        OperatorRequest::Recover {
+            host: "c2".into(),
+            despite_storm: false
+        }
+    );
+    assert!(matches!(requests[1], OperatorRequest::Pause { .. }));
+    assert!(!j.outbox().await.unwrap().is_empty());
+    // The engine resumes from it: every instance whose request may have left is read, not sent again.
+    let mut engine = freezer_dr_core::Engine::from_snapshot(Default::default(), 1, snap);
+    let cmds = engine.step(Timestamp(1_700_000_200_000), freezer_dr_core::Input::Tick);
+    let names: Vec<&str> = cmds.iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["progress", "progress"], "{cmds:?}");
+}
+
+#[test]
+fn the_example_config_of_the_previous_release_still_loads() {
+    let cfg = freezer_dr_core::config::Config::load(fixture("freezer-dr-0.1.0.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        cfg.recovery.forget_after,
+        std::time::Duration::from_secs(3600),
+        "a key it did not have takes its default"
+    );
+}

@@ -125,6 +125,13 @@ pub struct HostRecord {
     /// only after as many as the strike count: one stray heartbeat is not a repair).
     #[serde(default)]
     pub up_streak: u32,
+    /// Consecutive observations reporting the host down again while `Restoring` (after as many as the
+    /// strike count it is fenced again).
+    #[serde(default)]
+    pub down_streak: u32,
+    /// Since when the monitors no longer list it (decommissioned, renamed), if they do not.
+    #[serde(default)]
+    pub absent_since: Option<Timestamp>,
     /// Do not retry the current host-level step before this time.
     pub retry_at: Option<Timestamp>,
     /// The recovery's timeline, for the reports.
@@ -152,6 +159,8 @@ impl HostRecord {
             fence: None,
             failures: 0,
             up_streak: 0,
+            down_streak: 0,
+            absent_since: None,
             retry_at: None,
             timeline: Vec::new(),
             instances: BTreeMap::new(),
@@ -361,6 +370,12 @@ pub enum OperatorRequest {
         /// recover during a storm, or one that would take the fenced hosts past the budget, is refused.
         #[serde(default)]
         despite_storm: bool,
+    },
+    /// Stop tracking a host's recovery (a decommissioned or renamed host the monitors no longer list): it
+    /// no longer counts against the storm budget. Refused while a recovery of a listed host is under way.
+    Forget {
+        /// The host.
+        host: HostId,
     },
     /// The operator asserts the host is off (no fencer can prove it); recovery continues from isolation.
     ConfirmOff {

@@ -97,6 +97,9 @@ impl Engine {
                 {
                     consider(next_poll.min(deadline));
                 }
+                if rec.stage == Stage::Restoring {
+                    consider(rec.since.after(self.cfg.restore_timeout));
+                }
             }
             if rec.stage == Stage::Evacuating {
                 for inst in rec.instances.values().filter(|i| !i.inflight) {
@@ -184,6 +187,8 @@ impl Engine {
 
         // Every host stale at once means the data source is broken, not the hosts.
         let all_stale = total > 0 && down == total;
+        let listed: BTreeSet<HostId> = observed.iter().map(|h| h.host.clone()).collect();
+        self.track_absent(now, &listed, out);
         for h in observed {
             if !self.hosts.contains_key(&h.host) {
                 let rec = HostRecord::new(h.host.clone(), now);
@@ -192,9 +197,10 @@ impl Engine {
             let Some(rec) = self.hosts.get_mut(&h.host) else {
                 continue;
             };
-            if rec.health != h.health || rec.admin != h.admin {
+            if rec.health != h.health || rec.admin != h.admin || rec.absent_since.is_some() {
                 rec.health = h.health;
                 rec.admin = h.admin;
+                rec.absent_since = None;
                 self.dirty_hosts.insert(h.host.clone());
             }
             if !all_stale {
@@ -232,6 +238,80 @@ impl Engine {
             self.resolved(now, "hosts no longer all look down", out);
         }
         self.start_fencings(now, total, out);
+    }
+
+    /// Hosts the monitors no longer list (DESIGN §5.9): a suspect loses its strikes at once (it is never
+    /// fenced); a host in recovery is reported once, then forgotten after `forget_after`.
+    fn track_absent(&mut self, now: Timestamp, listed: &BTreeSet<HostId>, out: &mut Vec<Command>) {
+        let forget_after = self.cfg.forget_after;
+        let absent: Vec<(HostId, Stage, Option<Timestamp>)> = self
+            .hosts
+            .values()
+            .filter(|h| h.stage != Stage::Healthy && !listed.contains(&h.host))
+            .map(|h| (h.host.clone(), h.stage.clone(), h.absent_since))
+            .collect();
+        for (host, stage, since) in absent {
+            match (stage, since) {
+                (Stage::Suspect { .. }, _) => self.set_stage(
+                    now,
+                    &host,
+                    Stage::Healthy,
+                    "no longer listed by the monitors: strikes dropped, never fenced",
+                ),
+                (stage, None) => {
+                    if let Some(rec) = self.hosts.get_mut(&host) {
+                        rec.absent_since = Some(now);
+                        self.dirty_hosts.insert(host.clone());
+                    }
+                    let summary = format!(
+                        "{host} is no longer listed by the monitors (at stage {}): it is forgotten in {} \
+                         unless it is listed again",
+                        stage.name(),
+                        humantime::format_duration(forget_after)
+                    );
+                    self.note(now, Some(&host), None, summary.clone());
+                    let mut r =
+                        self.report(now, ReportKind::NeedsOperator, Some(host.clone()), summary);
+                    r.details.push(format!(
+                        "Decommissioned or renamed? `freezer-dr forget {host}` forgets it now; until then \
+                         it counts against the storm budget."
+                    ));
+                    out.push(Command::Notify(r));
+                }
+                (stage, Some(t)) if now.since(t) >= forget_after => {
+                    let why = format!(
+                        "not listed by the monitors for {} (at stage {})",
+                        humantime::format_duration(now.since(t)),
+                        stage.name()
+                    );
+                    self.forget(now, &host, &why, out);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Stops tracking a host's recovery: it no longer counts against the storm budget.
+    fn forget(&mut self, now: Timestamp, host: &HostId, why: &str, out: &mut Vec<Command>) {
+        let summary =
+            format!("{host} forgotten: {why}; it no longer counts against the storm budget");
+        let timeline: Vec<String> = self
+            .hosts
+            .get(host)
+            .map(|r| {
+                r.timeline
+                    .iter()
+                    .map(|(t, w)| format!("{t}  {w}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.back_to_healthy(now, host, &summary);
+        if let Some(rec) = self.hosts.get_mut(host) {
+            rec.absent_since = None;
+        }
+        let mut r = self.report(now, ReportKind::NeedsOperator, Some(host.clone()), summary);
+        r.details = timeline;
+        out.push(Command::Notify(r));
     }
 
     /// Moves one observed host along according to its fresh health.
@@ -292,6 +372,26 @@ impl Engine {
                         Stage::Healthy,
                         format!("up again after {strikes} strike(s): not a failure"),
                     );
+                }
+            }
+            Stage::Restoring if down => {
+                let streak = rec.down_streak + 1;
+                if streak >= strikes_needed && self.meta.storm_since.is_none() {
+                    self.start_recovery(
+                        now,
+                        host,
+                        &format!("down again while being returned to service ({streak} observations in a row)"),
+                        out,
+                    );
+                } else if let Some(rec) = self.hosts.get_mut(host) {
+                    rec.down_streak = streak;
+                    self.dirty_hosts.insert(host.clone());
+                }
+            }
+            Stage::Restoring if up && rec.down_streak > 0 => {
+                if let Some(rec) = self.hosts.get_mut(host) {
+                    rec.down_streak = 0;
+                    self.dirty_hosts.insert(host.clone());
                 }
             }
             Stage::Evacuated if !up => {
@@ -511,6 +611,11 @@ impl Engine {
         };
         rec.recovery = Some(format!("{host}@{}", now.as_millis()));
         rec.timeline.clear();
+        rec.fence = None;
+        if !rec.instances.is_empty() {
+            rec.instances.clear();
+            self.cleared.insert(host.clone());
+        }
         if self.levels == 0 {
             self.needs_operator(
                 now,
@@ -1136,6 +1241,7 @@ impl Engine {
                 host,
                 despite_storm,
             } => self.operator_recover(now, &host, despite_storm, out),
+            OperatorRequest::Forget { host } => self.operator_forget(now, &host, out),
             OperatorRequest::ConfirmOff { host } => {
                 let Some(rec) = self.hosts.get(&host) else {
                     self.note(
@@ -1173,6 +1279,34 @@ impl Engine {
                 }
             }
         }
+    }
+
+    fn operator_forget(&mut self, now: Timestamp, host: &HostId, out: &mut Vec<Command>) {
+        let Some(rec) = self.hosts.get(host) else {
+            return self.note(
+                now,
+                Some(host),
+                None,
+                "operator asked to forget an unknown host: ignored".into(),
+            );
+        };
+        let under_way = matches!(
+            rec.stage,
+            Stage::Fencing { .. }
+                | Stage::Verifying { .. }
+                | Stage::Isolating { .. }
+                | Stage::Evacuating
+                | Stage::Restoring
+        );
+        if rec.stage == Stage::Healthy || (under_way && rec.absent_since.is_none()) {
+            let what = format!(
+                "operator asked to forget it at stage {}: refused (nothing to forget, or a recovery of a \
+                 host the monitors list is under way: `freezer-dr pause` first)",
+                rec.stage.name()
+            );
+            return self.note(now, Some(host), None, what);
+        }
+        self.forget(now, host, "forgotten by an operator", out);
     }
 
     fn operator_recover(
@@ -1286,6 +1420,18 @@ impl Engine {
         };
         if rec.stage == Stage::Evacuating {
             return self.drive_instances(now, host, paused, active, out);
+        }
+        let restore_timeout = self.cfg.restore_timeout;
+        if rec.stage == Stage::Restoring
+            && rec.pending.is_none()
+            && now.since(rec.since) >= restore_timeout
+        {
+            let why = format!(
+                "not returned to service within {}: check its nova-compute and the service record in \
+                 Nova, then enable it by hand (or `freezer-dr recover` it if it is dead)",
+                humantime::format_duration(restore_timeout)
+            );
+            return self.needs_operator(now, host, why, out);
         }
         if rec.pending.is_some() || rec.retry_at.is_some_and(|t| now < t) {
             return;
@@ -1559,6 +1705,7 @@ impl Engine {
             rec.since = now;
             rec.failures = 0;
             rec.up_streak = 0;
+            rec.down_streak = 0;
             rec.retry_at = None;
             if rec.recovery.is_some() {
                 rec.timeline.push((now, what.clone()));

@@ -205,7 +205,12 @@ fn writes_held_by_the_brake_do_not_wake_the_loop() {
     });
     b.advance(60);
     assert!(b.step(Input::Tick).is_empty());
-    assert_eq!(b.engine.next_wakeup(), None);
+    let rec = b.engine.host(&"c2".into()).unwrap();
+    assert_eq!(
+        b.engine.next_wakeup(),
+        Some(rec.since.after(b.engine.config().restore_timeout)),
+        "only the stage's own deadline, in the future"
+    );
 }
 
 // ----- a fence proof is only as old as the last sign of life ---------------------------------------------
@@ -356,4 +361,118 @@ fn a_recover_request_written_by_the_previous_release_still_loads() {
             despite_storm: false
         }
     );
+}
+
+// ----- hosts the monitors no longer list -----------------------------------------------------------------
+
+#[test]
+fn a_suspect_absent_from_an_observation_loses_its_strikes_and_is_never_fenced() {
+    let mut cfg = config();
+    cfg.storm.max_hosts = 3;
+    let mut b = Bench::new(cfg, 1);
+    // Two hosts reach the strike count together; the per-cycle cap fences one, the other waits.
+    assert_eq!(b.down_for_strikes(&["c1", "c2"]), ["power_off c1 #0"]);
+    assert!(matches!(b.stage("c2"), Stage::Suspect { strikes: 3, .. }));
+    // Nova no longer lists c2 (decommissioned): it is never fenced.
+    b.hosts.retain(|h| *h != "c2");
+    let cmds = b.observe(&["c1"]);
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert_eq!(b.stage("c2"), Stage::Healthy);
+    b.advance(10);
+    assert!(b.observe(&["c1"]).is_empty());
+}
+
+#[test]
+fn a_host_in_recovery_that_vanishes_is_reported_then_forgotten_and_stops_counting() {
+    let mut cfg = config();
+    cfg.forget_after = Duration::from_secs(600);
+    let mut b = Bench::new(cfg, 1);
+    b.fence_and_list("c1", vec![]);
+    assert_eq!(b.stage("c1"), Stage::Evacuated);
+    b.hosts.retain(|h| *h != "c1");
+    // Reported once when it vanishes.
+    assert_eq!(b.observe(&[]), ["notify needs_operator c1"]);
+    b.advance(300);
+    assert!(b.observe(&[]).is_empty());
+    b.advance(300);
+    let cmds = b.raw(Input::Observed(Ok(b
+        .hosts
+        .iter()
+        .map(|h| HostHealth::new(*h, Health::Up))
+        .collect())));
+    let rendered: Vec<String> = cmds.iter().map(render).collect();
+    assert_eq!(rendered, ["notify needs_operator c1"]);
+    assert!(
+        notified(&cmds)[0].summary.contains("forgotten"),
+        "{:?}",
+        notified(&cmds)[0]
+    );
+    assert_eq!(b.stage("c1"), Stage::Healthy);
+    // It no longer counts: two more hosts down fit the budget of two.
+    b.advance(10);
+    let cmds = b.down_for_strikes(&["c2", "c3"]);
+    assert_eq!(cmds, ["power_off c2 #0"], "{cmds:?}");
+}
+
+#[test]
+fn an_operator_can_forget_a_vanished_host_but_not_one_being_recovered() {
+    let mut b = Bench::default();
+    b.down_for_strikes(&["c1"]);
+    assert!(matches!(b.stage("c1"), Stage::Fencing { .. }));
+    let forget = |h: &str| Input::Operator(OperatorRequest::Forget { host: h.into() });
+    assert!(
+        b.step(forget("c1")).is_empty(),
+        "refused: listed and being fenced"
+    );
+    assert!(matches!(b.stage("c1"), Stage::Fencing { .. }));
+    b.powered_off("c1", 0, Err(fail(ErrorKind::Auth)));
+    b.powered_off("c1", 1, Err(fail(ErrorKind::Auth)));
+    assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
+    assert_eq!(b.step(forget("c1")), ["notify needs_operator c1"]);
+    assert_eq!(b.stage("c1"), Stage::Healthy);
+}
+
+// ----- every recovery stage ends -------------------------------------------------------------------------
+
+#[test]
+fn a_restore_that_never_succeeds_is_handed_to_the_operators_after_its_timeout() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![]);
+    assert_eq!(b.up_for_strikes(), ["restore c1"]);
+    let mut all = Vec::new();
+    for _ in 0..70 {
+        all.extend(b.step(Input::Restored {
+            host: "c1".into(),
+            result: Err(fail(ErrorKind::Conflict)),
+        }));
+        b.advance(30);
+        all.extend(b.step(Input::Tick));
+        if matches!(b.stage("c1"), Stage::NeedsOperator { .. }) {
+            break;
+        }
+    }
+    let Stage::NeedsOperator { why } = b.stage("c1") else {
+        panic!("{:?}", b.stage("c1"))
+    };
+    assert!(why.contains("30m"), "{why}");
+    assert!(all.iter().filter(|c| c.starts_with("restore")).count() >= 50);
+}
+
+#[test]
+fn a_host_that_dies_again_while_restoring_is_fenced_again() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![]);
+    assert_eq!(b.up_for_strikes(), ["restore c1"]);
+    b.step(Input::Restored {
+        host: "c1".into(),
+        result: Err(fail(ErrorKind::Conflict)),
+    });
+    // It dies again (after forced_down was unset, before it was enabled).
+    b.advance(10);
+    b.observe(&["c1"]);
+    b.advance(10);
+    b.observe(&["c1"]);
+    b.advance(10);
+    let cmds = b.observe(&["c1"]);
+    assert_eq!(cmds, ["power_off c1 #0"], "{cmds:?}");
 }
