@@ -297,6 +297,12 @@ impl Core {
         if matches!(input, Input::Observed(_)) {
             self.observing = false;
         }
+        if let Some(f) = deposed(&input) {
+            // The guard refused a write right before it was sent: another freezer-dr may act now. Stop
+            // without recording anything (this process may no longer write the journal).
+            error!(error = %f.message, "no longer the leader: stopping");
+            return Err(Error::new(ErrorKind::NotLeader, f.message.clone()).permanent());
+        }
         self.steps += 1;
         let cmds = self.engine.step(self.clock.now(), input);
         self.commit(cmds, Vec::new()).await
@@ -419,6 +425,7 @@ impl Core {
     /// Waits for in-flight calls and journals their results; starts nothing new.
     async fn drain(&mut self) -> Result<()> {
         self.draining = true;
+        self.engine.drain();
         loop {
             self.reap();
             if self.tasks.is_empty() {
@@ -521,6 +528,13 @@ impl Core {
         let tx = self.tx.clone();
         let cfg = self.cfg.clone();
         let p = self.pipeline.clone();
+        // One source for how each call is made: its retry safety and, for the writes, the leadership
+        // guard right before each attempt, are the command's own.
+        let how = CallPolicy {
+            op: cmd.name(),
+            retry_safe: cmd.retry_safe(),
+            guard: cmd.is_destructive().then(|| self.journal.clone()),
+        };
         match cmd {
             Command::Notify(r) => {
                 info!(report = %r.id, kind = ?r.kind, summary = %r.summary, "report queued");
@@ -533,9 +547,7 @@ impl Core {
                     let _slot = slots.acquire_owned().await;
                     info!(host = %host, level, "powering off");
                     let result = match p.fencers.get(level) {
-                        Some(f) if f.handles(&host) => {
-                            call(&cfg, "power_off", true, || f.power_off(&host)).await
-                        }
+                        Some(f) if f.handles(&host) => how.call(&cfg, || f.power_off(&host)).await,
                         Some(_) => Err(not_handled(level)),
                         None => Err(no_level(level)),
                     };
@@ -553,7 +565,7 @@ impl Core {
                     let _host = lock.lock().await;
                     let result = match p.fencers.get(level) {
                         Some(f) if f.handles(&host) => {
-                            call(&cfg, "power_status", true, || f.power_status(&host)).await
+                            how.call(&cfg, || f.power_status(&host)).await
                         }
                         Some(_) => Err(not_handled(level)),
                         None => Err(no_level(level)),
@@ -571,7 +583,7 @@ impl Core {
                 self.tasks.spawn(async move {
                     let _host = lock.lock().await;
                     info!(host = %fenced.host(), "isolating");
-                    let result = call(&cfg, "isolate", true, || p.evacuator.isolate(&fenced)).await;
+                    let result = how.call(&cfg, || p.evacuator.isolate(&fenced)).await;
                     log_result("isolate", fenced.host(), &result);
                     let _ = tx.send(Input::Isolated {
                         host: fenced.host().clone(),
@@ -583,8 +595,7 @@ impl Core {
                 let lock = self.host_lock(fenced.host());
                 self.tasks.spawn(async move {
                     let _host = lock.lock().await;
-                    let result =
-                        call(&cfg, "instances", true, || p.evacuator.instances(&fenced)).await;
+                    let result = how.call(&cfg, || p.evacuator.instances(&fenced)).await;
                     log_result("instances", fenced.host(), &result);
                     let _ = tx.send(Input::Listed {
                         host: fenced.host().clone(),
@@ -598,10 +609,9 @@ impl Core {
                     let _slot = slots.acquire_owned().await;
                     info!(host = %fenced.host(), instance = %instance.id, "evacuating");
                     // Never retried here: an ambiguous failure is re-checked by the engine.
-                    let result = call(&cfg, "evacuate", false, || {
-                        p.evacuator.evacuate(&fenced, &instance)
-                    })
-                    .await;
+                    let result = how
+                        .call(&cfg, || p.evacuator.evacuate(&fenced, &instance))
+                        .await;
                     log_result("evacuate", fenced.host(), &result);
                     let _ = tx.send(Input::EvacuateSent {
                         host: fenced.host().clone(),
@@ -612,8 +622,7 @@ impl Core {
             }
             Command::Progress { host, instance } => {
                 self.tasks.spawn(async move {
-                    let result =
-                        call(&cfg, "progress", true, || p.evacuator.progress(&instance)).await;
+                    let result = how.call(&cfg, || p.evacuator.progress(&instance)).await;
                     debug!(host = %host, instance = %instance.id, result = ?result, "progress");
                     let _ = tx.send(Input::ProgressRead {
                         host,
@@ -625,7 +634,7 @@ impl Core {
             Command::Start { host, instance } => {
                 self.tasks.spawn(async move {
                     info!(host = %host, instance = %instance.id, "starting an evacuated instance");
-                    let result = call(&cfg, "start", true, || p.evacuator.start(&instance)).await;
+                    let result = how.call(&cfg, || p.evacuator.start(&instance)).await;
                     log_result("start", &host, &result);
                     let _ = tx.send(Input::Started {
                         host,
@@ -639,7 +648,7 @@ impl Core {
                 self.tasks.spawn(async move {
                     let _host = lock.lock().await;
                     info!(host = %host, "returning to service");
-                    let result = call(&cfg, "restore", true, || p.evacuator.restore(&host)).await;
+                    let result = how.call(&cfg, || p.evacuator.restore(&host)).await;
                     log_result("restore", &host, &result);
                     let _ = tx.send(Input::Restored { host, result });
                 });
@@ -759,6 +768,19 @@ async fn observe(
     }
 }
 
+/// The leadership refusal a result carries, if any (see [`Journal::guard`]).
+fn deposed(input: &Input) -> Option<&Failure> {
+    let failure = match input {
+        Input::PoweredOff { result, .. }
+        | Input::Isolated { result, .. }
+        | Input::EvacuateSent { result, .. }
+        | Input::Started { result, .. }
+        | Input::Restored { result, .. } => result.as_ref().err(),
+        _ => None,
+    }?;
+    (failure.kind == ErrorKind::NotLeader).then_some(failure)
+}
+
 fn timeout_failure(op: &str, d: Duration) -> Failure {
     Failure::new(
         ErrorKind::Timeout,
@@ -793,6 +815,32 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
     capped.mul_f64(0.5 + fastrand::f64())
 }
 
+/// How the runtime makes the driver call of one command.
+struct CallPolicy {
+    /// The command's name (logs, errors).
+    op: &'static str,
+    /// [`Command::retry_safe`].
+    retry_safe: bool,
+    /// For destructive commands: the journal whose [`Journal::guard`] must pass right before each
+    /// attempt (HA: the fencing token), or the call is not made.
+    guard: Option<Arc<dyn Journal>>,
+}
+
+impl CallPolicy {
+    async fn call<'a, T, F, Fut>(
+        &self,
+        cfg: &RecoveryConfig,
+        f: F,
+    ) -> std::result::Result<T, Failure>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T>> + 'a,
+    {
+        let guard = self.guard.as_deref();
+        call_guarded(cfg, self.op, self.retry_safe, guard, f).await
+    }
+}
+
 /// One driver call with the timeout, and retries of temporary errors when `retry_safe`.
 async fn call<'a, T, F, Fut>(
     cfg: &RecoveryConfig,
@@ -804,9 +852,31 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T>> + 'a,
 {
+    call_guarded(cfg, op, retry_safe, None, f).await
+}
+
+/// [`call`], with `guard` checked right before each attempt: a refusal is returned as it is (kind
+/// `NotLeader`: the runtime stops) and the driver is not called.
+async fn call_guarded<'a, T, F, Fut>(
+    cfg: &RecoveryConfig,
+    op: &'static str,
+    retry_safe: bool,
+    guard: Option<&dyn Journal>,
+    f: F,
+) -> std::result::Result<T, Failure>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T>> + 'a,
+{
     let mut attempt = 0u32;
     loop {
         attempt += 1;
+        if let Some(journal) = guard
+            && let Err(e) = journal.guard().await
+        {
+            error!(op, error = %e, "not calling: this process may no longer act");
+            return Err(e.to_failure());
+        }
         let result = match tokio::time::timeout(cfg.call_timeout, f()).await {
             Ok(r) => r,
             Err(_) => Err(Error::new(

@@ -564,3 +564,99 @@ async fn a_wrong_etcd_password_is_an_auth_error_that_never_shows_the_password() 
         .await
         .unwrap();
 }
+
+/// The first power-off takes `delay` (it holds the one fencing slot meanwhile); the others are instant.
+struct SlowFirst {
+    inner: FakeFencer,
+    delay: Duration,
+    first: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl freezer_dr_core::Fencer for SlowFirst {
+    async fn power_off(&self, host: &HostId) -> freezer_dr_core::Result<()> {
+        if self.first.swap(false, Ordering::SeqCst) {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.inner.power_off(host).await
+    }
+
+    async fn power_status(
+        &self,
+        host: &HostId,
+    ) -> freezer_dr_core::Result<freezer_dr_core::PowerState> {
+        self.inner.power_status(host).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_power_off_queued_behind_a_slot_is_not_sent_once_the_token_is_lost() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    let w = World::new().host("c1").host("c2").host("c3").host("c4");
+    let mut cfg = recovery();
+    cfg.storm.max_new_fencings_per_cycle = 2;
+    cfg.fencing.concurrency = 1;
+    let a = Candidate::connect(etcd.ha("guard", 10))
+        .await
+        .unwrap()
+        .named("a");
+    let observed = Arc::new(AtomicUsize::new(0));
+    let mut p = pipeline(&w, &observed);
+    p.fencers = vec![Arc::new(SlowFirst {
+        inner: FakeFencer::new(&w),
+        delay: Duration::from_secs(2),
+        first: true.into(),
+    })];
+    let mut leading = a.leading();
+    let task = tokio::spawn(async move {
+        a.run_as_leader(
+            move |journal| Ok(Runtime::new(cfg.clone(), p.clone(), journal)),
+            std::future::pending(),
+        )
+        .await
+    });
+    tokio::time::timeout(Duration::from_secs(10), leading.wait_for(Option::is_some))
+        .await
+        .expect("a did not become leader")
+        .unwrap();
+    // Both die; both power-offs are committed in the cycle of the second strike, and the second waits
+    // for the one fencing slot while the first takes 2 s.
+    let before = observed.load(Ordering::SeqCst);
+    w.kill("c1");
+    w.kill("c2");
+    until("the second strike", Duration::from_secs(20), || {
+        observed.load(Ordering::SeqCst) >= before + 3
+    })
+    .await;
+    assert_eq!(
+        w.count(Op::PowerOff),
+        0,
+        "the first power-off is still in flight"
+    );
+    // The leader key goes while `a` still believes it leads (its local deadline is far), and `b` takes
+    // the lead (it runs no runtime: whatever is powered off from here was sent by a deposed `a`).
+    let b = Candidate::connect(etcd.ha("guard", 10))
+        .await
+        .unwrap()
+        .named("b");
+    let mut raw = etcd.raw().await;
+    raw.delete("/freezer-dr/guard/leader", None).await.unwrap();
+    let _lb = tokio::time::timeout(Duration::from_secs(10), b.campaign())
+        .await
+        .expect("b did not take over")
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), leading.wait_for(Option::is_none))
+        .await
+        .expect("the deposed leader did not stop")
+        .unwrap();
+    // Give a late call every chance to show.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        w.count(Op::PowerOff),
+        1,
+        "only the power-off that left before the token was lost"
+    );
+    task.abort();
+}

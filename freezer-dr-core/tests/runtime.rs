@@ -669,3 +669,38 @@ async fn instances_waiting_for_an_evacuation_slot_cost_no_loop_turns() {
         summary.steps
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_result_drained_at_shutdown_costs_no_evacuation_attempt() {
+    let w = World::new()
+        .host("c1")
+        .host("c2")
+        .host("c3")
+        .instances("c1", 2);
+    w.evacuation_takes(0);
+    w.latency(Op::Progress, Duration::from_secs(3));
+    w.kill("c1");
+    let mut cfg = config();
+    cfg.storm.max_fraction = 1.0;
+    cfg.evacuation.concurrency = 1;
+    cfg.evacuation.attempts = 1;
+    let journal = MemoryJournal::new();
+    let rt = runtime(&w, &journal, cfg.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(rt.run(async {
+        let _ = stopped.await;
+    }));
+    // The first instance is accepted; its progress read (due 2 s later) takes 3 s: stop in the middle.
+    wait_for(|| w.count(Op::Evacuate) >= 1, 120).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(w.count(Op::Progress), 0, "the read is still in flight");
+    let _ = stop.send(());
+    handle.await.unwrap().unwrap();
+    assert_eq!(w.count(Op::Evacuate), 1, "nothing new left while draining");
+    // The next run evacuates the second instance: its only attempt was not spent on a request that
+    // never left.
+    let summary = runtime(&w, &journal, cfg).run_once().await.unwrap();
+    assert_eq!(summary.failed_instances, 0, "{summary:?}");
+    assert_eq!(w.count(Op::Evacuate), 2);
+    assert!(w.instances_on("c1").is_empty());
+}

@@ -112,6 +112,8 @@ pub struct Engine {
     cleared: BTreeSet<HostId>,
     meta_dirty: bool,
     history: Vec<HistoryEvent>,
+    // Shutting down: results are taken in, nothing new is started (not stored: a restart starts afresh).
+    draining: bool,
 }
 
 impl Engine {
@@ -146,7 +148,14 @@ impl Engine {
             cleared: BTreeSet::new(),
             meta_dirty: false,
             history: Vec::new(),
+            draining: false,
         }
+    }
+
+    /// Shutting down: from now on results are still taken in, but nothing new is started — no call, and
+    /// no write-ahead mark (a `Requested` instance, an attempt counted) for a call that would never leave.
+    pub fn drain(&mut self) {
+        self.draining = true;
     }
 
     /// The configuration in use.

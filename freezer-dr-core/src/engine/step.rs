@@ -1385,6 +1385,9 @@ impl Engine {
 
     /// Emits every command that is due, from the state alone.
     fn drive(&mut self, now: Timestamp, out: &mut Vec<Command>) {
+        if self.draining {
+            return;
+        }
         let paused = self.meta.paused.is_some();
         let busy: Vec<HostId> = self
             .hosts

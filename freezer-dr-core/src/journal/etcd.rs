@@ -281,6 +281,41 @@ impl EtcdJournal {
         }
     }
 
+    /// One transaction that runs `ops` only if this process still holds the fencing token, within the
+    /// local lease deadline; a failed check deposes this leader.
+    async fn guarded(&self, lead: &Leadership, ops: Vec<TxnOp>, what: &'static str) -> Result<()> {
+        let k = &self.inner.keys;
+        // Never wait past the local deadline: an answer after it would be acted on too late.
+        let budget = lead.remaining().min(self.inner.timeout);
+        if budget.is_zero() {
+            return Err(lead.deadline_error());
+        }
+        let txn = Txn::new()
+            .when([lead.compare(k)])
+            .and_then(ops)
+            .or_else([TxnOp::get(k.leader(), None)]);
+        let mut client = self.client();
+        let resp = call(budget, what, client.txn(txn)).await.map_err(|e| {
+            if e.kind() == ErrorKind::Timeout && lead.remaining().is_zero() {
+                lead.deadline_error()
+            } else {
+                e.with_context("etcd prefix", self.prefix())
+            }
+        })?;
+        if !resp.succeeded() {
+            let holder = get_responses(&resp)
+                .first()
+                .and_then(|g| g.kvs().first().cloned())
+                .and_then(|kv| decode::<crate::ha::Member>(&kv).ok())
+                .map_or_else(
+                    || "nobody holds the leader key".to_owned(),
+                    |m| format!("{} leads now", m.describe()),
+                );
+            return Err(lead.depose(&holder));
+        }
+        Ok(())
+    }
+
     fn leadership(&self) -> Result<&Leadership> {
         self.inner.leadership.as_ref().ok_or_else(|| {
             Error::new(
@@ -621,41 +656,15 @@ impl Journal for EtcdJournal {
             .permanent());
         }
 
-        // Never wait past the local deadline: an answer after it would be acted on too late.
-        let budget = lead.remaining().min(self.inner.timeout);
-        if budget.is_zero() {
-            return Err(lead.deadline_error());
-        }
-        let txn = Txn::new()
-            .when([lead.compare(k)])
-            .and_then(ops.ops)
-            .or_else([TxnOp::get(k.leader(), None)]);
-        let mut client = self.client();
-        let resp = call(
-            budget,
-            "write the journal (fencing-token guarded)",
-            client.txn(txn),
-        )
-        .await
-        .map_err(|e| {
-            if e.kind() == ErrorKind::Timeout && lead.remaining().is_zero() {
-                lead.deadline_error()
-            } else {
-                e.with_context("etcd prefix", self.prefix())
-            }
-        })?;
-        if !resp.succeeded() {
-            let holder = get_responses(&resp)
-                .first()
-                .and_then(|g| g.kvs().first().cloned())
-                .and_then(|kv| decode::<crate::ha::Member>(&kv).ok())
-                .map_or_else(
-                    || "nobody holds the leader key".to_owned(),
-                    |m| format!("{} leads now", m.describe()),
-                );
-            return Err(lead.depose(&holder));
-        }
-        Ok(())
+        self.guarded(lead, ops.ops, "write the journal (fencing-token guarded)")
+            .await
+    }
+
+    async fn guard(&self) -> Result<()> {
+        let lead = self.leadership()?;
+        lead.check()?;
+        self.guarded(lead, Vec::new(), "check the fencing token before acting")
+            .await
     }
 
     async fn outbox(&self) -> Result<Vec<OutboxEntry>> {

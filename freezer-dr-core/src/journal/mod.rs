@@ -68,6 +68,14 @@ pub trait Journal: Send + Sync {
     /// every destructive command, with an empty batch if nothing changed, so a journal that guards
     /// leadership (HA) can refuse there: an `Err` stops the runtime before it acts.
     async fn commit(&self, batch: Batch) -> Result<()>;
+    /// Checks that this process may still act, right before a destructive driver call (a power-off or an
+    /// evacuation queued behind a concurrency slot may run long after its commit). An `Err` (kind
+    /// [`crate::ErrorKind::NotLeader`]) means the call must not be made and the runtime stops. A journal
+    /// used by one process only always allows it; the HA journal checks the local lease deadline and
+    /// the fencing token in etcd.
+    async fn guard(&self) -> Result<()> {
+        Ok(())
+    }
     /// Undelivered outbox entries, oldest first.
     async fn outbox(&self) -> Result<Vec<OutboxEntry>>;
     /// Records a failed delivery attempt (attempts, last error, next attempt time).

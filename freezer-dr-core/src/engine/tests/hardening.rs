@@ -476,3 +476,26 @@ fn a_host_that_dies_again_while_restoring_is_fenced_again() {
     let cmds = b.observe(&["c1"]);
     assert_eq!(cmds, ["power_off c1 #0"], "{cmds:?}");
 }
+
+// ----- shutdown ------------------------------------------------------------------------------------------
+
+#[test]
+fn a_result_taken_in_while_draining_starts_nothing_and_counts_no_attempt() {
+    let mut cfg = config();
+    cfg.evacuation.concurrency = 1;
+    cfg.evacuation.attempts = 1;
+    let mut b = Bench::new(cfg, 1);
+    b.fence_and_list("c1", vec![instance("a", "c1"), instance("b", "c1")]);
+    b.sent("c1", "a", Ok(()));
+    b.advance(2);
+    assert_eq!(b.step(Input::Tick), ["progress a on c1"]);
+    b.engine.drain();
+    // `a` is done: the slot frees, but nothing is sent while shutting down, and `b` keeps its attempt.
+    assert!(b.done("c1", "a", "c2").is_empty());
+    assert!(matches!(
+        b.instance_state("c1", "b"),
+        InstanceState::Pending { .. }
+    ));
+    let rec = b.engine.host(&"c1".into()).unwrap();
+    assert_eq!(rec.instances["b"].attempts, 0);
+}
