@@ -29,6 +29,9 @@ pub enum ErrorKind {
     Unsupported,
     /// The journal failed to read or write.
     Journal,
+    /// Another actor (a second freezer-dr with a journal of its own, an operator's manual evacuation,
+    /// Masakari) is recovering this host or instance: this freezer-dr must not act on it.
+    OtherActor,
     /// This process does not (or no longer) lead in HA mode: another freezer-dr may act, so this one must
     /// not. Returned by a journal that guards leadership (fencing token, local lease deadline).
     NotLeader,
@@ -61,6 +64,7 @@ impl ErrorKind {
             Self::Unsupported => "unsupported",
             Self::Journal => "journal",
             Self::NotLeader => "not_leader",
+            Self::OtherActor => "other_actor",
             Self::Unexpected => "unexpected",
         }
     }

@@ -185,9 +185,23 @@ impl HostHealth {
 const MARKER_PREFIX: &str = "freezer-dr:fenced:";
 
 /// The machine-readable `disabled_reason` freezer-dr sets when it isolates a fenced host:
-/// `freezer-dr:fenced:<run-id>:<time>`.
-pub fn isolation_marker(run_id: &str, at: Timestamp) -> String {
-    format!("{MARKER_PREFIX}{run_id}:{at}")
+/// `freezer-dr:fenced:<journal id>:<host>@<run>:<time>`. The journal id says which freezer-dr wrote it (a
+/// second daemon with a journal of its own is another actor); release 0.1 wrote no journal id
+/// (`freezer-dr:fenced:<host>@<run>:<time>`), and such markers still parse.
+pub fn isolation_marker(journal: &str, recovery: &str, at: Timestamp) -> String {
+    if journal.is_empty() {
+        return format!("{MARKER_PREFIX}{recovery}:{at}");
+    }
+    format!("{MARKER_PREFIX}{journal}:{recovery}:{at}")
+}
+
+/// The id of the journal whose freezer-dr wrote this isolation marker, if it is one that carries it
+/// (`None` for any other reason, and for markers written by release 0.1).
+pub fn marker_journal(reason: &str) -> Option<&str> {
+    let rest = reason.strip_prefix(MARKER_PREFIX)?;
+    let first = rest.split(':').next()?;
+    // A 0.1 marker starts with the recovery id `<host>@<run>`; a journal id has no `@`.
+    (!first.is_empty() && !first.contains('@')).then_some(first)
 }
 
 /// True if a `disabled_reason` is one freezer-dr wrote.
@@ -230,8 +244,14 @@ mod tests {
 
     #[test]
     fn markers_are_recognised_and_operator_reasons_are_not() {
-        let m = isolation_marker("run1", Timestamp(0));
-        assert_eq!(m, "freezer-dr:fenced:run1:1970-01-01T00:00:00Z");
+        let m = isolation_marker("j1", "c1@0", Timestamp(0));
+        assert_eq!(m, "freezer-dr:fenced:j1:c1@0:1970-01-01T00:00:00Z");
+        assert_eq!(marker_journal(&m), Some("j1"));
+        // Written by release 0.1: ours, with no journal id.
+        let old = "freezer-dr:fenced:c1@0:1970-01-01T00:00:00Z";
+        assert!(is_isolation_marker(old));
+        assert_eq!(marker_journal(old), None);
+        assert_eq!(marker_journal("disk swap"), None);
         let ours = AdminState {
             disabled: true,
             disabled_reason: Some(m),

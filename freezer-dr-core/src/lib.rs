@@ -42,7 +42,7 @@ pub use evacuator::{Evacuator, Progress};
 pub use fencer::{Fencer, PowerState};
 pub use host::{
     AdminState, Health, HostHealth, HostId, Instance, Timestamp, is_isolation_marker,
-    isolation_marker,
+    isolation_marker, marker_journal,
 };
 pub use journal::Journal;
 pub use monitor::Monitor;

@@ -471,6 +471,17 @@ async fn a_journal_written_by_the_previous_release_loads_and_resumes() {
     std::fs::copy(fixture("journal-0.1.0.redb"), &path).unwrap();
     let j = RedbJournal::open(&path).unwrap();
     let snap = j.load().await.unwrap();
+    assert!(
+        !snap.journal_id.is_empty(),
+        "a 0.1 journal gets its id when opened"
+    );
+    drop(j);
+    let j = RedbJournal::open(&path).unwrap();
+    assert_eq!(
+        j.load().await.unwrap().journal_id,
+        snap.journal_id,
+        "and keeps it"
+    );
     let host = |name: &str| snap.hosts.iter().find(|h| h.host == name.into()).unwrap();
     let c1 = host("c1");
     assert_eq!(c1.stage, Stage::Evacuating);

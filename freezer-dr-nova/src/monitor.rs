@@ -231,7 +231,8 @@ mod tests {
         let h = health_of(&s, now, Duration::from_secs(30), 0);
         assert!(h.admin.disabled_by_operator());
         s.disabled_reason = Some(freezer_dr_core::isolation_marker(
-            "r1",
+            "j1",
+            "c1@1",
             freezer_dr_core::Timestamp(0),
         ));
         assert!(

@@ -26,7 +26,7 @@ pub use state::{
 };
 
 use crate::config::RecoveryConfig;
-use crate::{HostId, Timestamp, isolation_marker};
+use crate::{AdminState, HostId, Timestamp, isolation_marker};
 
 /// Proof that a host was confirmed powered off (or that an operator asserted it).
 ///
@@ -38,16 +38,31 @@ pub struct Fenced {
     at: Timestamp,
     proof: FenceProof,
     recovery: String,
+    journal: String,
+    observed: AdminState,
 }
 
 impl Fenced {
-    pub(crate) fn from_record(host: &HostId, record: &FenceRecord) -> Self {
+    pub(crate) fn from_record(rec: &HostRecord, record: &FenceRecord, journal: &str) -> Self {
         Self {
-            host: host.clone(),
+            host: rec.host.clone(),
             at: record.at,
             proof: record.proof.clone(),
             recovery: record.recovery.clone(),
+            journal: journal.to_owned(),
+            observed: rec.admin.clone(),
         }
+    }
+
+    /// The id of the journal of the freezer-dr that holds this proof (it names it in the marker).
+    pub fn journal(&self) -> &str {
+        &self.journal
+    }
+
+    /// The host's administrative state as last observed before this call: a disable by anyone else
+    /// since then means another actor is at work (read before write).
+    pub fn observed(&self) -> &AdminState {
+        &self.observed
     }
 
     /// The fenced host.
@@ -70,9 +85,10 @@ impl Fenced {
         &self.recovery
     }
 
-    /// The `disabled_reason` to set when isolating the host: `freezer-dr:fenced:<recovery>:<time>`.
+    /// The `disabled_reason` to set when isolating the host:
+    /// `freezer-dr:fenced:<journal id>:<recovery>:<time>`.
     pub fn marker(&self) -> String {
-        isolation_marker(&self.recovery, self.at)
+        isolation_marker(&self.journal, &self.recovery, self.at)
     }
 }
 
@@ -95,6 +111,8 @@ impl Fenced {
             at: Timestamp(0),
             proof: FenceProof::Operator,
             recovery: "test".into(),
+            journal: "jtest".into(),
+            observed: AdminState::default(),
         }
     }
 }
@@ -112,6 +130,8 @@ pub struct Engine {
     cleared: BTreeSet<HostId>,
     meta_dirty: bool,
     history: Vec<HistoryEvent>,
+    // The journal's id (named in isolation markers).
+    journal_id: String,
     // Shutting down: results are taken in, nothing new is started (not stored: a restart starts afresh).
     draining: bool,
 }
@@ -148,6 +168,7 @@ impl Engine {
             cleared: BTreeSet::new(),
             meta_dirty: false,
             history: Vec::new(),
+            journal_id: snapshot.journal_id,
             draining: false,
         }
     }

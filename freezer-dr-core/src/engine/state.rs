@@ -275,6 +275,9 @@ pub struct InstanceRecord {
     pub state: InstanceState,
     /// Evacuation requests sent so far.
     pub attempts: u32,
+    /// Someone else (not this freezer-dr) evacuated it: tracked to its end, never requested again.
+    #[serde(default)]
+    pub by_other: bool,
     /// A call about it is in flight (never stored).
     #[serde(skip)]
     pub(crate) inflight: bool,
@@ -344,6 +347,9 @@ impl Changes {
 /// The whole engine state as loaded from the journal.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
+    /// The journal's stable id, created with it: it names this freezer-dr in its isolation markers, so a
+    /// second one (its own journal) is told apart.
+    pub journal_id: String,
     /// Engine-wide state.
     pub meta: EngineMeta,
     /// Every host record, with its instances.

@@ -831,6 +831,14 @@ impl Engine {
                 Stage::Isolating { isolated: true },
                 "isolated (forced down, disabled): listing its instances",
             ),
+            Err(f) if f.kind == ErrorKind::OtherActor => {
+                let why = format!(
+                    "another actor is recovering it, so freezer-dr does not isolate or evacuate it: {f}. \
+                     Two freezer-dr daemons without [ha], each with its own journal? Stop one; this one \
+                     keeps watching the host"
+                );
+                self.needs_operator(now, host, why, out);
+            }
             Err(f) => self.step_failed(now, host, "isolating it", &f, out),
         }
     }
@@ -895,6 +903,7 @@ impl Engine {
             instances.insert(
                 instance.id.clone(),
                 InstanceRecord {
+                    by_other: false,
                     instance,
                     state,
                     attempts: 0,
@@ -1015,6 +1024,20 @@ impl Engine {
                     detail: "evacuation accepted".into(),
                 };
                 format!("evacuation accepted (attempt {})", inst.attempts)
+            }
+            // Someone else already evacuates it (an evacuation we did not request): never ask again,
+            // follow theirs to its end. Our request was not sent, so it spends no attempt.
+            Err(f) if f.kind == ErrorKind::OtherActor => {
+                inst.attempts = inst.attempts.saturating_sub(1);
+                inst.by_other = true;
+                inst.state = InstanceState::Rebuilding {
+                    since: now,
+                    next_poll: now.after(poll),
+                    detail: "evacuated by another actor: tracking it".into(),
+                };
+                format!(
+                    "already being evacuated by another actor, not by freezer-dr ({f}): tracking it"
+                )
             }
             Err(f) if f.retry == Retry::Permanent => {
                 retry_or_fail(
@@ -1439,7 +1462,10 @@ impl Engine {
         if rec.pending.is_some() || rec.retry_at.is_some_and(|t| now < t) {
             return;
         }
-        let fenced = rec.fence.as_ref().map(|f| Fenced::from_record(host, f));
+        let fenced = rec
+            .fence
+            .as_ref()
+            .map(|f| Fenced::from_record(rec, f, &self.journal_id));
         match rec.stage.clone() {
             Stage::Fencing { level, attempted } => {
                 if attempted {
@@ -1521,7 +1547,11 @@ impl Engine {
         let Some(rec) = self.hosts.get_mut(host) else {
             return;
         };
-        let Some(fenced) = rec.fence.as_ref().map(|f| Fenced::from_record(host, f)) else {
+        let Some(fenced) = rec
+            .fence
+            .as_ref()
+            .map(|f| Fenced::from_record(rec, f, &self.journal_id))
+        else {
             return self.needs_operator(now, host, "evacuating without a fence proof".into(), out);
         };
         let mut events: Vec<(String, String)> = Vec::new();
@@ -1665,6 +1695,22 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
+        let by_other: Vec<String> = self
+            .hosts
+            .get(host)
+            .map(|r| {
+                r.instances
+                    .values()
+                    .filter(|i| i.by_other)
+                    .map(|i| {
+                        format!(
+                            "{} ({}) was evacuated by another actor, not by freezer-dr: followed to its end",
+                            i.instance.name, i.instance.id
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut r = self.report(now, ReportKind::Recovered, Some(host.clone()), summary);
         r.audience = if outcomes.is_empty() {
             Audience::Operators
@@ -1672,6 +1718,7 @@ impl Engine {
             Audience::OperatorsAndUsers
         };
         r.details = timeline;
+        r.details.extend(by_other);
         r.instances = outcomes;
         out.push(Command::Notify(r));
     }

@@ -86,6 +86,9 @@ impl Keys {
     fn schema(&self) -> String {
         self.key("schema")
     }
+    fn journal_id(&self) -> String {
+        self.key("journal_id")
+    }
     fn meta(&self) -> String {
         self.key("meta")
     }
@@ -241,8 +244,27 @@ impl EtcdJournal {
         self.call(what, c.get(key, opts)).await
     }
 
-    /// Checks the layout version; the leader writes it into a fresh journal.
+    /// Checks the layout version (the leader writes it into a fresh journal), and gives the journal its
+    /// stable id if it has none yet (a fresh journal, or one written by release 0.1).
     pub(crate) async fn check_schema(&self) -> Result<()> {
+        self.check_layout().await?;
+        let Some(lead) = &self.inner.leadership else {
+            return Ok(());
+        };
+        let key = self.inner.keys.journal_id();
+        let txn = Txn::new()
+            .when([
+                lead.compare(&self.inner.keys),
+                Compare::version(key.clone(), CompareOp::Equal, 0),
+            ])
+            .and_then([TxnOp::put(key, encode(&super::new_journal_id())?, None)]);
+        let mut c = self.client();
+        // A failed compare: it has an id already (or we were deposed, which the next commit finds out).
+        self.call("give the journal its id", c.txn(txn)).await?;
+        Ok(())
+    }
+
+    async fn check_layout(&self) -> Result<()> {
         let resp = self
             .get("read the journal layout", self.inner.keys.schema(), None)
             .await?;
@@ -520,7 +542,17 @@ impl Journal for EtcdJournal {
                 h.instances = stored.instances;
             }
         }
+        let journal_id = match self
+            .get("read the journal id", self.inner.keys.journal_id(), None)
+            .await?
+            .kvs()
+            .first()
+        {
+            Some(kv) => decode(kv)?,
+            None => String::new(),
+        };
         Ok(Snapshot {
+            journal_id,
             meta,
             hosts: by_host.into_values().collect(),
         })

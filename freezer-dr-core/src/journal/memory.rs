@@ -40,6 +40,7 @@ struct State {
     next_request: u64,
     commits: u64,
     fail_commits: usize,
+    journal_id: String,
 }
 
 impl MemoryJournal {
@@ -145,7 +146,10 @@ impl State {
 #[async_trait]
 impl Journal for MemoryJournal {
     async fn load(&self) -> Result<Snapshot> {
-        let s = self.lock();
+        let mut s = self.lock();
+        if s.journal_id.is_empty() {
+            s.journal_id = super::new_journal_id();
+        }
         let mut hosts: Vec<HostRecord> = Vec::with_capacity(s.hosts.len());
         for h in s.hosts.values() {
             let mut rec = roundtrip(h)?;
@@ -158,6 +162,7 @@ impl Journal for MemoryJournal {
             hosts.push(rec);
         }
         Ok(Snapshot {
+            journal_id: s.journal_id.clone(),
             meta: s.meta.clone(),
             hosts,
         })

@@ -59,6 +59,11 @@ pub struct Batch {
     pub applied_requests: Vec<u64>,
 }
 
+/// A new journal id: `j` and 16 hex digits (never `@` or `:`, which the isolation marker separates on).
+pub(crate) fn new_journal_id() -> String {
+    format!("j{:016x}", fastrand::u64(..))
+}
+
 /// Durable storage of the engine state, outbox, history and operator requests.
 #[async_trait]
 pub trait Journal: Send + Sync {

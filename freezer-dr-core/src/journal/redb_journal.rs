@@ -44,6 +44,8 @@ const META_ENGINE: &str = "engine";
 const META_SCHEMA: &str = "schema";
 const META_NEXT_REQUEST: &str = "next_request";
 const META_OUTBOX_SEQ: &str = "outbox_seq";
+/// The journal's stable id, created with it (release 0.1 journals get one when first opened).
+const META_JOURNAL_ID: &str = "journal_id";
 
 /// The layout version this code writes. A journal written by a newer layout is refused rather than
 /// misread.
@@ -266,6 +268,11 @@ impl RedbJournal {
                         .map_err(db_err)?;
                 }
             }
+            if meta.get(META_JOURNAL_ID).map_err(db_err)?.is_none() {
+                let id = super::new_journal_id();
+                meta.insert(META_JOURNAL_ID, encode(&id)?.as_str())
+                    .map_err(db_err)?;
+            }
             drop(meta);
             tx.open_table(HOSTS).map_err(db_err)?;
             tx.open_table(INSTANCES).map_err(db_err)?;
@@ -318,6 +325,10 @@ impl RedbJournal {
                 Some(v) => decode::<EngineMeta>(v.value(), "meta", META_ENGINE)?,
                 None => EngineMeta::default(),
             };
+            let journal_id = match meta_t.get(META_JOURNAL_ID).map_err(db_err)? {
+                Some(v) => decode::<String>(v.value(), "meta", META_JOURNAL_ID)?,
+                None => String::new(),
+            };
             let hosts_t = tx.open_table(HOSTS).map_err(db_err)?;
             let mut hosts = Vec::new();
             for row in hosts_t.iter().map_err(db_err)? {
@@ -338,7 +349,11 @@ impl RedbJournal {
                     host.instances.insert(id.to_owned(), rec);
                 }
             }
-            Ok(Snapshot { meta, hosts })
+            Ok(Snapshot {
+                journal_id,
+                meta,
+                hosts,
+            })
         })
     }
 

@@ -35,6 +35,7 @@ fn instance(id: &str, host: &str, project: &str) -> Instance {
 
 fn instance_record(id: &str, host: &str, state: InstanceState) -> InstanceRecord {
     InstanceRecord {
+        by_other: false,
         instance: instance(id, host, "p1"),
         state,
         attempts: 1,
@@ -93,6 +94,18 @@ pub async fn journal(j: &dyn Journal) {
     assert!(
         empty.hosts.is_empty(),
         "journal: an empty journal has no hosts"
+    );
+    assert!(
+        !empty.journal_id.is_empty()
+            && !empty.journal_id.contains('@')
+            && !empty.journal_id.contains(':'),
+        "journal: a journal has a stable id from its creation, without '@' or ':' (got {:?})",
+        empty.journal_id
+    );
+    assert_eq!(
+        j.load().await.expect("journal: load failed").journal_id,
+        empty.journal_id,
+        "journal: the journal id never changes"
     );
     assert!(
         j.outbox().await.expect("journal: outbox failed").is_empty(),

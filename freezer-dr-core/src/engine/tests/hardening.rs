@@ -245,7 +245,7 @@ fn recover_after_the_host_was_seen_alive_reads_its_power_and_fences_again() {
             if *h == "c1" {
                 hh.admin = AdminState {
                     disabled: true,
-                    disabled_reason: Some(crate::isolation_marker("c1@1", Timestamp(1))),
+                    disabled_reason: Some(crate::isolation_marker("j1", "c1@1", Timestamp(1))),
                     forced_down: false,
                 };
             }
@@ -498,4 +498,87 @@ fn a_result_taken_in_while_draining_starts_nothing_and_counts_no_attempt() {
     ));
     let rec = b.engine.host(&"c1".into()).unwrap();
     assert_eq!(rec.instances["b"].attempts, 0);
+}
+
+// ----- one actor per host --------------------------------------------------------------------------------
+
+#[test]
+fn the_marker_names_this_journal_and_keeps_the_observed_admin_state() {
+    let mut b = Bench::default();
+    b.engine.journal_id = "j00ff".into();
+    b.down_for_strikes(&["c1"]);
+    b.powered_off("c1", 0, Ok(()));
+    let cmds = b.raw(Input::PowerRead {
+        host: "c1".into(),
+        level: 0,
+        result: Ok(PowerState::Off),
+    });
+    let Command::Isolate { fenced } = &cmds[0] else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(crate::marker_journal(&fenced.marker()), Some("j00ff"));
+    assert!(fenced.marker().contains("c1@"), "{}", fenced.marker());
+    assert!(!fenced.observed().disabled);
+}
+
+#[test]
+fn another_actor_at_isolation_stops_the_recovery_and_tells_the_operators() {
+    let mut b = Bench::default();
+    b.down_for_strikes(&["c1"]);
+    b.powered_off("c1", 0, Ok(()));
+    b.power_read("c1", 0, PowerState::Off);
+    let cmds = b.raw(Input::Isolated {
+        host: "c1".into(),
+        result: Err(Failure::new(
+            ErrorKind::OtherActor,
+            "another freezer-dr (journal j42) isolated c1",
+        )),
+    });
+    let rendered: Vec<String> = cmds.iter().map(render).collect();
+    assert_eq!(
+        rendered,
+        ["notify needs_operator c1"],
+        "no listing, no evacuation"
+    );
+    let r = notified(&cmds)[0];
+    assert!(
+        r.summary.contains("j42") && r.summary.contains("[ha]"),
+        "{}",
+        r.summary
+    );
+    assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
+    // It still counts against the storm budget: two more hosts down is over a budget of two.
+    b.dead.push("c1");
+    b.advance(10);
+    assert_eq!(b.down_for_strikes(&["c2", "c3"]), ["notify storm"]);
+}
+
+#[test]
+fn an_instance_someone_else_evacuates_is_followed_not_requested_again() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![instance("a", "c1")]);
+    let other = Failure::new(
+        ErrorKind::OtherActor,
+        "an evacuation of a from c1 is under way (migration 7), not requested by this freezer-dr",
+    );
+    assert!(b.sent("c1", "a", Err(other)).is_empty());
+    let rec = &b.engine.host(&"c1".into()).unwrap().instances["a"];
+    assert!(rec.by_other && rec.attempts == 0, "{rec:?}");
+    b.advance(2);
+    assert_eq!(b.step(Input::Tick), ["progress a on c1"]);
+    let cmds = b.raw(Input::ProgressRead {
+        host: "c1".into(),
+        instance: "a".into(),
+        result: Ok(Progress::Done {
+            host: "c3".into(),
+            status: "ACTIVE".into(),
+        }),
+    });
+    let r = notified(&cmds)[0];
+    assert!(
+        r.details.iter().any(|d| d.contains("another actor")),
+        "{:?}",
+        r.details
+    );
+    assert!(matches!(&r.instances[0].outcome, Outcome::Evacuated { .. }));
 }

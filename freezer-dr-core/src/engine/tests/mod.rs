@@ -635,7 +635,7 @@ fn a_host_carrying_our_marker_without_a_journal_record_needs_an_operator() {
     obs[0].health = Health::down("forced down");
     obs[0].admin = AdminState {
         disabled: true,
-        disabled_reason: Some(crate::isolation_marker("old", Timestamp(5))),
+        disabled_reason: Some(crate::isolation_marker("j1", "c1@1", Timestamp(5))),
         forced_down: true,
     };
     // The operators are told (this report was dropped before).
@@ -972,7 +972,7 @@ fn manual_return_to_service_waits_for_an_operator_to_enable_the_host() {
         .collect();
     forced[0].admin = AdminState {
         disabled: true,
-        disabled_reason: Some(crate::isolation_marker("r", Timestamp(1))),
+        disabled_reason: Some(crate::isolation_marker("j1", "c1@1", Timestamp(1))),
         forced_down: true,
     };
     assert!(b.step(Input::Observed(Ok(forced))).is_empty());
@@ -1186,6 +1186,7 @@ fn a_never_isolated_host_that_comes_back_is_healthy_again() {
 fn restart(b: &mut Bench) {
     let hosts: Vec<HostRecord> = b.engine.hosts().cloned().collect();
     let snapshot = Snapshot {
+        journal_id: b.engine.journal_id.clone(),
         meta: b.engine.meta().clone(),
         hosts,
     };
