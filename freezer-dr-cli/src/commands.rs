@@ -153,6 +153,13 @@ async fn run_ha(
     Ok(Exit::Ok)
 }
 
+/// Said at every `run` and `validate` without `[ha]`: two daemons with journals of their own would both
+/// recover every failed host (seen on the lab: every server evacuated two or three times).
+const ALONE_WARNING: &str = "no [ha] section: this freezer-dr acts alone. Exactly one freezer-dr may \
+     watch this cloud: a second one with its own journal would fence and evacuate the same hosts again \
+     (it is detected at isolation, and then nothing is done). For active/passive on several machines, \
+     configure [ha]";
+
 async fn run(cli: &Cli, once: bool, dry_run: bool) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
     let pipeline = config.build()?;
@@ -193,6 +200,12 @@ async fn run(cli: &Cli, once: bool, dry_run: bool) -> anyhow::Result<Exit> {
         None => journal::memory(),
     };
 
+    if !dry_run {
+        warn!(
+            journal = %config.journal.path.display(),
+            "{}", ALONE_WARNING
+        );
+    }
     let runtime = Runtime::new(config.recovery.clone(), pipeline, journal).dry_run(dry_run);
     if once {
         info!(config = %config.file.display(), dry_run, "one pass");
@@ -251,6 +264,9 @@ async fn validate(cli: &Cli, connect: bool) -> anyhow::Result<Exit> {
         r.storm.max_fraction * 100.0,
         config.journal.path.display()
     );
+    if config.ha.is_none() {
+        println!("warning: {ALONE_WARNING}");
+    }
     let sections = config.sections();
     let width = sections.iter().map(|s| s.key.len()).max().unwrap_or(0);
     for s in &sections {

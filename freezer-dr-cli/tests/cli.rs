@@ -483,3 +483,19 @@ fn recover_despite_storm_and_forget_are_stored_as_requests() {
         r.show()
     );
 }
+
+#[test]
+fn without_ha_run_and_validate_warn_that_exactly_one_daemon_may_watch_the_cloud() {
+    let (dir, path) = config(TESTING_DRIVERS_ALL_UP);
+    let r = freezer_dr(dir.path(), &with_config(&path, &["validate"]));
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(
+        r.stdout.contains("warning: no [ha] section")
+            && r.stdout.contains("Exactly one freezer-dr"),
+        "{}",
+        r.show()
+    );
+    let r = freezer_dr(dir.path(), &with_config(&path, &["run", "--once"]));
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(r.stderr.contains("Exactly one freezer-dr"), "{}", r.show());
+}
