@@ -61,7 +61,9 @@ pub struct RedfishConfig {
 }
 
 /// One host's BMC. Unset options come from the fencer section's defaults.
-#[derive(Clone, Debug, Default, Deserialize)]
+///
+/// `Debug` hides credentials someone wrote into `url` (they are refused when the fencer is built).
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BmcConfig {
     /// The BMC's root URL: `https://bmc.example.org` (or `https://10.0.0.11:8443`).
@@ -94,6 +96,27 @@ pub struct BmcConfig {
     /// Authentication.
     #[serde(default)]
     pub auth: Option<Auth>,
+}
+
+impl fmt::Debug for BmcConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.url.as_deref().map(|u| match u.rsplit_once('@') {
+            Some((_, rest)) if u.contains("://") => format!("<credentials redacted>@{rest}"),
+            _ => u.to_owned(),
+        });
+        f.debug_struct("BmcConfig")
+            .field("url", &url)
+            .field("ip", &self.ip)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("system", &self.system)
+            .field("system_id", &self.system_id)
+            .field("ca_file", &self.ca_file)
+            .field("insecure", &self.insecure)
+            .field("auth", &self.auth)
+            .finish()
+    }
 }
 
 /// How requests are authenticated.
