@@ -123,16 +123,7 @@ impl RedfishFencer {
     /// Builds from a config section (the registration's build function).
     fn from_context(ctx: &BuildContext<'_>) -> Result<Self> {
         let config: RedfishConfig = ctx.parse()?;
-        Self::build(config, &ctx.section).map_err(|e| {
-            // One problem per line, each as `<file>: <key>: problem` like core's own errors.
-            let file = ctx.file.display();
-            let lines: Vec<String> = e
-                .to_string()
-                .lines()
-                .map(|l| format!("{file}: {l}"))
-                .collect();
-            Error::config(lines.join("\n"))
-        })
+        Self::build(config, &ctx.section).map_err(|e| ctx.file_error(e))
     }
 
     /// The hosts in the inventory, sorted.
@@ -476,27 +467,17 @@ impl Fencer for RedfishFencer {
 
     async fn healthcheck(&self) -> Result<()> {
         let mut failures = Vec::new();
-        let mut kind = None;
         // One host at a time keeps the load on a shared management network predictable.
         for host in self.clients.keys() {
             if let Err(e) = self.check(host).await {
-                kind.get_or_insert(e.kind());
-                failures.push(e.to_string());
+                failures.push(e);
             }
         }
-        match kind {
-            None => Ok(()),
-            Some(kind) => Err(Error::new(
-                kind,
-                format!(
-                    "{} of {} Redfish BMCs failed the check (reachable, credentials accepted, \
-                     system found):\n{}",
-                    failures.len(),
-                    self.clients.len(),
-                    failures.join("\n")
-                ),
-            )),
-        }
+        Error::from_checks(
+            "Redfish BMCs failed the check (reachable, credentials accepted, system found)",
+            self.clients.len(),
+            failures,
+        )
     }
 }
 
