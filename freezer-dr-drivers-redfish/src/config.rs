@@ -200,12 +200,6 @@ impl RedfishConfig {
     /// Applies the defaults to every host and checks the result; errors name the `section` key.
     pub(crate) fn resolve(&self, section: &str) -> Result<BTreeMap<HostId, Bmc>> {
         let mut problems = Vec::new();
-        if self.hosts.is_empty() {
-            problems.push(format!(
-                "{section}.hosts: empty; list each host's BMC, e.g. \
-                 [{section}.hosts.compute-1] url = \"https://10.0.0.11\""
-            ));
-        }
         for (key, d) in [
             ("timeout", self.timeout),
             ("task_timeout", self.task_timeout),
@@ -214,21 +208,13 @@ impl RedfishConfig {
                 problems.push(format!("{section}.{key}: must be more than 0"));
             }
         }
-        let mut out = BTreeMap::new();
-        for (name, h) in &self.hosts {
-            let key = format!("{section}.hosts.{name:?}");
-            match self.resolve_host(name, h, &key) {
-                Ok(bmc) => {
-                    out.insert(bmc.host.clone(), bmc);
-                }
-                Err(mut p) => problems.append(&mut p),
-            }
-        }
-        if problems.is_empty() {
-            Ok(out)
-        } else {
-            Err(Error::config(problems.join("\n")))
-        }
+        freezer_dr_core::config::resolve_hosts(
+            section,
+            &self.hosts,
+            "url = \"https://10.0.0.11\"",
+            problems,
+            |name, h, key| self.resolve_host(name, h, key),
+        )
     }
 
     fn resolve_host(
@@ -238,11 +224,6 @@ impl RedfishConfig {
         key: &str,
     ) -> std::result::Result<Bmc, Vec<String>> {
         let mut problems = Vec::new();
-        if name.is_empty() || name.trim() != name {
-            problems.push(format!(
-                "{key}: not a host name; use the exact Nova compute host name"
-            ));
-        }
         let base = match base_url(h, self.port) {
             Ok(u) => Some(u),
             Err(why) => {
