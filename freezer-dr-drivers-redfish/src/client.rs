@@ -285,7 +285,7 @@ impl Client {
                 );
             }
             Err(e) => {
-                let e = without_url(e);
+                let e = e.without_url();
                 warn!(host, error = %e, "Redfish: the session could not be deleted; it expires on the BMC");
             }
         }
@@ -301,7 +301,8 @@ impl Client {
     /// A failure before any HTTP status: timeout, refused connection, TLS.
     fn transport_error(&self, what: &str, url: &Url, e: reqwest::Error) -> Error {
         let timeout = e.is_timeout();
-        let e = without_url(e);
+        // The path is in the context already; the message stays short.
+        let e = e.without_url();
         let mut why = Vec::new();
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
@@ -471,7 +472,8 @@ impl Conn<'_> {
                 let Some(Mode::Session(sessions)) = c.known_mode() else {
                     return Err(c.status_error(status, &bytes, what, url));
                 };
-                let old = self.session.take();
+                // The refused session is gone on the BMC: nothing to delete.
+                self.session = None;
                 match c.create_session(&sessions).await {
                     Ok(s) => self.session = Some(s),
                     Err(SessionError::Failed(e)) => return Err(e),
@@ -481,9 +483,6 @@ impl Conn<'_> {
                             format!("{what}: the session token was refused and no new session could be created ({why})"),
                         ));
                     }
-                }
-                if let Some(old) = old {
-                    Client::delete_session(c.http.clone(), c.bmc.host.to_string(), old).await;
                 }
                 continue;
             }
@@ -542,12 +541,6 @@ impl Drop for Conn<'_> {
             ));
         }
     }
-}
-
-/// reqwest's errors print their URL; ours never holds credentials, but the path is in our context
-/// already, so the message stays short.
-fn without_url(e: reqwest::Error) -> reqwest::Error {
-    e.without_url()
 }
 
 fn redact(body: &[u8], secret: &str) -> Vec<u8> {

@@ -38,7 +38,7 @@ async fn a_redfish_bmc_that_is_down_falls_through_to_ipmi() {
 [recovery]
 interval = "10ms"
 strikes = 1
-call_attempts = 2
+call_attempts = 3
 call_backoff = "10ms"
 step_retry = "10ms"
 [recovery.fencing]
@@ -58,7 +58,7 @@ down = ["compute-1"]
 type = "redfish"
 username = "{user}"
 password = "{PASSWORD}"
-timeout = "1s"
+timeout = "5s"
 [fencer.hosts.compute-1]
 url = "{redfish_url}"
 
@@ -66,7 +66,7 @@ url = "{redfish_url}"
 type = "ipmi"
 username = "{ipmi_user}"
 password = "{IPMI_PASSWORD}"
-timeout = "3s"
+timeout = "5s"
 [fencer.hosts.compute-1]
 address = "127.0.0.1"
 port = {port}
