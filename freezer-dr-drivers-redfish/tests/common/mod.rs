@@ -388,7 +388,7 @@ pub fn fencer(toml_text: &str) -> RedfishFencer {
 /// The section for one host `name` on `url` with `password` and `extra` lines in its table.
 pub fn one_host(name: &str, url: &str, password: &str, extra: &str) -> String {
     format!(
-        "timeout = \"3s\"\ntask_timeout = \"3s\"\n[hosts.{name}]\nurl = \"{url}\"\n\
+        "timeout = \"5s\"\ntask_timeout = \"3s\"\n[hosts.{name}]\nurl = \"{url}\"\n\
          username = \"{USER}\"\npassword = \"{password}\"\n{extra}\n"
     )
 }
