@@ -14,6 +14,8 @@ use freezer_dr_core as _;
 use freezer_dr_drivers_ipmi as _;
 #[cfg(feature = "libvirt")]
 use freezer_dr_drivers_libvirt as _;
+#[cfg(feature = "redfish")]
+use freezer_dr_drivers_redfish as _;
 #[cfg(feature = "nova")]
 use freezer_dr_nova as _;
 

@@ -202,6 +202,14 @@ fn drivers_lists_every_linked_driver() {
         "no `fencer ipmi` line: the ipmi crate was dropped by the linker\n{}",
         r.show()
     );
+    #[cfg(feature = "redfish")]
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["fencer", "redfish"])),
+        "no `fencer redfish` line: the redfish crate was dropped by the linker\n{}",
+        r.show()
+    );
     #[cfg(feature = "email")]
     assert!(
         r.stdout
@@ -259,6 +267,31 @@ fn the_ipmi_example_and_an_imported_servers_yml_validate() {
         let r = freezer_dr(dir.path(), &with_config(&path, &["validate"]));
         assert_eq!(r.code, Some(0), "{body}\n{}", r.show());
     }
+}
+
+#[cfg(feature = "redfish")]
+#[test]
+fn the_redfish_example_validates_and_a_typo_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = freezer_dr(dir.path(), &["example", "fencer", "redfish"]);
+    assert_eq!(example.code, Some(0), "{}", example.show());
+    assert!(
+        example.stdout.contains("type = \"redfish\""),
+        "{}",
+        example.show()
+    );
+    let body = |fencer: &str| {
+        format!("[monitor]\ntype = \"testing\"\n\n{fencer}\n[evacuator]\ntype = \"testing\"\n")
+    };
+    let (dir, path) = config(&body(&example.stdout));
+    let r = freezer_dr(dir.path(), &with_config(&path, &["validate"]));
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let typo = example.stdout.replace("task_timeout", "task_timout");
+    let (dir, path) = config(&body(&typo));
+    let r = freezer_dr(dir.path(), &with_config(&path, &["validate"]));
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(r.stderr.contains("task_timout"), "{}", r.show());
+    assert!(r.stderr.contains("task_timeout"), "the fix: {}", r.show());
 }
 
 #[test]

@@ -623,6 +623,47 @@ impl Config {
     }
 }
 
+/// Resolves a driver's per-host inventory (its `hosts` table, keyed by the exact Nova host name): an
+/// empty table is a problem (`example` shows one entry's options), so is a name with surrounding blanks;
+/// `entry(name, value, key)` resolves each entry (`key` is `<section>.hosts."<name>"`). Every problem,
+/// those already in `problems` first, is reported in one config error, one per line.
+pub fn resolve_hosts<T, V>(
+    section: &str,
+    hosts: &BTreeMap<String, T>,
+    example: &str,
+    mut problems: Vec<String>,
+    entry: impl Fn(&str, &T, &str) -> Result<V, Vec<String>>,
+) -> crate::Result<BTreeMap<crate::HostId, V>> {
+    if hosts.is_empty() {
+        problems.insert(
+            0,
+            format!(
+                "{section}.hosts: empty; list each host's BMC, e.g. [{section}.hosts.compute-1] {example}"
+            ),
+        );
+    }
+    let mut out = BTreeMap::new();
+    for (name, value) in hosts {
+        let key = format!("{section}.hosts.{name:?}");
+        if name.is_empty() || name.trim() != name {
+            problems.push(format!(
+                "{key}: not a host name; use the exact Nova compute host name"
+            ));
+        }
+        match entry(name, value, &key) {
+            Ok(v) => {
+                out.insert(crate::HostId::new(name.as_str()), v);
+            }
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(crate::Error::config(problems.join("\n")))
+    }
+}
+
 /// A complete starting configuration: `[recovery]` and `[journal]` with their (safe) defaults, then for
 /// each driver role the example section of the first driver linked into this binary (by name); a role
 /// with no driver linked is left as a comment.

@@ -172,6 +172,24 @@ impl Error {
         &self.context
     }
 
+    /// Folds the failures of `total` independent checks (one per BMC, say, in a `healthcheck`) into one
+    /// result: `Ok` when none failed, else an error of the first failure's kind whose message reads
+    /// `<n> of <total> <what>:` followed by each failure on its own line.
+    pub fn from_checks(what: &str, total: usize, failures: Vec<Error>) -> Result<()> {
+        let Some(kind) = failures.first().map(Error::kind) else {
+            return Ok(());
+        };
+        let lines: Vec<String> = failures.iter().map(Error::to_string).collect();
+        Err(Error::new(
+            kind,
+            format!(
+                "{} of {total} {what}:\n{}",
+                failures.len(),
+                lines.join("\n")
+            ),
+        ))
+    }
+
     /// A cloneable, serializable summary, for the engine and the journal.
     pub fn to_failure(&self) -> Failure {
         Failure {
@@ -269,6 +287,26 @@ mod tests {
             !Error::new(ErrorKind::Timeout, "x")
                 .permanent()
                 .is_temporary()
+        );
+    }
+
+    #[test]
+    fn from_checks_lists_every_failure_with_the_first_kind() {
+        assert!(Error::from_checks("BMCs failed", 3, Vec::new()).is_ok());
+        let e = Error::from_checks(
+            "BMCs failed",
+            3,
+            vec![
+                Error::new(ErrorKind::Auth, "a: refused"),
+                Error::new(ErrorKind::Timeout, "b: no answer"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Auth);
+        assert!(!e.is_temporary());
+        assert_eq!(
+            e.to_string(),
+            "2 of 3 BMCs failed:\na: refused\nb: no answer"
         );
     }
 

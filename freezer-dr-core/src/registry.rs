@@ -41,6 +41,18 @@ impl BuildContext<'_> {
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
         crate::config::parse_section(self.file, &self.section, &self.options)
     }
+
+    /// A driver's own config error (one problem per line, each starting with its key) with every line
+    /// prefixed by the file, as `<file>: <key>: problem` like core's own errors.
+    pub fn file_error(&self, e: Error) -> Error {
+        let file = self.file.display();
+        let lines: Vec<String> = e
+            .to_string()
+            .lines()
+            .map(|l| format!("{file}: {l}"))
+            .collect();
+        Error::config(lines.join("\n"))
+    }
 }
 
 /// One driver implementation of a role `T` (`dyn Fencer`, `dyn Monitor`, ...).

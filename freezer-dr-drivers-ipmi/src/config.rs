@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use freezer_dr_core::{Error, HostId, Result, Secret};
+use freezer_dr_core::{HostId, Result, Secret};
 use serde::{Deserialize, Deserializer};
 
 /// The configuration of an [`IpmiFencer`](crate::IpmiFencer): a BMC per host, plus defaults every host
@@ -235,12 +235,6 @@ impl IpmiConfig {
     /// Applies the defaults to every host and checks the result; errors name the `section` key.
     pub(crate) fn resolve(&self, section: &str) -> Result<BTreeMap<HostId, Bmc>> {
         let mut problems = Vec::new();
-        if self.hosts.is_empty() {
-            problems.push(format!(
-                "{section}.hosts: empty; list each host's BMC, e.g. \
-                 [{section}.hosts.compute-1] address = \"10.0.0.11\""
-            ));
-        }
         if self.timeout.is_zero() {
             problems.push(format!("{section}.timeout: must be more than 0"));
         }
@@ -249,21 +243,13 @@ impl IpmiConfig {
                 "{section}.retransmit_interval: must be more than 0"
             ));
         }
-        let mut out = BTreeMap::new();
-        for (name, h) in &self.hosts {
-            let key = format!("{section}.hosts.{name:?}");
-            match self.resolve_host(name, h, &key) {
-                Ok(bmc) => {
-                    out.insert(bmc.host.clone(), bmc);
-                }
-                Err(mut p) => problems.append(&mut p),
-            }
-        }
-        if problems.is_empty() {
-            Ok(out)
-        } else {
-            Err(Error::config(problems.join("\n")))
-        }
+        freezer_dr_core::config::resolve_hosts(
+            section,
+            &self.hosts,
+            "address = \"10.0.0.11\"",
+            problems,
+            |name, h, key| self.resolve_host(name, h, key),
+        )
     }
 
     fn resolve_host(
@@ -273,11 +259,6 @@ impl IpmiConfig {
         key: &str,
     ) -> std::result::Result<Bmc, Vec<String>> {
         let mut problems = Vec::new();
-        if name.is_empty() || name.trim() != name {
-            problems.push(format!(
-                "{key}: not a host name; use the exact Nova compute host name"
-            ));
-        }
         if h.address.trim().is_empty() {
             problems.push(format!("{key}.address: empty"));
         }
@@ -388,6 +369,7 @@ mod option_seconds_or_humantime {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use freezer_dr_core::Error;
 
     fn parse(text: &str) -> Result<BTreeMap<HostId, Bmc>> {
         let cfg: IpmiConfig = toml::from_str(text).map_err(|e| Error::config(e.to_string()))?;

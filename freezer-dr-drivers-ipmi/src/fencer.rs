@@ -80,16 +80,7 @@ impl IpmiFencer {
     /// Builds from a config section (the registration's build function).
     fn from_context(ctx: &BuildContext<'_>) -> Result<Self> {
         let config: IpmiConfig = ctx.parse()?;
-        Self::build(config, &ctx.section).map_err(|e| {
-            // One problem per line, each as `<file>: <key>: problem` like core's own errors.
-            let file = ctx.file.display();
-            let lines: Vec<String> = e
-                .message()
-                .lines()
-                .map(|l| format!("{file}: {l}"))
-                .collect();
-            Error::config(lines.join("\n"))
-        })
+        Self::build(config, &ctx.section).map_err(|e| ctx.file_error(e))
     }
 
     /// The hosts in the inventory, sorted.
@@ -267,26 +258,17 @@ impl Fencer for IpmiFencer {
 
     async fn healthcheck(&self) -> Result<()> {
         let mut failures = Vec::new();
-        let mut kind = None;
         // One host at a time keeps the load on a shared management network predictable.
         for host in self.bmcs.keys() {
             if let Err(e) = self.power_status(host).await {
-                kind.get_or_insert(e.kind());
-                failures.push(e.to_string());
+                failures.push(e);
             }
         }
-        match kind {
-            None => Ok(()),
-            Some(kind) => Err(Error::new(
-                kind,
-                format!(
-                    "{} of {} BMCs did not answer a power-status read:\n{}",
-                    failures.len(),
-                    self.bmcs.len(),
-                    failures.join("\n")
-                ),
-            )),
-        }
+        Error::from_checks(
+            "BMCs did not answer a power-status read",
+            self.bmcs.len(),
+            failures,
+        )
     }
 }
 

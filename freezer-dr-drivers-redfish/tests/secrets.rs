@@ -1,0 +1,207 @@
+//! Every failure path, run with a recognisable password: it appears in no error, no `Debug` output and
+//! no log line (ours, reqwest's or hyper's, captured at trace level); nor does a session token.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use common::scripted::{Reset, SYSTEM, Scripted, TARGET};
+use common::{Certs, Emulator, Libvirtd, Options};
+use freezer_dr_core::registry::{self, BuildContext};
+use freezer_dr_core::{Fencer, HostId};
+use freezer_dr_drivers_redfish::{RedfishConfig, RedfishFencer};
+use serde_json::json;
+
+const CANARY: &str = "Leak-Canary-5521";
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn exercise(f: &RedfishFencer, host: &HostId, seen: &mut Vec<String>) {
+    let mut record = |what: &str, r: Result<String, freezer_dr_core::Error>| match r {
+        Ok(v) => seen.push(format!("{what}: ok {v}")),
+        Err(e) => {
+            seen.push(format!("{what}: {e}"));
+            seen.push(format!("{what}: {e:?}"));
+            seen.push(format!("{what}: {}", e.to_failure()));
+        }
+    };
+    record("power_off", f.power_off(host).await.map(|()| String::new()));
+    record(
+        "power_status",
+        f.power_status(host).await.map(|s| s.to_string()),
+    );
+    record("power_on", f.power_on(host).await.map(|()| String::new()));
+    record("healthcheck", f.healthcheck().await.map(|()| String::new()));
+    seen.push(format!("{f:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_failure_path_shows_the_password_or_a_token() {
+    if common::skip() {
+        return;
+    }
+    let captured = Captured::default();
+    let sink = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .try_init()
+        .unwrap();
+    let host = HostId::from("compute-1");
+    let mut seen = Vec::new();
+
+    // sushy-emulator: the canary is the wrong password; TLS with the wrong CA; insecure.
+    let certs = Certs::generate();
+    let lv = Libvirtd::start();
+    let bmc = Emulator::start(
+        &lv,
+        "compute-1",
+        Options {
+            tls: Some(&certs),
+            ..Options::default()
+        },
+    );
+    let wrong_ca = format!(
+        "ca_file = \"{}\"",
+        common::path_str(&certs.path("other-ca.pem"))
+    );
+    for extra in ["insecure = true", wrong_ca.as_str()] {
+        let f = common::fencer(&common::one_host("compute-1", &bmc.url(), CANARY, extra));
+        exercise(&f, &host, &mut seen).await;
+    }
+    // Nothing listens.
+    let port = common::free_port();
+    let f = common::fencer(&common::one_host(
+        "compute-1",
+        &format!("http://127.0.0.1:{port}"),
+        CANARY,
+        "",
+    ));
+    exercise(&f, &host, &mut seen).await;
+
+    // The scripted BMC, whose real password is the canary: tokens expire, errors echo the password
+    // and the token, tasks fail, ForceOff is not allowed, it hangs.
+    let s = Scripted::start(CANARY).await;
+    let f = common::fencer(&s.section(CANARY, ""));
+    let f_basic = common::fencer(&s.section(CANARY, "auth = \"basic\""));
+    let wrong = common::fencer(&s.section("not-the-canary", ""));
+    exercise(&wrong, &host, &mut seen).await;
+    s.with(|st| st.token_uses = Some(1));
+    exercise(&f, &host, &mut seen).await;
+    s.with(|st| st.token_uses = Some(0));
+    exercise(&f, &host, &mut seen).await;
+    s.with(|st| st.token_uses = None);
+    for fencer in [&f, &f_basic] {
+        for path in [SYSTEM, TARGET] {
+            s.fault(
+                path,
+                500,
+                json!({"error": {"message": format!("echo: password={CANARY} token=tok-1-f00d"),
+                "@Message.ExtendedInfo": [{"Message": format!("bad login {CANARY}")}]}}),
+            );
+            s.with(|st| st.power = "On");
+            exercise(fencer, &host, &mut seen).await;
+        }
+    }
+    s.with(|st| {
+        st.reset = Reset::Task {
+            running: 0,
+            end: "Exception",
+        }
+    });
+    s.with(|st| st.power = "On");
+    exercise(&f, &host, &mut seen).await;
+    s.with(|st| {
+        st.reset = Reset::Sync;
+        st.allowed = vec!["GracefulShutdown"];
+    });
+    exercise(&f, &host, &mut seen).await;
+    exercise(&f, &HostId::from("compute-2"), &mut seen).await;
+    s.with(|st| st.hang = true);
+    let hung = common::fencer(
+        &s.section(CANARY, "")
+            .replace("timeout = \"2s\"", "timeout = \"300ms\""),
+    );
+    exercise(&hung, &host, &mut seen).await;
+
+    // Config errors, through the typed constructor and through the registry.
+    let text =
+        format!("password = \"{CANARY}\"\n[hosts.compute-1]\nurl = \"https://u:{CANARY}@bmc\"\n");
+    let cfg: RedfishConfig = toml::from_str(&text).unwrap();
+    seen.push(format!("{cfg:?}"));
+    seen.push(RedfishFencer::new(cfg).unwrap_err().to_string());
+    let reg = registry::fencers()
+        .into_iter()
+        .find(|r| r.name == "redfish")
+        .expect("the redfish fencer is registered");
+    for options in [
+        text.clone(),
+        format!("pasword = \"{CANARY}\"\n[hosts.h]\nurl = \"https://bmc\"\n"),
+        format!("password = [\"{CANARY}\"]\n[hosts.h]\nurl = \"https://bmc\"\n"),
+        format!("password = \"{CANARY}\"\n[hosts.h]\nurl = 7\n"),
+        format!(
+            "username = \"u\"\npassword = \"{CANARY}\"\n[hosts.h]\nurl = \"https://bmc\"\nca_file = \"/nonexistent/ca.pem\"\n"
+        ),
+    ] {
+        let ctx = BuildContext {
+            file: Path::new("/etc/freezer-dr/freezer-dr.toml"),
+            section: "fencer[0]".into(),
+            options: toml::from_str(&options).unwrap(),
+        };
+        match (reg.build)(&ctx) {
+            Ok(_) => panic!("{options} must not build"),
+            Err(e) => {
+                seen.push(e.to_string());
+                seen.push(format!("{e:?}"));
+            }
+        }
+    }
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    for want in [
+        "401",
+        "certificate",
+        "renewed once",
+        "ended Exception",
+        "ForceOff is needed",
+        "no answer in time",
+        "HTTP 500",
+    ] {
+        assert!(
+            seen.iter().any(|s| s.contains(want)),
+            "the {want:?} path was not exercised:\n{}",
+            seen.join("\n")
+        );
+    }
+    assert!(
+        logs.contains("session"),
+        "the session paths were not logged:\n{logs}"
+    );
+    for s in &seen {
+        assert!(!s.contains(CANARY), "the password leaked: {s}");
+        assert!(!s.contains("tok-"), "a session token leaked: {s}");
+    }
+    assert!(
+        !logs.contains(CANARY),
+        "the password leaked into the logs:\n{logs}"
+    );
+    assert!(
+        !logs.contains("tok-"),
+        "a session token leaked into the logs:\n{logs}"
+    );
+}
