@@ -47,7 +47,7 @@ pub use host::{
 pub use journal::Journal;
 pub use monitor::Monitor;
 pub use notifier::Notifier;
-pub use report::{Audience, InstanceOutcome, Outcome, Report, ReportKind};
+pub use report::{Audience, InstanceOutcome, Outcome, Report, ReportKind, Told};
 pub use runtime::Runtime;
 pub use secret::Secret;
 

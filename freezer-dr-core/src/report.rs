@@ -1,6 +1,6 @@
 //! Reports: what the operators and the affected users are told.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +102,46 @@ pub struct Report {
     /// Recipients per project, filled by the runtime from the [`crate::Directory`] just before delivery.
     #[serde(default)]
     pub recipients: BTreeMap<String, Vec<Recipient>>,
+    /// Projects whose users the [`crate::Directory`] could not list for this delivery, with why (filled by
+    /// the runtime, like `recipients`). A notifier tells their users nothing now and names them to the
+    /// operators; the runtime keeps the report in the outbox and delivers these projects' mails on their
+    /// own once the lookup works.
+    // `default` (and skipped when empty): outbox entries written before this field existed still load,
+    // and a report without lookup failures is stored exactly as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lookup_failed: BTreeMap<String, String>,
+    /// Who earlier delivery attempts of this report already told: a notifier sends them nothing again.
+    /// Recorded in the outbox by the runtime (see [`Told`]), so a restart does not resend either.
+    #[serde(default, skip_serializing_if = "Told::is_empty")]
+    pub told: Told,
+}
+
+/// The audiences of a report that were told by earlier attempts of its outbox entry.
+///
+/// A report whose directory lookups partly failed is delivered in parts: first the operators and every
+/// project that could be looked up, then, at later attempts, the projects still missing. Each part is
+/// recorded here (through [`crate::Journal::outbox_retry`]) before the next attempt.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Told {
+    /// The operators were told (their digest or alert went out): not sent again.
+    #[serde(default)]
+    pub operators: bool,
+    /// Projects whose users were told (or had nobody to tell): not sent again.
+    #[serde(default)]
+    pub projects: BTreeSet<String>,
+}
+
+impl Told {
+    /// Nobody was told yet.
+    pub fn is_empty(&self) -> bool {
+        !self.operators && self.projects.is_empty()
+    }
+
+    /// Adds what `other` records (parts are only ever added, never taken back).
+    pub fn merge(&mut self, other: &Told) {
+        self.operators |= other.operators;
+        self.projects.extend(other.projects.iter().cloned());
+    }
 }
 
 impl Report {
@@ -146,6 +186,66 @@ impl Report {
             details: Vec::new(),
             instances: Vec::new(),
             recipients: BTreeMap::new(),
+            lookup_failed: BTreeMap::new(),
+            told: Told::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An outbox report exactly as the release before `lookup_failed` and `told` wrote it.
+    const PREVIOUS_RELEASE: &str = r#"{"id":"r-7","at":1700000000000,"kind":"recovered",
+        "audience":"operators_and_users","host":"compute-7","summary":"compute-7: 1 instance(s) running elsewhere",
+        "details":["down 3 times in a row: fencing"],
+        "instances":[{"instance":{"id":"a-1","name":"web","project":"alpha","user":"u","status":"ACTIVE",
+            "host":"compute-7","metadata":{},"volume_backed":true},
+            "outcome":{"outcome":"evacuated","to":"compute-9","status":"ACTIVE"},"attempts":1}],
+        "recipients":{"alpha":[{"user_id":"u-1","name":"alice","email":"alice@example.org"}]}}"#;
+
+    #[test]
+    fn a_report_stored_by_the_previous_release_still_loads() {
+        let r: Report = serde_json::from_str(PREVIOUS_RELEASE).unwrap();
+        assert_eq!(r.id, "r-7");
+        assert_eq!(r.kind, ReportKind::Recovered);
+        assert_eq!(r.projects(), ["alpha"]);
+        assert_eq!(r.recipients["alpha"][0].name, "alice");
+        assert!(r.lookup_failed.is_empty(), "no lookup failed");
+        assert_eq!(r.told, Told::default(), "nobody told yet");
+    }
+
+    #[test]
+    fn a_report_without_lookup_failures_is_stored_as_before() {
+        let r: Report = serde_json::from_str(PREVIOUS_RELEASE).unwrap();
+        let old: serde_json::Value = serde_json::from_str(PREVIOUS_RELEASE).unwrap();
+        assert_eq!(serde_json::to_value(&r).unwrap(), old);
+    }
+
+    #[test]
+    fn lookup_failures_and_told_parts_round_trip() {
+        let mut r: Report = serde_json::from_str(PREVIOUS_RELEASE).unwrap();
+        r.lookup_failed
+            .insert("beta".into(), "keystone: connection refused".into());
+        r.told.operators = true;
+        r.told.projects.insert("alpha".into());
+        let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn told_parts_are_only_added() {
+        let mut t = Told {
+            operators: true,
+            projects: BTreeSet::from(["a".to_owned()]),
+        };
+        t.merge(&Told {
+            operators: false,
+            projects: BTreeSet::from(["b".to_owned()]),
+        });
+        assert!(t.operators);
+        assert_eq!(t.projects, BTreeSet::from(["a".to_owned(), "b".to_owned()]));
+        assert!(!t.is_empty() && Told::default().is_empty());
     }
 }

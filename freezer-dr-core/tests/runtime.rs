@@ -704,3 +704,165 @@ async fn a_result_drained_at_shutdown_costs_no_evacuation_attempt() {
     assert_eq!(w.count(Op::Evacuate), 2);
     assert!(w.instances_on("c1").is_empty());
 }
+
+// ----- per-audience delivery ---------------------------------------------------------------------
+
+/// A directory that cannot list the users of one project while `broken` is set (Keystone failing for
+/// it), and answers like [`FakeDirectory`] otherwise.
+#[derive(Clone)]
+struct PatchyDirectory {
+    inner: FakeDirectory,
+    project: &'static str,
+    broken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl freezer_dr_core::Directory for PatchyDirectory {
+    async fn recipients(
+        &self,
+        project: &str,
+    ) -> freezer_dr_core::Result<Vec<freezer_dr_core::Recipient>> {
+        if project == self.project && self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(freezer_dr_core::Error::new(
+                ErrorKind::Unreachable,
+                "keystone: connection refused",
+            ));
+        }
+        self.inner.recipients(project).await
+    }
+}
+
+fn patchy(w: &World, broken: &Arc<std::sync::atomic::AtomicBool>) -> Pipeline {
+    let mut p = pipeline(w, 1);
+    p.directory = Some(Arc::new(PatchyDirectory {
+        inner: FakeDirectory::new(w),
+        project: "project-b",
+        broken: broken.clone(),
+    }));
+    p
+}
+
+fn deliveries_of(w: &World, kind: &freezer_dr_core::ReportKind) -> Vec<freezer_dr_core::Report> {
+    w.delivered()
+        .into_iter()
+        .map(|d| d.report)
+        .filter(|r| &r.kind == kind)
+        .collect()
+}
+
+fn names(v: &[&str]) -> std::collections::BTreeSet<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_lookup_does_not_hold_back_the_digest() {
+    use freezer_dr_core::ReportKind::Recovered;
+    let w = world();
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let journal = MemoryJournal::new();
+    let rt = Runtime::new(config(), patchy(&w, &broken), Arc::new(journal.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(rt.run(async {
+        let _ = stopped.await;
+    }));
+
+    // The report goes out while project-b cannot be looked up, naming it, with everyone else's users.
+    wait_for(|| !deliveries_of(&w, &Recovered).is_empty(), 600).await;
+    let first = deliveries_of(&w, &Recovered).remove(0);
+    assert_eq!(
+        first.lookup_failed.keys().cloned().collect::<Vec<_>>(),
+        ["project-b"],
+        "{first:?}"
+    );
+    assert!(first.lookup_failed["project-b"].contains("connection refused"));
+    assert_eq!(
+        first.recipients.keys().cloned().collect::<Vec<_>>(),
+        ["project-a", "project-c"]
+    );
+    assert!(first.told.is_empty(), "the first attempt tells everyone");
+    // It stays in the outbox, with who was told recorded.
+    let entry = journal
+        .outbox()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.report.id == first.id)
+        .expect("the report waits in the outbox for project-b");
+    assert!(entry.report.told.operators);
+    assert_eq!(
+        entry.report.told.projects,
+        names(&["project-a", "project-c"])
+    );
+    assert!(
+        entry
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("project-b")),
+        "{entry:?}"
+    );
+
+    // While the lookup keeps failing, the notifier is not called again for nothing.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(deliveries_of(&w, &Recovered).len(), 1);
+
+    // Once the directory answers, only project-b is delivered, and the entry leaves the outbox.
+    broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..3600 {
+        if journal.outbox().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(journal.outbox().await.unwrap().is_empty(), "outbox drained");
+    let all = deliveries_of(&w, &Recovered);
+    assert_eq!(all.len(), 2, "{all:?}");
+    let later = &all[1];
+    assert_eq!(later.id, first.id, "the same report, so the same mail ids");
+    assert!(later.lookup_failed.is_empty());
+    assert!(later.told.operators, "the operators are not told twice");
+    assert_eq!(later.told.projects, names(&["project-a", "project-c"]));
+    assert!(later.recipients.contains_key("project-b"));
+    let _ = stop.send(());
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_restart_only_the_projects_not_told_are_delivered() {
+    use freezer_dr_core::ReportKind::Recovered;
+    let w = world();
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let journal = MemoryJournal::new();
+    let first = Runtime::new(config(), patchy(&w, &broken), Arc::new(journal.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(first.run(async {
+        let _ = stopped.await;
+    }));
+    wait_for(|| !deliveries_of(&w, &Recovered).is_empty(), 600).await;
+    let _ = stop.send(());
+    handle.await.unwrap().unwrap();
+
+    // A new process with the same journal: the directory works again.
+    broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    let second = Runtime::new(config(), patchy(&w, &broken), Arc::new(journal.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(second.run(async {
+        let _ = stopped.await;
+    }));
+    for _ in 0..3600 {
+        if journal.outbox().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let _ = stop.send(());
+    handle.await.unwrap().unwrap();
+    assert!(journal.outbox().await.unwrap().is_empty(), "outbox drained");
+    let all = deliveries_of(&w, &Recovered);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(
+        all[1].told.operators,
+        "the journal told the new process the operators already had the digest"
+    );
+    assert_eq!(all[1].told.projects, names(&["project-a", "project-c"]));
+    assert!(all[1].recipients.contains_key("project-b"));
+}

@@ -36,6 +36,9 @@ const AUTH_CODES: [&str; 4] = ["530", "534", "535", "538"];
 ///   project), so a copy sent again after a crash is recognisable as the same mail.
 /// - Each accepted (mail, recipient) pair is remembered for the life of the process: a retry of a report
 ///   that was partly delivered sends only what is missing.
+/// - Across restarts the runtime's outbox records which audiences were told (`Report::told`): a project
+///   whose users could not be looked up (`Report::lookup_failed`) is named in the digest and mailed later
+///   on its own, without the digest or the other projects' mails going out again.
 /// - A recipient the server refuses for good (5xx) is not retried and does not stop the others; it is
 ///   logged as an error and listed in the operator digest.
 /// - A rate limit (`max_mails_per_minute`) stops sending when exhausted; the report stays in the outbox
@@ -256,6 +259,16 @@ impl EmailNotifier {
                 let view =
                     self.operator_view(&report, phase, &rejected, &BTreeMap::new(), &pending);
                 self.templates.mail("operator", &view)?;
+                // And with a project whose users could not be looked up.
+                let mut partial = report.clone();
+                if let Some(p) = report.projects().first() {
+                    partial
+                        .lookup_failed
+                        .insert((*p).to_owned(), "keystone: connection refused".into());
+                }
+                let view =
+                    self.operator_view(&partial, phase, &rejected, &BTreeMap::new(), &pending);
+                self.templates.mail("operator", &view)?;
             }
         }
         Ok(())
@@ -305,6 +318,11 @@ impl EmailNotifier {
         }
         let mut mails = Vec::new();
         for project in report.projects() {
+            // Told by an earlier attempt (recorded in the outbox), or not looked up: nothing to send now.
+            if report.told.projects.contains(project) || report.lookup_failed.contains_key(project)
+            {
+                continue;
+            }
             let Some(users) = report.recipients.get(project) else {
                 continue;
             };
@@ -400,10 +418,17 @@ impl EmailNotifier {
                             .collect()
                     })
                     .unwrap_or_default();
+                let failed = report.lookup_failed.get(p);
                 let note = match (user_phase, users) {
                     (None, _) => {
                         Some("users are not written to at this phase (user_phases)".into())
                     }
+                    (Some(_), _) if failed.is_some() => Some(format!(
+                        "the directory could not list this project's users ({}): they were NOT told \
+                         yet; freezer-dr keeps trying and mails them once the directory answers (no \
+                         further digest is sent)",
+                        failed.map_or("", String::as_str)
+                    )),
                     (Some(_), None) => Some(
                         "no recipients were looked up for this project: its users were NOT told \
                          (is a [directory] configured?)"
@@ -433,6 +458,11 @@ impl EmailNotifier {
             projects,
             counts: Counts::of(&all),
             rejected: rejected.to_vec(),
+            not_looked_up: if user_phase.is_some() {
+                report.lookup_failed.keys().cloned().collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -748,6 +778,10 @@ impl EmailNotifier {
             }
         }
         let rejected = self.rejected(&report.id);
+        if report.told.operators {
+            // A later part of a report whose lookups failed: the operators had their digest.
+            return Ok(());
+        }
         if let Some(rendered) = self.operator_mail(report, &rejected, &told, &progress.pending)? {
             let recipients = self
                 .to
@@ -815,7 +849,10 @@ impl Notifier for EmailNotifier {
             error!(report = %report.id, summary = %report.summary,
                    "the mail server refused the report for every operator: nobody was told by mail");
         }
-        self.complete(&report.id);
+        // Projects not looked up yet come back in a later `notify` of the same report: not complete.
+        if report.lookup_failed.is_empty() {
+            self.complete(&report.id);
+        }
         Ok(())
     }
 

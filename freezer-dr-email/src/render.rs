@@ -281,6 +281,8 @@ pub(crate) struct OperatorView {
     pub projects: Vec<ProjectDigest>,
     pub counts: Counts,
     pub rejected: Vec<RejectedView>,
+    /// Projects whose users the directory could not list: not told yet, mailed once it answers.
+    pub not_looked_up: Vec<String>,
 }
 
 /// The snake_case name of a report kind.

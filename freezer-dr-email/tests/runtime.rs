@@ -283,3 +283,164 @@ async fn killed_after_the_server_accepted_resends_only_the_same_message_ids() {
     assert_eq!(per_rcpt_ids("user-of-project-a@example.org").len(), 1);
     check_recipients(&after);
 }
+
+/// A directory that cannot list the users of `project-b` while `broken` is set.
+#[derive(Clone)]
+struct PatchyDirectory {
+    inner: FakeDirectory,
+    broken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl freezer_dr_core::Directory for PatchyDirectory {
+    async fn recipients(&self, project: &str) -> Result<Vec<freezer_dr_core::Recipient>> {
+        if project == "project-b" && self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::Unreachable,
+                "keystone: connection refused",
+            ));
+        }
+        self.inner.recipients(project).await
+    }
+}
+
+fn patchy(w: &World, port: u16, broken: &Arc<std::sync::atomic::AtomicBool>) -> Pipeline {
+    let mut p = pipeline(w, notifier(config(port)));
+    p.directory = Some(Arc::new(PatchyDirectory {
+        inner: FakeDirectory::new(w),
+        broken: broken.clone(),
+    }));
+    p
+}
+
+/// A server, the world, a directory failing for project-b (until the flag is cleared), a journal.
+fn setup() -> (
+    SmtpServer,
+    World,
+    Arc<std::sync::atomic::AtomicBool>,
+    MemoryJournal,
+) {
+    let server = SmtpServer::start(&ServerOptions::default());
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    (server, world(), broken, MemoryJournal::new())
+}
+
+fn patchy_runtime(
+    w: &World,
+    server: &SmtpServer,
+    broken: &Arc<std::sync::atomic::AtomicBool>,
+    journal: &MemoryJournal,
+) -> Runtime {
+    Runtime::new(
+        recovery_config(),
+        patchy(w, server.port, broken),
+        Arc::new(journal.clone()),
+    )
+}
+
+/// Polls until `done` holds (or 60 s passed), then leaves a stray duplicate the time to show up.
+async fn wait_until(mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..600 {
+        if done().await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// A daemon running `rt`, and how to stop it.
+fn start(
+    rt: Runtime,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<()>>,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(rt.run(async {
+        let _ = stop_rx.await;
+    }));
+    (stop_tx, daemon)
+}
+
+/// Runs a daemon until `done` holds (or 60 s passed), then stops it.
+async fn run_until(rt: Runtime, done: impl AsyncFnMut() -> bool) {
+    let (stop_tx, daemon) = start(rt);
+    wait_until(done).await;
+    let _ = stop_tx.send(());
+    daemon.await.unwrap().unwrap();
+}
+
+/// While project-b cannot be looked up: both operator mails, and the users of a and c.
+fn check_first_part(server: &SmtpServer) {
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), MAILS - 1, "everything but project-b's mail");
+    assert!(to_addr(&msgs, "user-of-project-b@example.org").is_empty());
+    for p in ["a", "c"] {
+        assert_eq!(
+            to_addr(&msgs, &format!("user-of-project-{p}@example.org")).len(),
+            1
+        );
+    }
+    let digest = to_addr(&msgs, "ops@example.org")
+        .into_iter()
+        .find(|m| m.subject.contains("recovery finished"))
+        .expect("the digest went out while the lookup failed");
+    assert!(
+        digest.text.contains("USERS NOT TOLD YET")
+            && digest.text.contains("project-b")
+            && digest.text.contains("keystone: connection refused")
+            && digest
+                .text
+                .contains("mails them once the directory answers"),
+        "{}",
+        digest.text
+    );
+}
+
+fn check_all_once(server: &SmtpServer) {
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), MAILS, "each mail exactly once");
+    for (k, n) in copies(&msgs) {
+        assert_eq!(n, 1, "{k:?} arrived {n} times");
+    }
+    check_recipients(&msgs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_lookup_does_not_hold_back_the_digest() {
+    if skip() {
+        return;
+    }
+    let (server, w, broken, journal) = setup();
+    let rt = patchy_runtime(&w, &server, &broken, &journal);
+    let (stop_tx, daemon) = start(rt);
+    wait_until(async || server.messages().len() >= MAILS - 1).await;
+    check_first_part(&server);
+    assert!(!journal.outbox().await.unwrap().is_empty(), "kept for b");
+
+    broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_until(async || journal.outbox().await.unwrap().is_empty()).await;
+    let _ = stop_tx.send(());
+    daemon.await.unwrap().unwrap();
+    assert!(journal.outbox().await.unwrap().is_empty(), "outbox drained");
+    check_all_once(&server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_only_the_mails_of_projects_not_looked_up_are_sent() {
+    if skip() {
+        return;
+    }
+    let (server, w, broken, journal) = setup();
+    let first = patchy_runtime(&w, &server, &broken, &journal);
+    run_until(first, async || server.messages().len() >= MAILS - 1).await;
+    check_first_part(&server);
+
+    // A new process (its notifier's memory of sent mails is gone), the directory answering again.
+    broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    let second = patchy_runtime(&w, &server, &broken, &journal);
+    run_until(second, async || journal.outbox().await.unwrap().is_empty()).await;
+    assert!(journal.outbox().await.unwrap().is_empty(), "outbox drained");
+    check_all_once(&server);
+}

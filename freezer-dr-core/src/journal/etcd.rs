@@ -730,6 +730,7 @@ impl Journal for EtcdJournal {
             stored.entry.attempts = entry.attempts;
             stored.entry.last_error.clone_from(&entry.last_error);
             stored.entry.next_attempt = entry.next_attempt;
+            stored.entry.report.told.clone_from(&entry.report.told);
             let txn = Txn::new()
                 .when([Compare::mod_revision(
                     key.clone(),

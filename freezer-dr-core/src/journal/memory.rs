@@ -194,6 +194,7 @@ impl Journal for MemoryJournal {
             e.attempts = entry.attempts;
             e.last_error.clone_from(&entry.last_error);
             e.next_attempt = entry.next_attempt;
+            e.report.told.clone_from(&entry.report.told);
         }
         Ok(())
     }

@@ -83,7 +83,9 @@ pub trait Journal: Send + Sync {
     }
     /// Undelivered outbox entries, oldest first.
     async fn outbox(&self) -> Result<Vec<OutboxEntry>>;
-    /// Records a failed delivery attempt (attempts, last error, next attempt time).
+    /// Records a failed or partial delivery attempt: attempts, last error, next attempt time, and who the
+    /// report's attempts told so far (`report.told`, so a restart never tells them again). The rest of the
+    /// stored report is left as it was written.
     async fn outbox_retry(&self, entry: &OutboxEntry) -> Result<()>;
     /// Removes a delivered entry.
     async fn outbox_done(&self, key: &str) -> Result<()>;

@@ -484,6 +484,7 @@ impl RedbJournal {
             updated.attempts = entry.attempts;
             updated.last_error.clone_from(&entry.last_error);
             updated.next_attempt = entry.next_attempt;
+            updated.report.told.clone_from(&entry.report.told);
             let stored = StoredOutbox {
                 seq: stored.seq,
                 entry: updated,

@@ -290,13 +290,15 @@ pub async fn journal(j: &dyn Journal) {
     retried.attempts = 3;
     retried.last_error = Some("smtp: connection refused".into());
     retried.next_attempt = Timestamp(99);
+    retried.report.told.operators = true;
+    retried.report.told.projects.insert("project-a".into());
     j.outbox_retry(&retried)
         .await
         .expect("journal: outbox_retry failed");
     let out = j.outbox().await.expect("journal: outbox failed");
     assert_eq!(
         out[0], retried,
-        "journal: outbox_retry must record attempts, error and next time"
+        "journal: outbox_retry must record attempts, error, next time and who was told"
     );
     assert_eq!(out.len(), 2);
     j.outbox_done("r9/0")
