@@ -517,8 +517,51 @@ fn the_marker_names_this_journal_and_keeps_the_observed_admin_state() {
         panic!("{cmds:?}")
     };
     assert_eq!(crate::marker_journal(&fenced.marker()), Some("j00ff"));
+    assert_eq!(fenced.journal(), "j00ff");
     assert!(fenced.marker().contains("c1@"), "{}", fenced.marker());
     assert!(!fenced.observed().disabled);
+    // An operator recovers a host they had disabled themselves: the proof carries that disable, so the
+    // evacuator can tell it from one made by someone else since.
+    let mut obs: Vec<HostHealth> = b
+        .hosts
+        .iter()
+        .map(|h| HostHealth::new(*h, Health::Up))
+        .collect();
+    obs[1].health = Health::down("state=down");
+    obs[1].admin = AdminState {
+        disabled: true,
+        disabled_reason: Some("maintenance, ticket 7".into()),
+        forced_down: false,
+    };
+    b.step(Input::Observed(Ok(obs)));
+    assert_eq!(b.step(recover("c2")), ["power_off c2 #0"]);
+    b.powered_off("c2", 0, Ok(()));
+    let cmds = b.raw(Input::PowerRead {
+        host: "c2".into(),
+        level: 0,
+        result: Ok(PowerState::Off),
+    });
+    let Command::Isolate { fenced } = &cmds[0] else {
+        panic!("{cmds:?}")
+    };
+    assert!(fenced.observed().disabled);
+}
+
+#[test]
+fn a_host_that_reports_up_while_restoring_is_never_fenced_again() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![]);
+    assert_eq!(b.up_for_strikes(), ["restore c1"]);
+    for _ in 0..5 {
+        b.step(Input::Restored {
+            host: "c1".into(),
+            result: Err(fail(ErrorKind::Conflict)),
+        });
+        b.advance(10);
+        let cmds = b.observe(&[]);
+        assert!(!cmds.iter().any(|c| c.starts_with("power")), "{cmds:?}");
+    }
+    assert_eq!(b.stage("c1"), Stage::Restoring);
 }
 
 #[test]
