@@ -461,7 +461,11 @@ fn a_restore_that_never_succeeds_is_handed_to_the_operators_after_its_timeout() 
 #[test]
 fn a_host_that_dies_again_while_restoring_is_fenced_again() {
     let mut b = Bench::default();
-    b.fence_and_list("c1", vec![]);
+    b.fence_and_list("c1", vec![instance("a", "c1")]);
+    b.sent("c1", "a", Ok(()));
+    b.advance(2);
+    b.step(Input::Tick);
+    b.done("c1", "a", "c2");
     assert_eq!(b.up_for_strikes(), ["restore c1"]);
     b.step(Input::Restored {
         host: "c1".into(),
@@ -473,8 +477,46 @@ fn a_host_that_dies_again_while_restoring_is_fenced_again() {
     b.advance(10);
     b.observe(&["c1"]);
     b.advance(10);
+    b.engine.take_changes();
     let cmds = b.observe(&["c1"]);
     assert_eq!(cmds, ["power_off c1 #0"], "{cmds:?}");
+    // A new recovery: the old one's instance records go (from the journal too).
+    assert!(b.engine.host(&"c1".into()).unwrap().instances.is_empty());
+    assert_eq!(
+        b.engine.take_changes().clear_instances,
+        [HostId::from("c1")]
+    );
+}
+
+#[test]
+fn one_down_observation_between_up_ones_while_restoring_is_no_new_failure() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![]);
+    assert_eq!(b.up_for_strikes(), ["restore c1"]);
+    b.step(Input::Restored {
+        host: "c1".into(),
+        result: Err(fail(ErrorKind::Conflict)),
+    });
+    // Down, down, up, down, down: never three downs in a row.
+    for down in [true, true, false, true, true] {
+        b.advance(10);
+        let cmds = b.observe(if down { &["c1"] } else { &[] });
+        assert!(!cmds.iter().any(|c| c.starts_with("power")), "{cmds:?}");
+    }
+    assert_eq!(b.stage("c1"), Stage::Restoring);
+}
+
+#[test]
+fn recover_that_would_go_past_the_budget_needs_despite_storm() {
+    let mut b = Bench::default();
+    // Two hosts in recovery fill the budget of two (no storm episode: they failed one at a time).
+    b.fence_and_list("c1", vec![]);
+    b.dead.push("c1");
+    b.fence_and_list("c2", vec![]);
+    b.dead.push("c2");
+    assert_eq!(b.engine.meta().storm_since, None);
+    assert_eq!(b.step(recover("c3")), ["notify needs_operator c3"]);
+    assert_eq!(b.stage("c3"), Stage::Healthy);
 }
 
 // ----- shutdown ------------------------------------------------------------------------------------------
