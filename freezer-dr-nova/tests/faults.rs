@@ -390,3 +390,83 @@ async fn no_secret_in_errors_or_debug_output() {
     m.observe().await.expect("application credential auth");
     assert!(!format!("{c:?} {m:?}").contains("s3cret-ac"));
 }
+
+#[tokio::test]
+async fn a_foreign_task_state_on_the_failed_host_is_busy_not_our_evacuation() {
+    let s = cloud().await;
+    let e = NovaEvacuator::new(cfg(&s)).unwrap();
+    let f = Fenced::for_tests("c1");
+    for (id, task) in [("a0", "powering-off"), ("a1", "spawning")] {
+        // Left from before the host died: Nova refuses the evacuation with 409.
+        s.patch_server(id, json!({"OS-EXT-STS:task_state": task}));
+        let i = instance(id, "c1");
+        let err = e.evacuate(&f, &i).await.expect_err("409 while busy");
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(
+            err.to_string().contains(&format!("task_state {task}")),
+            "the refusal names the task: {err}"
+        );
+        assert!(
+            err.to_string().contains(&format!("instance: {id}")),
+            "{err}"
+        );
+        let p = e.progress(&i).await.unwrap();
+        let Progress::Busy { detail } = &p else {
+            panic!("{task} on the failed host without an evacuation of ours read {p:?}")
+        };
+        assert!(detail.contains(task), "{detail}");
+    }
+    assert_eq!(
+        s.with(|st| st.servers["a0"]["OS-EXT-SRV-ATTR:host"].clone()),
+        "c1",
+        "nothing moved"
+    );
+}
+
+#[tokio::test]
+async fn our_evacuation_is_recognised_by_its_task_state_its_migration_or_its_new_host() {
+    let s = cloud().await;
+    let e = NovaEvacuator::new(cfg(&s)).unwrap();
+    let f = Fenced::for_tests("c1");
+    // An evacuation's own task states, on the failed host: a 409 on a repeat is the request taking effect.
+    for (id, task) in [
+        ("a0", "rebuilding"),
+        ("a1", "rebuild_block_device_mapping"),
+        ("a2", "rebuild_spawning"),
+    ] {
+        s.patch_server(id, json!({"OS-EXT-STS:task_state": task}));
+        let i = instance(id, "c1");
+        e.evacuate(&f, &i)
+            .await
+            .unwrap_or_else(|err| panic!("{task}: {err}"));
+        assert!(
+            matches!(e.progress(&i).await.unwrap(), Progress::InProgress { .. }),
+            "{task}"
+        );
+    }
+    // A foreign-looking task, but a running evacuation migration from c1: ours.
+    s.patch_server("a3", json!({"OS-EXT-STS:task_state": "powering-off"}));
+    s.with(|st| {
+        st.migrations.push(json!({
+            "id": 7, "instance_uuid": "a3", "status": "migrating", "source_compute": "c1",
+            "migration_type": "evacuation", "created_at": "2026-01-01T00:00:00.000000",
+        }));
+    });
+    let i = instance("a3", "c1");
+    e.evacuate(&f, &i).await.expect("our migration runs");
+    assert!(matches!(
+        e.progress(&i).await.unwrap(),
+        Progress::InProgress { .. }
+    ));
+    // A task on another host: the rebuild there.
+    s.patch_server(
+        "a4",
+        json!({"OS-EXT-STS:task_state": "spawning", "OS-EXT-SRV-ATTR:host": "c2"}),
+    );
+    let i = instance("a4", "c1");
+    e.evacuate(&f, &i).await.expect("already elsewhere");
+    assert!(matches!(
+        e.progress(&i).await.unwrap(),
+        Progress::InProgress { .. }
+    ));
+}
