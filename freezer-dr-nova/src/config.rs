@@ -79,7 +79,8 @@ pub struct NovaConfig {
     /// Servers per page when listing a host's instances.
     pub page_size: u32,
     /// With microversion 2.95 or later, start an evacuated server that Nova left SHUTOFF if it was running
-    /// before (restores the previous power state).
+    /// before (restores the previous power state). The driver reports it as needing a start; the engine
+    /// sends the start as a journaled command.
     pub restore_power_state: bool,
     /// Before microversion 2.14 Nova asks whether the instance storage is shared (`onSharedStorage`).
     pub on_shared_storage: bool,

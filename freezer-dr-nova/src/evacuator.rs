@@ -249,10 +249,11 @@ impl Evacuator for NovaEvacuator {
                 && self.restore_power_state
                 && self.api.version().await? >= Microversion::EVACUATE_TO_STOPPED
             {
-                // From 2.95 Nova leaves an evacuated server stopped: start it as it was.
-                self.api.start(&instance.id).await?;
-                return Ok(Progress::InProgress {
-                    detail: format!("starting on {new_host} (was ACTIVE before the evacuation)"),
+                // From 2.95 Nova leaves an evacuated server stopped. Starting it is a write: the engine
+                // sends it as a journaled command (`start`); reading progress never changes anything.
+                return Ok(Progress::NeedsStart {
+                    host: HostId::from(new_host),
+                    status,
                 });
             }
             return Ok(Progress::Done {
@@ -283,6 +284,29 @@ impl Evacuator for NovaEvacuator {
                 ),
             }),
             _ => Ok(Progress::NotStarted),
+        }
+    }
+
+    async fn start(&self, instance: &Instance) -> Result<()> {
+        match self.api.start(&instance.id).await {
+            Ok(()) => {
+                info!(instance = %instance.id, "start requested");
+                Ok(())
+            }
+            // Nova refuses to start a server that is not stopped: already running (a repeat after a lost
+            // reply) is what we asked for; anything else (locked, still stopped) is the refusal.
+            Err(e) if e.kind() == ErrorKind::Conflict => match self.api.server(&instance.id).await?
+            {
+                Some(s)
+                    if s.status.eq_ignore_ascii_case("ACTIVE")
+                        || s.task_state.as_deref() == Some("powering-on") =>
+                {
+                    info!(instance = %instance.id, status = %s.status, "already started");
+                    Ok(())
+                }
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
         }
     }
 

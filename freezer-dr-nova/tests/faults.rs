@@ -470,3 +470,55 @@ async fn our_evacuation_is_recognised_by_its_task_state_its_migration_or_its_new
         Progress::InProgress { .. }
     ));
 }
+
+#[tokio::test]
+async fn progress_never_writes_a_stopped_evacuee_needs_start_and_start_is_safe_to_repeat() {
+    let s = cloud().await;
+    let mut c = cfg(&s);
+    c.restore_power_state = true;
+    c.microversion_cap = "2.95".parse().unwrap();
+    let e = NovaEvacuator::new(c).unwrap();
+    // Evacuated at 2.95+: rebuilt on target-1 but left SHUTOFF, while it ran before.
+    s.patch_server(
+        "a0",
+        json!({"OS-EXT-SRV-ATTR:host": "target-1", "status": "SHUTOFF"}),
+    );
+    let i = instance("a0", "c1");
+    let p = e.progress(&i).await.unwrap();
+    assert_eq!(
+        p,
+        Progress::NeedsStart {
+            host: HostId::from("target-1"),
+            status: "SHUTOFF".into()
+        }
+    );
+    assert_eq!(
+        s.calls(&Method::POST, "/compute/v2.1/servers/"),
+        0,
+        "progress sends nothing"
+    );
+    e.start(&i).await.expect("start");
+    assert_eq!(s.calls(&Method::POST, "/compute/v2.1/servers/a0/action"), 1);
+    assert_eq!(
+        e.progress(&i).await.unwrap(),
+        Progress::Done {
+            host: HostId::from("target-1"),
+            status: "ACTIVE".into()
+        }
+    );
+    // Again (a lost reply, a crash): already running is Ok, although Nova answers 409.
+    e.start(&i).await.expect("start again");
+    assert_eq!(s.calls(&Method::POST, "/compute/v2.1/servers/a0/action"), 2);
+    // A 409 for another reason (locked, SHUTOFF still) is an error.
+    s.patch_server("a0", json!({"status": "SHUTOFF"}));
+    s.fault(
+        Method::POST,
+        "/compute/v2.1/servers/a0/action",
+        Fault::Status(
+            409,
+            json!({"conflictingRequest": {"code": 409, "message": "Instance a0 is locked"}}),
+        ),
+    );
+    let err = e.start(&i).await.expect_err("locked");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+}

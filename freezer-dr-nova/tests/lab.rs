@@ -257,10 +257,30 @@ async fn evacuate_and_track(
         .await
         .unwrap_or_else(|err| panic!("evacuate {}: {err}", inst.id));
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut started = false;
     loop {
         match e.progress(inst).await {
             Ok(Progress::Done { host, status }) => return (host, status),
             Ok(Progress::InProgress { .. }) => {}
+            // Left stopped at 2.95+: the engine sends a journaled start, as here (progress never writes).
+            Ok(Progress::NeedsStart { host, status }) => {
+                assert_ne!(
+                    host, inst.host,
+                    "{} needs a start on the failed host",
+                    inst.id
+                );
+                assert_eq!(status, "SHUTOFF", "{}", inst.id);
+                e.start(inst)
+                    .await
+                    .unwrap_or_else(|err| panic!("start {}: {err}", inst.id));
+                if started {
+                    // Repeating is safe (a lost reply): already running or starting is Ok.
+                    e.start(inst)
+                        .await
+                        .unwrap_or_else(|err| panic!("start {} again: {err}", inst.id));
+                }
+                started = true;
+            }
             Ok(other) => panic!("evacuation of {} read {other:?}", inst.id),
             Err(err) if err.is_temporary() => {}
             Err(err) => panic!("progress {}: {err}", inst.id),
