@@ -18,8 +18,9 @@ use crate::session::parse_time;
 /// coming back). While a service is forced down its `updated_at` also moves when its record is written
 /// (freezer-dr's own isolation writes `forced_down`, then `disabled`), so one fresh value is no proof of
 /// life: a forced-down host reads up only once three distinct fresh `updated_at` values were
-/// observed (a running `nova-compute` writes one every `report_interval`). `Down` carries the evidence (state, status, forced_down, heartbeat age). A service that
-/// never reported is `Unknown`. A failed API call is an error, never "everything is down".
+/// observed (a running `nova-compute` writes one every `report_interval`). `Down` carries the evidence
+/// (state, status, forced_down, heartbeat age). A service that never reported, or one of a cell Nova cannot
+/// reach (status `UNKNOWN` from 2.69), is `Unknown`: never fenced, never counted down. A failed API call is an error, never "everything is down".
 #[derive(Debug)]
 pub struct NovaMonitor {
     api: Arc<NovaApi>,
@@ -69,6 +70,10 @@ pub(crate) fn health_of(
     };
     let updated = s.updated_at.as_deref().and_then(parse_time);
     let health = match updated {
+        // A cell Nova cannot reach: nothing is known about its hosts (never fenced, never counted down).
+        _ if s.in_down_cell() => Health::Unknown {
+            reason: "nova-compute status UNKNOWN: its Nova cell does not answer".to_owned(),
+        },
         None => Health::Unknown {
             reason: evidence(None),
         },
@@ -108,6 +113,8 @@ pub(crate) fn merge(
     for s in services {
         let updated = s.updated_at.as_deref().and_then(parse_time);
         let seen = match updated {
+            // A down cell's record says nothing about heartbeats: the count is kept until it answers.
+            _ if s.in_down_cell() => 0,
             Some(t) if s.forced_down.unwrap_or(false) => {
                 let v = beats.entry(s.host.clone()).or_default();
                 if !v.contains(&t) {
@@ -288,5 +295,30 @@ mod tests {
         let s = svc("a", "up", false, Some(0), at(14));
         assert_eq!(merge(&[s], at(14), t, &mut beats)[0].health, Health::Up);
         assert!(beats.is_empty());
+    }
+
+    #[test]
+    fn a_service_of_a_down_cell_is_unknown_and_its_neighbours_are_not() {
+        // The shape Nova lists from 2.69 for a cell it cannot reach: binary, host, status UNKNOWN.
+        let now = SystemTime::now();
+        let partial: ComputeService = serde_json::from_value(
+            json!({"binary": "nova-compute", "host": "c9", "status": "UNKNOWN"}),
+        )
+        .unwrap();
+        // Even forced down with a record of beats: UNKNOWN is no sign of life nor of death.
+        let mut beats = Beats::from([("c9".to_owned(), vec![now, now - Duration::from_secs(2)])]);
+        let v = merge(
+            &[partial, svc("a", "up", false, Some(1), now)],
+            now,
+            Duration::from_secs(30),
+            &mut beats,
+        );
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].health, Health::Up);
+        assert!(
+            matches!(&v[1].health, Health::Unknown { reason } if reason.contains("cell")),
+            "{v:?}"
+        );
+        assert!(!v[1].health.is_down());
     }
 }

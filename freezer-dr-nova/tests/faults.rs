@@ -522,3 +522,53 @@ async fn progress_never_writes_a_stopped_evacuee_needs_start_and_start_is_safe_t
     let err = e.start(&i).await.expect_err("locked");
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
 }
+
+#[tokio::test]
+async fn a_down_cell_reads_unknown_and_the_other_hosts_are_still_observed() {
+    let s = cloud().await;
+    s.set_down("c2");
+    // Nova from 2.69 (nova/api/openstack/compute/services.py): a service of a cell it cannot reach is
+    // listed with only binary, host and status UNKNOWN.
+    s.with(|st| {
+        st.services
+            .push(json!({"binary": "nova-compute", "host": "cell2-h1", "status": "UNKNOWN"}));
+        // And the servers of that cell with only id, status UNKNOWN, tenant_id, created, links.
+        st.servers.insert(
+            "z9".into(),
+            json!({"id": "z9", "status": "UNKNOWN", "tenant_id": "p1",
+                   "created": "2026-01-01T00:00:00Z", "links": []}),
+        );
+    });
+    let m = NovaMonitor::new(cfg(&s)).unwrap();
+    let seen = m
+        .observe()
+        .await
+        .expect("a down cell does not stop observation");
+    let by: std::collections::BTreeMap<&str, &Health> =
+        seen.iter().map(|h| (h.host.as_str(), &h.health)).collect();
+    assert_eq!(by.len(), 4, "{seen:?}");
+    assert!(
+        matches!(by["cell2-h1"], Health::Unknown { reason } if reason.contains("UNKNOWN")),
+        "{seen:?}"
+    );
+    assert_eq!(*by["c1"], Health::Up);
+    assert!(by["c2"].is_down(), "{seen:?}");
+    // The evacuator lists a host of a live cell exactly, the partial records left out.
+    let e = NovaEvacuator::new(cfg(&s)).unwrap();
+    let listed = e.instances(&Fenced::for_tests("c1")).await.unwrap();
+    assert_eq!(listed.len(), 5, "{listed:?}");
+    assert!(listed.iter().all(|i| i.id != "z9"));
+    // Nothing is written to a service of a down cell: it has no id to write to.
+    let err = e
+        .isolate(&Fenced::for_tests("cell2-h1"))
+        .await
+        .expect_err("down cell");
+    assert!(err.to_string().contains("cell"), "{err}");
+    assert_eq!(s.calls(&Method::PUT, "/compute"), 0);
+    // A server read from a down cell is not a progress reading.
+    let err = e
+        .progress(&instance("z9", "cell2-h1"))
+        .await
+        .expect_err("unreadable");
+    assert!(err.is_temporary(), "{err}");
+}
