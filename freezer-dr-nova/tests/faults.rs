@@ -423,6 +423,16 @@ async fn a_foreign_task_state_on_the_failed_host_is_busy_not_our_evacuation() {
     );
 }
 
+/// A repeated evacuate is Ok and progress reads InProgress: the evacuation is recognised as ours.
+async fn assert_ours(e: &NovaEvacuator, f: &Fenced, id: &str, why: &str) {
+    let i = instance(id, "c1");
+    e.evacuate(f, &i)
+        .await
+        .unwrap_or_else(|err| panic!("{why}: {err}"));
+    let p = e.progress(&i).await.unwrap();
+    assert!(matches!(p, Progress::InProgress { .. }), "{why}: {p:?}");
+}
+
 #[tokio::test]
 async fn our_evacuation_is_recognised_by_its_task_state_its_migration_or_its_new_host() {
     let s = cloud().await;
@@ -435,14 +445,7 @@ async fn our_evacuation_is_recognised_by_its_task_state_its_migration_or_its_new
         ("a2", "rebuild_spawning"),
     ] {
         s.patch_server(id, json!({"OS-EXT-STS:task_state": task}));
-        let i = instance(id, "c1");
-        e.evacuate(&f, &i)
-            .await
-            .unwrap_or_else(|err| panic!("{task}: {err}"));
-        assert!(
-            matches!(e.progress(&i).await.unwrap(), Progress::InProgress { .. }),
-            "{task}"
-        );
+        assert_ours(&e, &f, id, task).await;
     }
     // A foreign-looking task, but a running evacuation migration from c1: ours.
     s.patch_server("a3", json!({"OS-EXT-STS:task_state": "powering-off"}));
@@ -452,23 +455,13 @@ async fn our_evacuation_is_recognised_by_its_task_state_its_migration_or_its_new
             "migration_type": "evacuation", "created_at": "2026-01-01T00:00:00.000000",
         }));
     });
-    let i = instance("a3", "c1");
-    e.evacuate(&f, &i).await.expect("our migration runs");
-    assert!(matches!(
-        e.progress(&i).await.unwrap(),
-        Progress::InProgress { .. }
-    ));
+    assert_ours(&e, &f, "a3", "a running evacuation migration").await;
     // A task on another host: the rebuild there.
     s.patch_server(
         "a4",
         json!({"OS-EXT-STS:task_state": "spawning", "OS-EXT-SRV-ATTR:host": "c2"}),
     );
-    let i = instance("a4", "c1");
-    e.evacuate(&f, &i).await.expect("already elsewhere");
-    assert!(matches!(
-        e.progress(&i).await.unwrap(),
-        Progress::InProgress { .. }
-    ));
+    assert_ours(&e, &f, "a4", "already on another host").await;
 }
 
 #[tokio::test]
