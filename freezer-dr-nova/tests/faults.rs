@@ -56,6 +56,18 @@ fn instance(id: &str, host: &str) -> Instance {
     }
 }
 
+/// The next action on server `id` gets Nova's 409 with `message`.
+fn refuse_action(s: &Scripted, id: &str, message: &str) {
+    s.fault(
+        Method::POST,
+        &format!("/compute/v2.1/servers/{id}/action"),
+        Fault::Status(
+            409,
+            json!({"conflictingRequest": {"code": 409, "message": message}}),
+        ),
+    );
+}
+
 #[tokio::test]
 async fn server_errors_are_temporary_and_carry_the_request_id() {
     let s = cloud().await;
@@ -87,14 +99,7 @@ async fn conflicts_and_still_in_use_are_temporary_bad_requests_are_not() {
     let e = NovaEvacuator::new(cfg(&s)).unwrap();
     let f = Fenced::for_tests("c1");
     let i = instance("a0", "c1");
-    s.fault(
-        Method::POST,
-        "/compute/v2.1/servers/a0/action",
-        Fault::Status(
-            409,
-            json!({"conflictingRequest": {"code": 409, "message": "Instance a0 is locked"}}),
-        ),
-    );
+    refuse_action(&s, "a0", "Instance a0 is locked");
     let err = e.evacuate(&f, &i).await.expect_err("409");
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(err.is_temporary());
@@ -429,7 +434,10 @@ async fn assert_ours(e: &NovaEvacuator, f: &Fenced, id: &str, why: &str) {
     e.evacuate(f, &i)
         .await
         .unwrap_or_else(|err| panic!("{why}: {err}"));
-    let p = e.progress(&i).await.unwrap();
+    let p = e
+        .progress(&i)
+        .await
+        .unwrap_or_else(|err| panic!("{why}: progress: {err}"));
     assert!(matches!(p, Progress::InProgress { .. }), "{why}: {p:?}");
 }
 
@@ -504,14 +512,7 @@ async fn progress_never_writes_a_stopped_evacuee_needs_start_and_start_is_safe_t
     assert_eq!(s.calls(&Method::POST, "/compute/v2.1/servers/a0/action"), 2);
     // A 409 for another reason (locked, SHUTOFF still) is an error.
     s.patch_server("a0", json!({"status": "SHUTOFF"}));
-    s.fault(
-        Method::POST,
-        "/compute/v2.1/servers/a0/action",
-        Fault::Status(
-            409,
-            json!({"conflictingRequest": {"code": 409, "message": "Instance a0 is locked"}}),
-        ),
-    );
+    refuse_action(&s, "a0", "Instance a0 is locked");
     let err = e.start(&i).await.expect_err("locked");
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
 }
