@@ -5,7 +5,10 @@
 //! One test function runs the whole story on one lab (it takes about a minute to start, and nextest runs
 //! each test function in its own process):
 //! 1. compute1 hangs: fenced (its process killed by the BMC), isolated, evacuated, users and operators
-//!    told once; powered back on through its BMC, it returns to service;
+//!    told once; powered back on through its BMC, it returns to service — all with a `heartbeat_timeout`
+//!    of 5 s (below Nova's `service_down_time`, shorter than three of the lab's 2 s heartbeats): detection
+//!    is fast and the repaired host still returns to service (crash → all ACTIVE and power on → returned
+//!    to service are printed);
 //! 2. compute2 hangs and freezer-dr is SIGKILLed in the middle of the evacuations, then started again:
 //!    the recovery completes, no instance is evacuated twice, no mail is sent twice;
 //! 3. compute1 and compute3 fail at once with a storm budget of one host: nothing is fenced, the
@@ -566,7 +569,14 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
         ("other", vec!["dave@example.org"]),
     ]);
 
-    // ---- 1. compute1 hangs.
+    // ---- 1. compute1 hangs, watched with a short heartbeat_timeout (the lab's report_interval is 2 s).
+    let cfg = std::fs::read_to_string(lab.config()).unwrap();
+    assert!(cfg.contains("heartbeat_timeout = \"10s\""), "{cfg}");
+    std::fs::write(
+        lab.config(),
+        cfg.replace("heartbeat_timeout = \"10s\"", "heartbeat_timeout = \"5s\""),
+    )
+    .unwrap();
     let all = servers(&lab);
     let before = placement(&admin, &all).await;
     lab.start_daemon();
@@ -580,6 +590,24 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
         .filter(|s| before[&s.id].0 == "compute1")
         .collect();
     assert_eq!(on1.len(), 3);
+    wait_for(
+        "compute1's instances ACTIVE elsewhere",
+        Duration::from_secs(150),
+        || async {
+            for srv in &on1 {
+                let s = admin.server(&srv.id).await;
+                if s["status"] != "ACTIVE" || s["OS-EXT-SRV-ATTR:host"] == "compute1" {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    eprintln!(
+        "heartbeat_timeout 5s: crash of compute1 → all its instances ACTIVE elsewhere in {:.1?}",
+        crashed.elapsed()
+    );
     wait_for(
         "compute1's recovery and its digest",
         Duration::from_secs(150),
@@ -663,6 +691,10 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
         },
     )
     .await;
+    eprintln!(
+        "heartbeat_timeout 5s: power on of compute1 → returned to service in {:.1?}",
+        Duration::from_millis(now_ms().saturating_sub(powered_on))
+    );
     assert_ne!(
         lab.compute_pid("compute1"),
         pid,

@@ -76,10 +76,17 @@ pub struct NovaConfig {
     /// `service_down_time` is 60 s by default).
     #[serde(with = "humantime_serde_compat")]
     pub heartbeat_timeout: Duration,
+    /// How far back the monitor counts a forced-down host's distinct heartbeats before it reads the
+    /// repaired host up (three are needed; the newest must still be younger than `heartbeat_timeout`).
+    /// Default: three times `heartbeat_timeout`, which always holds three beats of a `nova-compute` whose
+    /// `report_interval` is below `heartbeat_timeout`. Must not be shorter than `heartbeat_timeout`.
+    #[serde(with = "humantime_serde_compat::option")]
+    pub heartbeat_window: Option<Duration>,
     /// Servers per page when listing a host's instances.
     pub page_size: u32,
     /// With microversion 2.95 or later, start an evacuated server that Nova left SHUTOFF if it was running
-    /// before (restores the previous power state).
+    /// before (restores the previous power state). The driver reports it as needing a start; the engine
+    /// sends the start as a journaled command.
     pub restore_power_state: bool,
     /// Before microversion 2.14 Nova asks whether the instance storage is shared (`onSharedStorage`).
     pub on_shared_storage: bool,
@@ -93,6 +100,7 @@ impl Default for NovaConfig {
             microversion_cap: Microversion::DEFAULT_CAP,
             compute_endpoint: None,
             heartbeat_timeout: Duration::from_secs(60),
+            heartbeat_window: None,
             page_size: 200,
             restore_power_state: false,
             on_shared_storage: false,
@@ -135,6 +143,40 @@ mod humantime_serde_compat {
         humantime::parse_duration(&s).map_err(|e| {
             serde::de::Error::custom(format!("{s:?} is not a duration like \"30s\": {e}"))
         })
+    }
+
+    /// An optional duration (a missing key is `None`).
+    pub(super) mod option {
+        use std::time::Duration;
+
+        use serde::Deserializer;
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
+}
+
+impl NovaConfig {
+    /// The window over which a forced-down host's heartbeats are counted (`heartbeat_window`, default
+    /// three times `heartbeat_timeout`); an error naming the key if it is shorter than `heartbeat_timeout`.
+    pub(crate) fn heartbeat_window(&self) -> Result<Duration> {
+        let w = self
+            .heartbeat_window
+            .unwrap_or_else(|| self.heartbeat_timeout.saturating_mul(3));
+        if w < self.heartbeat_timeout {
+            return Err(Error::config(format!(
+                "heartbeat_window ({}) is shorter than heartbeat_timeout ({}): a repaired host could \
+                 never show three heartbeats; set it to at least three times nova-compute's \
+                 report_interval and no less than heartbeat_timeout, or leave it out (default: three \
+                 times heartbeat_timeout)",
+                humantime::format_duration(w),
+                humantime::format_duration(self.heartbeat_timeout)
+            )));
+        }
+        Ok(w)
     }
 }
 
@@ -557,5 +599,27 @@ mod tests {
         assert_eq!(c.heartbeat_timeout, Duration::from_secs(15));
         assert_eq!(c.microversion_cap, Microversion::new(2, 53));
         assert!(toml::from_str::<NovaConfig>("heartbeat_timout = \"15s\"").is_err());
+    }
+
+    #[test]
+    fn heartbeat_window_defaults_to_three_timeouts_and_old_configs_still_parse() {
+        // A config written before the key existed.
+        let old: NovaConfig = toml::from_str("heartbeat_timeout = \"5s\"\n").unwrap();
+        assert_eq!(old.heartbeat_window, None);
+        assert_eq!(old.heartbeat_window().unwrap(), Duration::from_secs(15));
+        let set: NovaConfig =
+            toml::from_str("heartbeat_timeout = \"5s\"\nheartbeat_window = \"20s\"\n").unwrap();
+        assert_eq!(set.heartbeat_window().unwrap(), Duration::from_secs(20));
+        let short: NovaConfig =
+            toml::from_str("heartbeat_timeout = \"5s\"\nheartbeat_window = \"2s\"\n").unwrap();
+        let e = short.heartbeat_window().unwrap_err().to_string();
+        assert!(
+            e.contains("heartbeat_window") && e.contains("leave it out"),
+            "names the key and the fix: {e}"
+        );
+        let e = toml::from_str::<NovaConfig>("heartbeat_window = \"soon\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("heartbeat_window") && e.contains("30s"), "{e}");
     }
 }

@@ -41,6 +41,29 @@ impl NovaEvacuator {
     pub async fn microversion(&self) -> Result<Microversion> {
         self.api.version().await
     }
+
+    /// What shows that an evacuation of `s` from `from` is under way, if anything does: one of an
+    /// evacuation's own task states, the server on another host, or an evacuation migration from `from`
+    /// that is running (or `done`: it becomes `completed` only when `from`'s nova-compute runs again).
+    async fn our_evacuation(&self, s: &Server, from: &str) -> Result<Option<String>> {
+        let task = s.task_state.as_deref().unwrap_or("none");
+        if evacuation_task(task) {
+            return Ok(Some(format!("task_state {task}")));
+        }
+        if let Some(h) = s.host.as_deref().filter(|h| *h != from) {
+            return Ok(Some(format!("task_state {task} on {h}")));
+        }
+        let migrations = self.api.evacuations(&s.id).await?;
+        let latest = migrations
+            .iter()
+            .find(|m| m.source_compute.as_deref() == Some(from));
+        Ok(match latest.map(|m| m.status.as_str()) {
+            Some(st) if migration_running(st) || st == "done" => {
+                Some(format!("task_state {task}, evacuation migration {st}"))
+            }
+            _ => None,
+        })
+    }
 }
 
 fn instance_of(s: Server, host: &HostId) -> Instance {
@@ -61,6 +84,14 @@ fn settled(status: &str) -> bool {
     !matches!(
         status,
         "BUILD" | "REBUILD" | "MIGRATING" | "RESIZE" | "VERIFY_RESIZE" | "REBOOT" | "HARD_REBOOT"
+    )
+}
+
+/// Task states Nova sets for an evacuation itself (the API's `rebuilding`, then the target compute's).
+fn evacuation_task(task: &str) -> bool {
+    matches!(
+        task,
+        "rebuilding" | "rebuild_block_device_mapping" | "rebuild_spawning"
     )
 }
 
@@ -136,18 +167,33 @@ impl Evacuator for NovaEvacuator {
                 Ok(())
             }
             Err(e) if e.kind() == ErrorKind::Conflict => {
-                // A repeat after a lost reply or a crash: if the server is already rebuilding or gone
-                // elsewhere, the request we are repeating took effect.
-                match self.api.server(&instance.id).await {
-                    Ok(Some(s))
-                        if s.task_state.as_deref() == Some("rebuilding")
-                            || s.host.as_deref().is_some_and(|h| h != from) =>
-                    {
-                        info!(host = from, instance = %instance.id, "evacuation already under way");
-                        Ok(())
-                    }
-                    _ => Err(e),
+                // A repeat after a lost reply or a crash: if our evacuation is visibly under way, the
+                // request we are repeating took effect. Anything else is a refusal (a task left from
+                // before the failure, a lock): said with the task, so the report tells why.
+                let Some(s) = self.api.server(&instance.id).await? else {
+                    return Err(e);
+                };
+                if let Some(detail) = self.our_evacuation(&s, from).await? {
+                    info!(host = from, instance = %instance.id, detail, "evacuation already under way");
+                    return Ok(());
                 }
+                let busy = match s.task_state.as_deref() {
+                    Some(task) => format!("it is busy with task_state {task}"),
+                    None => "no task_state (locked?)".to_owned(),
+                };
+                Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "Nova refused to evacuate {} from {from}: {busy}, status {}, and no evacuation of \
+                         ours is under way",
+                        instance.id,
+                        s.status.to_ascii_uppercase()
+                    ),
+                )
+                .with_context("instance", &instance.id)
+                .with_context("host", from)
+                .with_source(e)
+                .temporary())
             }
             Err(e) => Err(e),
         }
@@ -160,9 +206,21 @@ impl Evacuator for NovaEvacuator {
         let status = s.status.to_ascii_uppercase();
         let on_original = s.host.as_deref() == Some(instance.host.as_str());
         if let Some(task) = s.task_state.as_deref() {
-            return Ok(Progress::InProgress {
-                detail: format!("task_state {task}, status {status}"),
-            });
+            // A task is ours only if it is visibly this evacuation; on the failed host anything else was
+            // left from before the failure (spawning, rebooting, powering-off) and blocks the evacuation.
+            return Ok(
+                match self.our_evacuation(&s, instance.host.as_str()).await? {
+                    Some(detail) => Progress::InProgress {
+                        detail: format!("{detail}, status {status}"),
+                    },
+                    None => Progress::Busy {
+                        detail: format!(
+                            "task_state {task}, status {status}, on {} with no evacuation of ours",
+                            instance.host
+                        ),
+                    },
+                },
+            );
         }
         if status == "ERROR" && !(on_original && instance.status == "ERROR") {
             let why = s
@@ -191,10 +249,11 @@ impl Evacuator for NovaEvacuator {
                 && self.restore_power_state
                 && self.api.version().await? >= Microversion::EVACUATE_TO_STOPPED
             {
-                // From 2.95 Nova leaves an evacuated server stopped: start it as it was.
-                self.api.start(&instance.id).await?;
-                return Ok(Progress::InProgress {
-                    detail: format!("starting on {new_host} (was ACTIVE before the evacuation)"),
+                // From 2.95 Nova leaves an evacuated server stopped. Starting it is a write: the engine
+                // sends it as a journaled command (`start`); reading progress never changes anything.
+                return Ok(Progress::NeedsStart {
+                    host: HostId::from(new_host),
+                    status,
                 });
             }
             return Ok(Progress::Done {
@@ -225,6 +284,29 @@ impl Evacuator for NovaEvacuator {
                 ),
             }),
             _ => Ok(Progress::NotStarted),
+        }
+    }
+
+    async fn start(&self, instance: &Instance) -> Result<()> {
+        match self.api.start(&instance.id).await {
+            Ok(()) => {
+                info!(instance = %instance.id, "start requested");
+                Ok(())
+            }
+            // Nova refuses to start a server that is not stopped: already running (a repeat after a lost
+            // reply) is what we asked for; anything else (locked, still stopped) is the refusal.
+            Err(e) if e.kind() == ErrorKind::Conflict => match self.api.server(&instance.id).await?
+            {
+                Some(s)
+                    if s.status.eq_ignore_ascii_case("ACTIVE")
+                        || s.task_state.as_deref() == Some("powering-on") =>
+                {
+                    info!(instance = %instance.id, status = %s.status, "already started");
+                    Ok(())
+                }
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
         }
     }
 

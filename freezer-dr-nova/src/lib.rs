@@ -42,6 +42,9 @@ fn build_api(cfg: &NovaConfig) -> Result<nova::NovaApi> {
 const NOVA_EXAMPLE: &str = r#"type = "nova"
 # A host whose nova-compute heartbeat is older than this is down (Nova's service_down_time is 60s).
 heartbeat_timeout = "60s"
+# A repaired, forced-down host reads up after three distinct heartbeats within this window (default: three
+# times heartbeat_timeout; never shorter than it).
+# heartbeat_window = "3m"
 timeout = "30s"
 microversion_cap = "2.94"
 # From clouds.yaml (or leave `auth` out and use OS_CLOUD / OS_* variables):

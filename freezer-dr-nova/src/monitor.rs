@@ -17,18 +17,21 @@ use crate::session::parse_time;
 /// call it down — or when freezer-dr forced it down but its service heartbeats again (a repaired host
 /// coming back). While a service is forced down its `updated_at` also moves when its record is written
 /// (freezer-dr's own isolation writes `forced_down`, then `disabled`), so one fresh value is no proof of
-/// life: a forced-down host reads up only once three distinct fresh `updated_at` values were
-/// observed (a running `nova-compute` writes one every `report_interval`). `Down` carries the evidence (state, status, forced_down, heartbeat age). A service that
-/// never reported is `Unknown`. A failed API call is an error, never "everything is down".
+/// life: a forced-down host reads up only once three distinct `updated_at` values were observed within
+/// `heartbeat_window`, the newest younger than `heartbeat_timeout` (a running `nova-compute` writes one every `report_interval`). `Down` carries the evidence
+/// (state, status, forced_down, heartbeat age). A service that never reported, or one of a cell Nova cannot
+/// reach (status `UNKNOWN` from 2.69), is `Unknown`: never fenced, never counted down. A failed API call is an error, never "everything is down".
 #[derive(Debug)]
 pub struct NovaMonitor {
     api: Arc<NovaApi>,
     heartbeat_timeout: Duration,
+    /// How far back a forced-down host's heartbeats are counted (`heartbeat_window`).
+    heartbeat_window: Duration,
     /// Per forced-down host: the distinct fresh `updated_at` values observed.
     beats: Mutex<Beats>,
 }
 
-/// Host name → distinct `updated_at` values seen while it was forced down (only fresh ones are kept).
+/// Host name → distinct `updated_at` values seen while it was forced down (those within the window).
 type Beats = BTreeMap<String, Vec<SystemTime>>;
 
 /// Distinct fresh heartbeats a forced-down host must show before it reads up: isolation writes the
@@ -42,6 +45,7 @@ impl NovaMonitor {
         Ok(Self {
             api: Arc::new(crate::build_api(&cfg)?),
             heartbeat_timeout: cfg.heartbeat_timeout,
+            heartbeat_window: cfg.heartbeat_window()?,
             beats: Mutex::new(Beats::new()),
         })
     }
@@ -69,6 +73,10 @@ pub(crate) fn health_of(
     };
     let updated = s.updated_at.as_deref().and_then(parse_time);
     let health = match updated {
+        // A cell Nova cannot reach: nothing is known about its hosts (never fenced, never counted down).
+        _ if s.in_down_cell() => Health::Unknown {
+            reason: "nova-compute status UNKNOWN: its Nova cell does not answer".to_owned(),
+        },
         None => Health::Unknown {
             reason: evidence(None),
         },
@@ -98,22 +106,28 @@ pub(crate) fn health_of(
 }
 
 /// One entry per host: if Nova lists a host twice (several cells), it is up if any of its services is.
+/// A forced-down host's distinct heartbeats are counted over `window` (its newest must be fresh).
 pub(crate) fn merge(
     services: &[ComputeService],
     now: SystemTime,
     timeout: Duration,
+    window: Duration,
     beats: &mut Beats,
 ) -> Vec<HostHealth> {
     let mut by_host: BTreeMap<HostId, HostHealth> = BTreeMap::new();
     for s in services {
         let updated = s.updated_at.as_deref().and_then(parse_time);
         let seen = match updated {
+            // A down cell's record says nothing about heartbeats: the count is kept until it answers.
+            _ if s.in_down_cell() => 0,
             Some(t) if s.forced_down.unwrap_or(false) => {
                 let v = beats.entry(s.host.clone()).or_default();
                 if !v.contains(&t) {
                     v.push(t);
                 }
-                v.retain(|b| now.duration_since(*b).unwrap_or_default() <= timeout);
+                // Counted over a window of their own: a heartbeat_timeout shorter than three beats
+                // (report_interval 2 s, timeout 5 s) would otherwise keep a repaired host out for ever.
+                v.retain(|b| now.duration_since(*b).unwrap_or_default() <= window);
                 v.len()
             }
             _ => {
@@ -145,6 +159,7 @@ impl Monitor for NovaMonitor {
             &services,
             SystemTime::now(),
             self.heartbeat_timeout,
+            self.heartbeat_window,
             &mut beats,
         ))
     }
@@ -253,6 +268,7 @@ mod tests {
             ],
             now,
             Duration::from_secs(30),
+            Duration::from_secs(90),
             &mut Beats::new(),
         );
         assert_eq!(v.len(), 2);
@@ -273,7 +289,7 @@ mod tests {
         };
         for (written, now) in [(0, 0), (1, 1), (1, 3), (1, 9), (1, 30)] {
             let (s, now) = isolated(written, now);
-            let h = merge(&[s], now, t, &mut beats);
+            let h = merge(&[s], now, t, t * 3, &mut beats);
             assert!(
                 h[0].health.is_down(),
                 "written at {written}, read at {now:?}: {h:?}"
@@ -282,12 +298,74 @@ mod tests {
         // Its nova-compute runs again: a new value every report_interval; up at the third distinct one.
         for (beat, up) in [(31, false), (33, false), (35, true)] {
             let (s, now) = isolated(beat, beat);
-            let h = merge(&[s], now, t, &mut beats);
+            let h = merge(&[s], now, t, t * 3, &mut beats);
             assert_eq!(h[0].health == Health::Up, up, "beat at {beat}: {h:?}");
         }
         // Not forced down any more: Nova's own state decides again, and the count starts over.
         let s = svc("a", "up", false, Some(0), at(14));
-        assert_eq!(merge(&[s], at(14), t, &mut beats)[0].health, Health::Up);
+        assert_eq!(
+            merge(&[s], at(14), t, t * 3, &mut beats)[0].health,
+            Health::Up
+        );
         assert!(beats.is_empty());
+    }
+
+    #[test]
+    fn a_service_of_a_down_cell_is_unknown_and_its_neighbours_are_not() {
+        // The shape Nova lists from 2.69 for a cell it cannot reach: binary, host, status UNKNOWN.
+        let now = SystemTime::now();
+        let partial: ComputeService = serde_json::from_value(
+            json!({"binary": "nova-compute", "host": "c9", "status": "UNKNOWN"}),
+        )
+        .unwrap();
+        // Even forced down with a record of beats: UNKNOWN is no sign of life nor of death.
+        let mut beats = Beats::from([("c9".to_owned(), vec![now, now - Duration::from_secs(2)])]);
+        let v = merge(
+            &[partial, svc("a", "up", false, Some(1), now)],
+            now,
+            Duration::from_secs(30),
+            Duration::from_secs(90),
+            &mut beats,
+        );
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].health, Health::Up);
+        assert!(
+            matches!(&v[1].health, Health::Unknown { reason } if reason.contains("cell")),
+            "{v:?}"
+        );
+        assert!(!v[1].health.is_down());
+    }
+
+    #[test]
+    fn a_repaired_host_reads_up_with_a_heartbeat_timeout_shorter_than_three_beats() {
+        // The lab: report_interval 2 s, beats ~3 s apart in practice, heartbeat_timeout 5 s.
+        let t0 = SystemTime::now();
+        let t = Duration::from_secs(5);
+        let mut beats = Beats::new();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let forced = |beat: u64| {
+            let mut s = svc("a", "down", true, Some(0), at(beat));
+            s.status = "disabled".into();
+            s
+        };
+        // Isolation's two writes, long ago.
+        for (w, now) in [(0, 0), (1, 1), (1, 20)] {
+            assert!(
+                merge(&[forced(w)], at(now), t, t * 3, &mut beats)[0]
+                    .health
+                    .is_down()
+            );
+        }
+        let mut up_at = None;
+        for beat in [31, 34, 37, 40] {
+            let h = merge(&[forced(beat)], at(beat), t, t * 3, &mut beats);
+            if h[0].health == Health::Up && up_at.is_none() {
+                up_at = Some(beat);
+            }
+        }
+        assert_eq!(up_at, Some(37), "up at the third distinct fresh beat");
+        // The newest beat must still be fresh: a host that stops again reads down at once.
+        let h = merge(&[forced(40)], at(46), t, t * 3, &mut beats);
+        assert!(h[0].health.is_down(), "{h:?}");
     }
 }

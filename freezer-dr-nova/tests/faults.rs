@@ -56,6 +56,18 @@ fn instance(id: &str, host: &str) -> Instance {
     }
 }
 
+/// The next action on server `id` gets Nova's 409 with `message`.
+fn refuse_action(s: &Scripted, id: &str, message: &str) {
+    s.fault(
+        Method::POST,
+        &format!("/compute/v2.1/servers/{id}/action"),
+        Fault::Status(
+            409,
+            json!({"conflictingRequest": {"code": 409, "message": message}}),
+        ),
+    );
+}
+
 #[tokio::test]
 async fn server_errors_are_temporary_and_carry_the_request_id() {
     let s = cloud().await;
@@ -87,14 +99,7 @@ async fn conflicts_and_still_in_use_are_temporary_bad_requests_are_not() {
     let e = NovaEvacuator::new(cfg(&s)).unwrap();
     let f = Fenced::for_tests("c1");
     let i = instance("a0", "c1");
-    s.fault(
-        Method::POST,
-        "/compute/v2.1/servers/a0/action",
-        Fault::Status(
-            409,
-            json!({"conflictingRequest": {"code": 409, "message": "Instance a0 is locked"}}),
-        ),
-    );
+    refuse_action(&s, "a0", "Instance a0 is locked");
     let err = e.evacuate(&f, &i).await.expect_err("409");
     assert_eq!(err.kind(), ErrorKind::Conflict);
     assert!(err.is_temporary());
@@ -389,4 +394,175 @@ async fn no_secret_in_errors_or_debug_output() {
     let m = NovaMonitor::new(c.clone()).unwrap();
     m.observe().await.expect("application credential auth");
     assert!(!format!("{c:?} {m:?}").contains("s3cret-ac"));
+}
+
+#[tokio::test]
+async fn a_foreign_task_state_on_the_failed_host_is_busy_not_our_evacuation() {
+    let s = cloud().await;
+    let e = NovaEvacuator::new(cfg(&s)).unwrap();
+    let f = Fenced::for_tests("c1");
+    for (id, task) in [("a0", "powering-off"), ("a1", "spawning")] {
+        // Left from before the host died: Nova refuses the evacuation with 409.
+        s.patch_server(id, json!({"OS-EXT-STS:task_state": task}));
+        let i = instance(id, "c1");
+        let err = e.evacuate(&f, &i).await.expect_err("409 while busy");
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(
+            err.to_string().contains(&format!("task_state {task}")),
+            "the refusal names the task: {err}"
+        );
+        assert!(
+            err.to_string().contains(&format!("instance: {id}")),
+            "{err}"
+        );
+        let p = e.progress(&i).await.unwrap();
+        let Progress::Busy { detail } = &p else {
+            panic!("{task} on the failed host without an evacuation of ours read {p:?}")
+        };
+        assert!(detail.contains(task), "{detail}");
+    }
+    assert_eq!(
+        s.with(|st| st.servers["a0"]["OS-EXT-SRV-ATTR:host"].clone()),
+        "c1",
+        "nothing moved"
+    );
+}
+
+/// A repeated evacuate is Ok and progress reads InProgress: the evacuation is recognised as ours.
+async fn assert_ours(e: &NovaEvacuator, f: &Fenced, id: &str, why: &str) {
+    let i = instance(id, "c1");
+    e.evacuate(f, &i)
+        .await
+        .unwrap_or_else(|err| panic!("{why}: {err}"));
+    let p = e
+        .progress(&i)
+        .await
+        .unwrap_or_else(|err| panic!("{why}: progress: {err}"));
+    assert!(matches!(p, Progress::InProgress { .. }), "{why}: {p:?}");
+}
+
+#[tokio::test]
+async fn our_evacuation_is_recognised_by_its_task_state_its_migration_or_its_new_host() {
+    let s = cloud().await;
+    let e = NovaEvacuator::new(cfg(&s)).unwrap();
+    let f = Fenced::for_tests("c1");
+    // An evacuation's own task states, on the failed host: a 409 on a repeat is the request taking effect.
+    for (id, task) in [
+        ("a0", "rebuilding"),
+        ("a1", "rebuild_block_device_mapping"),
+        ("a2", "rebuild_spawning"),
+    ] {
+        s.patch_server(id, json!({"OS-EXT-STS:task_state": task}));
+        assert_ours(&e, &f, id, task).await;
+    }
+    // A foreign-looking task, but a running evacuation migration from c1: ours.
+    s.patch_server("a3", json!({"OS-EXT-STS:task_state": "powering-off"}));
+    s.with(|st| {
+        st.migrations.push(json!({
+            "id": 7, "instance_uuid": "a3", "status": "migrating", "source_compute": "c1",
+            "migration_type": "evacuation", "created_at": "2026-01-01T00:00:00.000000",
+        }));
+    });
+    assert_ours(&e, &f, "a3", "a running evacuation migration").await;
+    // A task on another host: the rebuild there.
+    s.patch_server(
+        "a4",
+        json!({"OS-EXT-STS:task_state": "spawning", "OS-EXT-SRV-ATTR:host": "c2"}),
+    );
+    assert_ours(&e, &f, "a4", "already on another host").await;
+}
+
+#[tokio::test]
+async fn progress_never_writes_a_stopped_evacuee_needs_start_and_start_is_safe_to_repeat() {
+    let s = cloud().await;
+    let mut c = cfg(&s);
+    c.restore_power_state = true;
+    c.microversion_cap = "2.95".parse().unwrap();
+    let e = NovaEvacuator::new(c).unwrap();
+    // Evacuated at 2.95+: rebuilt on target-1 but left SHUTOFF, while it ran before.
+    s.patch_server(
+        "a0",
+        json!({"OS-EXT-SRV-ATTR:host": "target-1", "status": "SHUTOFF"}),
+    );
+    let i = instance("a0", "c1");
+    let p = e.progress(&i).await.unwrap();
+    assert_eq!(
+        p,
+        Progress::NeedsStart {
+            host: HostId::from("target-1"),
+            status: "SHUTOFF".into()
+        }
+    );
+    assert_eq!(
+        s.calls(&Method::POST, "/compute/v2.1/servers/"),
+        0,
+        "progress sends nothing"
+    );
+    e.start(&i).await.expect("start");
+    assert_eq!(s.calls(&Method::POST, "/compute/v2.1/servers/a0/action"), 1);
+    assert_eq!(
+        e.progress(&i).await.unwrap(),
+        Progress::Done {
+            host: HostId::from("target-1"),
+            status: "ACTIVE".into()
+        }
+    );
+    // Again (a lost reply, a crash): already running is Ok, although Nova answers 409.
+    e.start(&i).await.expect("start again");
+    assert_eq!(s.calls(&Method::POST, "/compute/v2.1/servers/a0/action"), 2);
+    // A 409 for another reason (locked, SHUTOFF still) is an error.
+    s.patch_server("a0", json!({"status": "SHUTOFF"}));
+    refuse_action(&s, "a0", "Instance a0 is locked");
+    let err = e.start(&i).await.expect_err("locked");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+}
+
+#[tokio::test]
+async fn a_down_cell_reads_unknown_and_the_other_hosts_are_still_observed() {
+    let s = cloud().await;
+    s.set_down("c2");
+    // Nova from 2.69 (nova/api/openstack/compute/services.py): a service of a cell it cannot reach is
+    // listed with only binary, host and status UNKNOWN.
+    s.with(|st| {
+        st.services
+            .push(json!({"binary": "nova-compute", "host": "cell2-h1", "status": "UNKNOWN"}));
+        // And the servers of that cell with only id, status UNKNOWN, tenant_id, created, links.
+        st.servers.insert(
+            "z9".into(),
+            json!({"id": "z9", "status": "UNKNOWN", "tenant_id": "p1",
+                   "created": "2026-01-01T00:00:00Z", "links": []}),
+        );
+    });
+    let m = NovaMonitor::new(cfg(&s)).unwrap();
+    let seen = m
+        .observe()
+        .await
+        .expect("a down cell does not stop observation");
+    let by: std::collections::BTreeMap<&str, &Health> =
+        seen.iter().map(|h| (h.host.as_str(), &h.health)).collect();
+    assert_eq!(by.len(), 4, "{seen:?}");
+    assert!(
+        matches!(by["cell2-h1"], Health::Unknown { reason } if reason.contains("UNKNOWN")),
+        "{seen:?}"
+    );
+    assert_eq!(*by["c1"], Health::Up);
+    assert!(by["c2"].is_down(), "{seen:?}");
+    // The evacuator lists a host of a live cell exactly, the partial records left out.
+    let e = NovaEvacuator::new(cfg(&s)).unwrap();
+    let listed = e.instances(&Fenced::for_tests("c1")).await.unwrap();
+    assert_eq!(listed.len(), 5, "{listed:?}");
+    assert!(listed.iter().all(|i| i.id != "z9"));
+    // Nothing is written to a service of a down cell: it has no id to write to.
+    let err = e
+        .isolate(&Fenced::for_tests("cell2-h1"))
+        .await
+        .expect_err("down cell");
+    assert!(err.to_string().contains("cell"), "{err}");
+    assert_eq!(s.calls(&Method::PUT, "/compute"), 0);
+    // A server read from a down cell is not a progress reading.
+    let err = e
+        .progress(&instance("z9", "cell2-h1"))
+        .await
+        .expect_err("unreadable");
+    assert!(err.is_temporary(), "{err}");
 }

@@ -33,6 +33,8 @@ pub struct State {
     pub tokens: BTreeMap<String, SystemTime>,
     pub services: Vec<Value>,
     pub servers: BTreeMap<String, Value>,
+    /// Evacuation migration records (`GET /os-migrations`), each with its `instance_uuid`.
+    pub migrations: Vec<Value>,
     /// (method, path prefix, fault), consumed in order when matched.
     pub faults: VecDeque<(Method, String, Fault)>,
     /// Every API call after auth: (method, path with query).
@@ -127,6 +129,16 @@ impl Scripted {
                     "OS-EXT-SRV-ATTR:host": host, "OS-EXT-STS:task_state": null,
                 }),
             );
+        });
+    }
+
+    /// Sets fields of a server (`{"OS-EXT-STS:task_state": "spawning"}`).
+    pub fn patch_server(&self, id: &str, fields: Value) {
+        self.with(|s| {
+            let server = s.servers.get_mut(id).expect("no such server");
+            if let (Some(v), Some(f)) = (server.as_object_mut(), fields.as_object()) {
+                v.extend(f.clone());
+            }
         });
     }
 
@@ -360,7 +372,17 @@ async fn handle(
             }
             reply(200, out)
         }
-        (Method::GET, "/os-migrations") => reply(200, json!({"migrations": []})),
+        (Method::GET, "/os-migrations") => {
+            let list: Vec<&Value> = s
+                .migrations
+                .iter()
+                .filter(|m| {
+                    q.get("instance_uuid")
+                        .is_none_or(|id| m["instance_uuid"] == id.as_str())
+                })
+                .collect();
+            reply(200, json!({ "migrations": list }))
+        }
         (Method::GET, p) if p.starts_with("/servers/") => {
             let id = &p["/servers/".len()..];
             let now = Instant::now();
@@ -393,10 +415,34 @@ async fn handle(
                     json!({"itemNotFound": {"code": 404, "message": "Instance could not be found."}}),
                 );
             };
+            let busy = |action: &str, attr: &str, state: &Value| {
+                // Nova's InstanceInvalidState, as the API returns it.
+                reply(
+                    409,
+                    json!({"conflictingRequest": {"code": 409, "message": format!(
+                        "Cannot '{action}' instance {id} while it is in {attr} {}",
+                        state.as_str().unwrap_or("?"))}}),
+                )
+            };
             if action.get("evacuate").is_some() {
+                let task = v["OS-EXT-STS:task_state"].clone();
+                if !task.is_null() {
+                    return busy("evacuate", "task_state", &task);
+                }
                 // The fake evacuates at once: the next read shows it settled on a new host.
                 v["OS-EXT-SRV-ATTR:host"] = json!("target-1");
                 reply(200, Value::Null)
+            } else if action.get("os-start").is_some() {
+                let status = v["status"].clone();
+                if status != "SHUTOFF" {
+                    return busy(
+                        "start",
+                        "vm_state",
+                        &json!(status.as_str().map(str::to_lowercase)),
+                    );
+                }
+                v["status"] = json!("ACTIVE");
+                reply(202, Value::Null)
             } else {
                 reply(202, Value::Null)
             }
