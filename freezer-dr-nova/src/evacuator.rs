@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use freezer_dr_core::{
-    Error, ErrorKind, Evacuator, Fenced, HostId, Instance, Progress, Result, is_isolation_marker,
+    Error, ErrorKind, Evacuator, Fenced, HostId, Instance, Progress, Result, Timestamp,
+    is_isolation_marker, marker_journal,
 };
 use serde_json::Value;
 use tracing::{info, warn};
@@ -12,6 +13,7 @@ use tracing::{info, warn};
 use crate::config::NovaConfig;
 use crate::microversion::Microversion;
 use crate::nova::{NovaApi, Server, ServiceChange};
+use crate::session::parse_time;
 
 /// Isolates fenced hosts in Nova and evacuates their instances.
 ///
@@ -66,6 +68,29 @@ impl NovaEvacuator {
     }
 }
 
+/// Why the service record shows someone else isolating the host, if it does: a marker of another
+/// freezer-dr (another journal id), or a disable by anyone else since freezer-dr observed it enabled. A
+/// marker written by release 0.1 carries no journal id and is taken for ours, as it always was.
+fn other_isolation(fenced: &Fenced, disabled: bool, reason: Option<&str>) -> Option<String> {
+    let reason = reason.unwrap_or("");
+    if !disabled {
+        return None;
+    }
+    if let Some(other) = marker_journal(reason).filter(|j| *j != fenced.journal()) {
+        return Some(format!(
+            "another freezer-dr (journal {other}) is recovering it (disabled_reason {reason:?}): two \
+             daemons without [ha]?"
+        ));
+    }
+    if !is_isolation_marker(reason) && !fenced.observed().disabled {
+        return Some(format!(
+            "disabled by someone else since freezer-dr observed it enabled (disabled_reason {reason:?}): \
+             an operator, Masakari or another freezer-dr is at work on it"
+        ));
+    }
+    None
+}
+
 fn instance_of(s: Server, host: &HostId) -> Instance {
     Instance {
         metadata: s.metadata_strings(),
@@ -107,7 +132,17 @@ fn migration_running(status: &str) -> bool {
 impl Evacuator for NovaEvacuator {
     async fn isolate(&self, fenced: &Fenced) -> Result<()> {
         let host = fenced.host().as_str();
+        // Read before write: the service record as it is now, before anything is written to it.
         let svc = self.api.service(host).await?;
+        if let Some(why) = other_isolation(
+            fenced,
+            svc.status == "disabled",
+            svc.disabled_reason.as_deref(),
+        ) {
+            return Err(Error::new(ErrorKind::OtherActor, format!("{host}: {why}"))
+                .with_context("host", host)
+                .permanent());
+        }
         if !svc.forced_down.unwrap_or(false) {
             match self
                 .api
@@ -155,6 +190,35 @@ impl Evacuator for NovaEvacuator {
                     instance.id, instance.host
                 ),
             )
+            .permanent());
+        }
+        // An evacuation from this host that started after our fence is not ours (ours is never sent
+        // while one of ours may be under way: the engine reads the progress first): follow it, never
+        // start a second one.
+        if let Some(m) = self
+            .api
+            .evacuations(&instance.id)
+            .await?
+            .into_iter()
+            .find(|m| {
+                m.source_compute.as_deref() == Some(from)
+                    && (migration_running(&m.status)
+                        || matches!(m.status.as_str(), "done" | "completed"))
+                    && m.created_at
+                        .as_deref()
+                        .and_then(parse_time)
+                        .is_some_and(|t| Timestamp::from(t) > fenced.at())
+            })
+        {
+            return Err(Error::new(
+                ErrorKind::OtherActor,
+                format!(
+                    "an evacuation of {} from {from} is already under way (migration {}, {}), not requested \
+                     by this freezer-dr: another freezer-dr, an operator or Masakari evacuates it",
+                    instance.id, m.id, m.status
+                ),
+            )
+            .with_context("instance", &instance.id)
             .permanent());
         }
         match self

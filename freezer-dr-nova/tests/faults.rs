@@ -463,7 +463,22 @@ async fn our_evacuation_is_recognised_by_its_task_state_its_migration_or_its_new
             "migration_type": "evacuation", "created_at": "2026-01-01T00:00:00.000000",
         }));
     });
-    assert_ours(&e, &f, "a3", "a running evacuation migration").await;
+    // Progress follows it as under way; a new request is refused as someone else's (the engine never
+    // sends one while one of its own may run: it reads the progress first), so no second evacuation.
+    let i3 = instance("a3", "c1");
+    assert!(matches!(
+        e.progress(&i3).await.unwrap(),
+        Progress::InProgress { .. }
+    ));
+    let before = s.calls(&Method::POST, "/compute/v2.1/servers/a3/action");
+    let err = e.evacuate(&f, &i3).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OtherActor, "{err}");
+    assert!(err.to_string().contains("migration 7"), "{err}");
+    assert_eq!(
+        s.calls(&Method::POST, "/compute/v2.1/servers/a3/action"),
+        before,
+        "nothing was sent"
+    );
     // A task on another host: the rebuild there.
     s.patch_server(
         "a4",
@@ -565,4 +580,43 @@ async fn a_down_cell_reads_unknown_and_the_other_hosts_are_still_observed() {
         .await
         .expect_err("unreadable");
     assert!(err.is_temporary(), "{err}");
+}
+
+#[tokio::test]
+async fn isolation_reads_the_service_first_and_stops_for_another_actor() {
+    let s = cloud().await;
+    let e = NovaEvacuator::new(cfg(&s)).unwrap();
+    let f = Fenced::for_tests("c2");
+    let disable = |reason: &str| {
+        s.with(|st| {
+            for svc in &mut st.services {
+                if svc["host"] == "c2" {
+                    svc["status"] = json!("disabled");
+                    svc["disabled_reason"] = json!(reason);
+                    svc["forced_down"] = json!(false);
+                }
+            }
+        })
+    };
+    let puts = || s.calls(&Method::PUT, "/compute");
+    // Another freezer-dr (another journal) isolated it: nothing is written, the error names it.
+    disable("freezer-dr:fenced:j0badc0ffee:c2@1:2026-12-01T10:00:00Z");
+    let err = e.isolate(&f).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OtherActor, "{err}");
+    assert!(
+        err.to_string().contains("j0badc0ffee") && err.to_string().contains("[ha]"),
+        "{err}"
+    );
+    assert_eq!(puts(), 0, "read before write: nothing written");
+    // Disabled by someone else since it was observed enabled (an operator's manual evacuation).
+    disable("evacuating by hand, ticket 9");
+    let err = e.isolate(&f).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OtherActor, "{err}");
+    assert_eq!(puts(), 0);
+    // A marker written by release 0.1 (no journal id) is ours, as it always was: isolation goes on.
+    disable("freezer-dr:fenced:c2@1:2026-12-01T10:00:00Z");
+    e.isolate(&f).await.unwrap();
+    assert!(puts() > 0);
+    // Our own marker: a repeat.
+    e.isolate(&f).await.unwrap();
 }

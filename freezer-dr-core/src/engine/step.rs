@@ -1026,9 +1026,9 @@ impl Engine {
                 format!("evacuation accepted (attempt {})", inst.attempts)
             }
             // Someone else already evacuates it (an evacuation we did not request): never ask again,
-            // follow theirs to its end. Our request was not sent, so it spends no attempt.
+            // follow theirs to its end. It still counts as an attempt: the budget bounds an instance
+            // that keeps coming back.
             Err(f) if f.kind == ErrorKind::OtherActor => {
-                inst.attempts = inst.attempts.saturating_sub(1);
                 inst.by_other = true;
                 inst.state = InstanceState::Rebuilding {
                     since: now,
