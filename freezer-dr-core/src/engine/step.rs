@@ -1084,11 +1084,14 @@ impl Engine {
         if !inst.inflight || !inst.state.is_active() {
             return;
         }
+        // The call in flight of an instance being started is the start, not a read: a stray read is ignored.
+        if matches!(inst.state, InstanceState::Starting { .. }) {
+            return;
+        }
         inst.inflight = false;
         let since = match &inst.state {
             InstanceState::Rebuilding { since, .. } => *since,
             InstanceState::Requested { at } => *at,
-            InstanceState::Starting { since, .. } => *since,
             _ => now,
         };
         let what = match result {

@@ -667,3 +667,61 @@ fn an_instance_someone_else_evacuates_is_followed_not_requested_again() {
     );
     assert!(matches!(&r.instances[0].outcome, Outcome::Evacuated { .. }));
 }
+
+#[test]
+fn stopped_on_the_failed_host_itself_is_not_started_but_asked_again() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![instance("a", "c1")]);
+    b.sent("c1", "a", Ok(()));
+    b.advance(2);
+    b.step(Input::Tick);
+    assert!(b.progress("c1", "a", needs_start("c1")).is_empty());
+    assert!(matches!(
+        b.instance_state("c1", "a"),
+        InstanceState::Pending { .. }
+    ));
+}
+
+#[test]
+fn a_temporary_start_failure_is_tried_again_after_the_poll_interval() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![instance("a", "c1")]);
+    b.sent("c1", "a", Ok(()));
+    b.advance(2);
+    b.step(Input::Tick);
+    assert_eq!(
+        b.progress("c1", "a", needs_start("c2")),
+        ["start a from c1"]
+    );
+    // A stray progress answer while the start is in flight changes nothing.
+    assert!(b.done("c1", "a", "c2").is_empty());
+    assert!(matches!(
+        b.instance_state("c1", "a"),
+        InstanceState::Starting { .. }
+    ));
+    assert!(
+        b.step(Input::Started {
+            host: "c1".into(),
+            instance: "a".into(),
+            result: Err(fail(ErrorKind::PeerFailure)),
+        })
+        .is_empty()
+    );
+    assert!(matches!(
+        b.instance_state("c1", "a"),
+        InstanceState::Starting { .. }
+    ));
+    b.advance(2);
+    assert_eq!(b.step(Input::Tick), ["start a from c1"]);
+}
+
+#[test]
+fn recover_without_any_fencer_needs_an_operator_even_from_needs_operator() {
+    let mut b = Bench::new(config(), 0);
+    assert_eq!(b.down_for_strikes(&["c1"]), ["notify needs_operator c1"]);
+    assert_eq!(b.step(recover("c1")), ["notify needs_operator c1"]);
+    let Stage::NeedsOperator { why } = b.stage("c1") else {
+        panic!()
+    };
+    assert!(why.contains("no fencer"), "{why}");
+}
