@@ -189,10 +189,15 @@ const MARKER_PREFIX: &str = "freezer-dr:fenced:";
 /// second daemon with a journal of its own is another actor); release 0.1 wrote no journal id
 /// (`freezer-dr:fenced:<host>@<run>:<time>`), and such markers still parse.
 pub fn isolation_marker(journal: &str, recovery: &str, at: Timestamp) -> String {
+    format!("{}{at}", recovery_marker_prefix(journal, recovery))
+}
+
+/// What every isolation marker of one recovery by one freezer-dr starts with, whatever its time.
+pub(crate) fn recovery_marker_prefix(journal: &str, recovery: &str) -> String {
     if journal.is_empty() {
-        return format!("{MARKER_PREFIX}{recovery}:{at}");
+        return format!("{MARKER_PREFIX}{recovery}:");
     }
-    format!("{MARKER_PREFIX}{journal}:{recovery}:{at}")
+    format!("{MARKER_PREFIX}{journal}:{recovery}:")
 }
 
 /// The id of the journal whose freezer-dr wrote this isolation marker, if it is one that carries it

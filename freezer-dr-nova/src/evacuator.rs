@@ -165,7 +165,7 @@ impl Evacuator for NovaEvacuator {
         if svc.status == "disabled" && !is_isolation_marker(reason) {
             // Disabled by an operator: keep their reason (and so their decision about its return).
             info!(host, reason, "already disabled by an operator; reason kept");
-        } else if svc.status != "disabled" || reason != marker {
+        } else if svc.status != "disabled" || !fenced.marks(reason) {
             self.api
                 .update_service(&svc, &ServiceChange::Disable(marker.clone()))
                 .await?;

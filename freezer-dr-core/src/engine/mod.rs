@@ -85,6 +85,16 @@ impl Fenced {
         &self.recovery
     }
 
+    /// True if `reason` is a marker this recovery of this freezer-dr wrote, with this proof or an earlier
+    /// one (a host fenced again within one recovery): isolating again need not write anything, so our own
+    /// writes never move the service's heartbeat again.
+    pub fn marks(&self, reason: &str) -> bool {
+        reason.starts_with(&crate::host::recovery_marker_prefix(
+            &self.journal,
+            &self.recovery,
+        ))
+    }
+
     /// The `disabled_reason` to set when isolating the host:
     /// `freezer-dr:fenced:<journal id>:<recovery>:<time>`.
     pub fn marker(&self) -> String {

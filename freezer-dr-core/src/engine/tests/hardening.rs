@@ -297,6 +297,9 @@ fn a_host_seen_alive_mid_evacuation_stops_being_evacuated_until_its_power_is_rea
     let mut b = Bench::default();
     let cmds = b.fence_and_list("c1", vec![instance("a", "c1"), instance("b", "c1")]);
     assert_eq!(cmds, ["evacuate a from c1", "evacuate b from c1"]);
+    let rec = b.engine.host(&"c1".into()).unwrap();
+    let first_marker =
+        Fenced::from_record(rec, rec.fence.as_ref().unwrap(), &b.engine.journal_id).marker();
     b.sent("c1", "a", Ok(()));
     b.advance(2);
     b.step(Input::Tick);
@@ -313,7 +316,22 @@ fn a_host_seen_alive_mid_evacuation_stops_being_evacuated_until_its_power_is_rea
     assert!(b.sent("c1", "b", Ok(())).is_empty());
     assert_eq!(b.power_read("c1", 0, PowerState::On), ["power_off c1 #0"]);
     assert_eq!(b.powered_off("c1", 0, Ok(())), ["power_status c1 #0"]);
-    assert_eq!(b.power_read("c1", 0, PowerState::Off), ["isolate c1"]);
+    let cmds = b.raw(Input::PowerRead {
+        host: "c1".into(),
+        level: 0,
+        result: Ok(PowerState::Off),
+    });
+    let Command::Isolate { fenced } = &cmds[0] else {
+        panic!("{cmds:?}")
+    };
+    // The marker written under the first proof is this recovery's own: isolating again writes nothing
+    // (our own writes must not look like heartbeats).
+    assert!(
+        fenced.marks(&first_marker),
+        "{first_marker} vs {}",
+        fenced.marker()
+    );
+    assert!(!fenced.marks("freezer-dr:fenced:jother:c1@1:1970-01-01T00:00:00Z"));
     assert_eq!(b.isolated("c1"), ["list c1"]);
     // Listing again keeps what is known: `a` stays done, `b` (requested) is read, not sent again.
     let cmds = b.listed("c1", vec![instance("b", "c1")]);
