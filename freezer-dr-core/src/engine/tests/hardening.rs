@@ -743,3 +743,46 @@ fn recover_without_any_fencer_needs_an_operator_even_from_needs_operator() {
     };
     assert!(why.contains("no fencer"), "{why}");
 }
+
+#[test]
+fn an_unknown_observation_while_restoring_neither_counts_down_nor_clears() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![]);
+    assert_eq!(b.up_for_strikes(), ["restore c1"]);
+    b.step(Input::Restored {
+        host: "c1".into(),
+        result: Err(fail(ErrorKind::Conflict)),
+    });
+    b.advance(10);
+    b.observe(&["c1"]);
+    b.advance(10);
+    b.observe(&["c1"]);
+    b.advance(10);
+    let obs = b
+        .hosts
+        .iter()
+        .map(|h| {
+            let health = if *h == "c1" {
+                Health::Unknown {
+                    reason: "its cell does not answer".into(),
+                }
+            } else {
+                Health::Up
+            };
+            HostHealth::new(*h, health)
+        })
+        .collect();
+    let cmds = b.step(Input::Observed(Ok(obs)));
+    assert!(!cmds.iter().any(|c| c.starts_with("power")), "{cmds:?}");
+    // The retried restore (due meanwhile) fails again.
+    b.step(Input::Restored {
+        host: "c1".into(),
+        result: Err(fail(ErrorKind::Conflict)),
+    });
+    b.advance(10);
+    assert_eq!(
+        b.observe(&["c1"]),
+        ["power_off c1 #0"],
+        "the third down in a row"
+    );
+}
