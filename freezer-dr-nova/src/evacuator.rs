@@ -176,6 +176,21 @@ impl Evacuator for NovaEvacuator {
 
     async fn instances(&self, fenced: &Fenced) -> Result<Vec<Instance>> {
         let host = fenced.host();
+        // Read again after isolating: two daemons that both read the record before either wrote it both
+        // isolate, and the last writer's marker wins; the other stops here, before any evacuation.
+        let svc = self.api.service(host.as_str()).await?;
+        let reason = svc.disabled_reason.as_deref().unwrap_or("");
+        if let Some(other) = marker_journal(reason).filter(|j| *j != fenced.journal()) {
+            return Err(Error::new(
+                ErrorKind::OtherActor,
+                format!(
+                    "{host}: another freezer-dr (journal {other}) isolated it right after this one \
+                     (disabled_reason {reason:?}): two daemons without [ha]?"
+                ),
+            )
+            .with_context("host", host)
+            .permanent());
+        }
         let servers = self.api.servers_on(host.as_str(), self.page_size).await?;
         Ok(servers.into_iter().map(|s| instance_of(s, host)).collect())
     }

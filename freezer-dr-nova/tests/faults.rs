@@ -619,4 +619,9 @@ async fn isolation_reads_the_service_first_and_stops_for_another_actor() {
     assert!(puts() > 0);
     // Our own marker: a repeat.
     e.isolate(&f).await.unwrap();
+    e.instances(&f).await.unwrap();
+    // Another daemon overwrote our marker right after we isolated: listing stops before any evacuation.
+    disable("freezer-dr:fenced:j0badc0ffee:c2@1:2026-12-01T10:00:01Z");
+    let err = e.instances(&f).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OtherActor, "{err}");
 }

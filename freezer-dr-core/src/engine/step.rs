@@ -831,16 +831,20 @@ impl Engine {
                 Stage::Isolating { isolated: true },
                 "isolated (forced down, disabled): listing its instances",
             ),
-            Err(f) if f.kind == ErrorKind::OtherActor => {
-                let why = format!(
-                    "another actor is recovering it, so freezer-dr does not isolate or evacuate it: {f}. \
-                     Two freezer-dr daemons without [ha], each with its own journal? Stop one; this one \
-                     keeps watching the host"
-                );
-                self.needs_operator(now, host, why, out);
-            }
+            Err(f) if f.kind == ErrorKind::OtherActor => self.other_actor(now, host, &f, out),
             Err(f) => self.step_failed(now, host, "isolating it", &f, out),
         }
+    }
+
+    /// Another actor recovers the host: nothing more is done to it, the operators are told, and it stays
+    /// counted by the storm guard.
+    fn other_actor(&mut self, now: Timestamp, host: &HostId, f: &Failure, out: &mut Vec<Command>) {
+        let why = format!(
+            "another actor is recovering it, so freezer-dr does not isolate or evacuate it: {f}. Two \
+             freezer-dr daemons without [ha], each with its own journal? Stop one; this one keeps watching \
+             the host"
+        );
+        self.needs_operator(now, host, why, out);
     }
 
     fn listed(
@@ -861,6 +865,10 @@ impl Engine {
         }
         let list = match result {
             Ok(list) => list,
+            // Another actor's marker replaced ours between isolation and listing (two daemons racing).
+            Err(f) if f.kind == ErrorKind::OtherActor => {
+                return self.other_actor(now, host, &f, out);
+            }
             Err(f) => return self.step_failed(now, host, "listing its instances", &f, out),
         };
         // Listed again (the host was re-fenced mid-evacuation): what is known stays, an instance already

@@ -786,3 +786,21 @@ fn an_unknown_observation_while_restoring_neither_counts_down_nor_clears() {
         "the third down in a row"
     );
 }
+
+#[test]
+fn another_actor_seen_at_listing_stops_before_any_evacuation() {
+    let mut b = Bench::default();
+    b.down_for_strikes(&["c1"]);
+    b.powered_off("c1", 0, Ok(()));
+    b.power_read("c1", 0, PowerState::Off);
+    b.isolated("c1");
+    let cmds = b.step(Input::Listed {
+        host: "c1".into(),
+        result: Err(Failure::new(
+            ErrorKind::OtherActor,
+            "journal j42 isolated it right after",
+        )),
+    });
+    assert_eq!(cmds, ["notify needs_operator c1"]);
+    assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
+}
