@@ -327,9 +327,12 @@ impl Engine {
             Stage::Healthy if down && !operator_disabled => {
                 if rec.admin.isolated_by_freezer_dr() {
                     // Isolated by freezer-dr, yet the journal knows no recovery: never guess.
-                    let why = "down and carrying freezer-dr's isolation marker, but the journal has no \
-                               recovery for it (journal lost?): check it, then `freezer-dr recover` it or \
-                               enable it in Nova"
+                    // A marker naming another journal is read as another actor at isolation, so a
+                    // `recover` alone would stop there: say what to clear first.
+                    let why = "down and carrying freezer-dr's isolation marker, but this journal has no \
+                               recovery for it (another freezer-dr, or a lost journal?): check it; if no \
+                               other freezer-dr acts on it, enable it in Nova (or clear its \
+                               disabled_reason), then `freezer-dr recover` it"
                         .to_owned();
                     self.needs_operator(now, host, why, out);
                 } else {

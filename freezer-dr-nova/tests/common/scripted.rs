@@ -235,6 +235,7 @@ async fn handle(
                 "server_gets": count(&Method::GET, &|p| {
                     p.starts_with("/compute/v2.1/servers/") && !p.contains("detail")
                 }),
+                "migration_gets": count(&Method::GET, &|p| p.starts_with("/compute/v2.1/os-migrations")),
                 "evac_window_s": window,
             }),
         );
