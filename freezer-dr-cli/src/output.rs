@@ -177,6 +177,10 @@ pub fn ha_status(st: &freezer_dr_core::ha::HaStatus) -> String {
 /// What `status` prints.
 pub fn status(snapshot: &Snapshot, requests: &[PendingRequest]) -> String {
     let mut out = String::new();
+    if !snapshot.journal_id.is_empty() {
+        // The id this daemon writes into its isolation markers: tells two daemons apart.
+        let _ = writeln!(out, "Journal: {}", snapshot.journal_id);
+    }
     match &snapshot.meta.paused {
         Some(reason) => {
             let _ = writeln!(
@@ -279,6 +283,7 @@ pub fn status_json(snapshot: &Snapshot, requests: &[PendingRequest]) -> serde_js
         })
         .collect();
     json!({
+        "journal_id": snapshot.journal_id,
         "paused": snapshot.meta.paused,
         "storm_since": snapshot.meta.storm_since.map(|t| t.to_string()),
         "observation_failures": snapshot.meta.observation_failures,
@@ -422,6 +427,10 @@ mod tests {
         };
         let text = status(&snap, std::slice::from_ref(&req));
         assert!(text.contains("Brake: off"), "{text}");
+        assert!(!text.contains("Journal:"), "no journal, no id: {text}");
+        snap.journal_id = "j0123456789abcdef".into();
+        let text = status(&snap, std::slice::from_ref(&req));
+        assert!(text.starts_with("Journal: j0123456789abcdef\n"), "{text}");
         assert!(
             text.contains("#7 1970-01-01T00:00:00Z  pause (switch upgrade)"),
             "{text}"
@@ -431,6 +440,7 @@ mod tests {
         assert!(text.contains("Brake: ON (switch upgrade)"), "{text}");
         let j = status_json(&snap, &[req]);
         assert_eq!(j["paused"], "switch upgrade");
+        assert_eq!(j["journal_id"], "j0123456789abcdef");
         assert_eq!(j["requests"][0]["id"], 7);
     }
 

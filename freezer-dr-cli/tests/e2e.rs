@@ -14,6 +14,11 @@
 //! 3. compute1 and compute3 fail at once with a storm budget of one host: nothing is fenced, the
 //!    operators get one alert.
 //!
+//! A second test function starts a lab of its own for the one-actor story: two daemons without `[ha]`, each
+//! with its own journal, watch the same cloud and one compute fails: one of them recovers it (one evacuation
+//! per server, one set of mails), the other sees the first one's isolation marker, stops and alerts the
+//! operators once.
+//!
 //! Fails — never skips — when the lab cannot start, unless `FREEZER_DR_SKIP_LAB=1` is set explicitly.
 
 // Test harness code: panicking is how it fails the test.
@@ -38,6 +43,8 @@ struct Lab {
     dir: tempfile::TempDir,
     env: BTreeMap<String, String>,
     daemon: Option<Child>,
+    /// A second daemon with its own config and journal (no `[ha]`): the one-actor story.
+    second: Option<Child>,
 }
 
 impl Lab {
@@ -78,6 +85,7 @@ impl Lab {
             dir,
             env,
             daemon: None,
+            second: None,
         })
     }
 
@@ -95,31 +103,44 @@ impl Lab {
         self.path("freezer-dr.toml")
     }
 
+    /// The second daemon's config: the lab's, with a journal of its own.
+    fn second_config(&self) -> PathBuf {
+        self.path("freezer-dr-b.toml")
+    }
+
     /// `freezer-dr ARGS` on the lab's config.
     fn cli(&self, args: &[&str]) -> Output {
+        self.cli_on(&self.config(), args)
+    }
+
+    fn cli_on(&self, config: &Path, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(args)
-            .env("FREEZER_DR_CONFIG", self.config())
+            .env("FREEZER_DR_CONFIG", config)
             .output()
             .expect("run freezer-dr")
     }
 
-    fn start_daemon(&mut self) {
-        assert!(self.daemon.is_none(), "a daemon already runs");
+    /// `freezer-dr run` on `config`, logging to `logs/LOG`.
+    fn spawn_daemon(&self, config: &Path, log: &str) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.path("logs/freezer-dr.log"))
+            .open(self.path(&format!("logs/{log}")))
             .unwrap();
-        let child = Command::new(BIN)
+        Command::new(BIN)
             .arg("run")
-            .env("FREEZER_DR_CONFIG", self.config())
+            .env("FREEZER_DR_CONFIG", config)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("start freezer-dr run");
-        self.daemon = Some(child);
+            .expect("start freezer-dr run")
+    }
+
+    fn start_daemon(&mut self) {
+        assert!(self.daemon.is_none(), "a daemon already runs");
+        self.daemon = Some(self.spawn_daemon(&self.config(), "freezer-dr.log"));
     }
 
     /// SIGKILL: no drain, no goodbye.
@@ -236,7 +257,10 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if let Some(mut c) = self.daemon.take() {
+        for mut c in [self.daemon.take(), self.second.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -244,6 +268,7 @@ impl Drop for Lab {
             let logs = self.path("logs");
             let mut names = vec![
                 "freezer-dr.log".to_owned(),
+                "freezer-dr-b.log".into(),
                 "nova-api.log".into(),
                 "nova-conductor.log".into(),
             ];
@@ -836,4 +861,188 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
         lab.daemon_alive(),
         "the daemon keeps running through a storm"
     );
+}
+
+/// Two daemons without `[ha]` (an operator's easy mistake): each has its own journal and so its own id in
+/// the isolation marker. One compute fails: exactly one evacuation per server and one set of mails; the
+/// daemon that comes second reads the first one's marker before it writes its own, evacuates nothing and
+/// alerts the operators once.
+///
+/// The second daemon starts a second after the first, so their observations are about a second apart (the
+/// lab observes every 2 s): this proves the read before the write. Two reads within the same few
+/// milliseconds, before either daemon wrote, are the residual race Nova's API cannot close (no
+/// compare-and-set on a service); the engine's listing test covers the re-read that narrows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_without_ha_recover_a_failed_compute_once() {
+    let Some(mut lab) = Lab::start() else { return };
+    let admin = Admin::new(&lab).await;
+    lab.lab_py(&[
+        "boot",
+        "demo:compute2:2",
+        "other:compute2:1",
+        "demo:compute1:1",
+    ]);
+    let users = BTreeMap::from([
+        ("demo", vec!["alice@example.org", "bob@example.org"]),
+        ("other", vec!["dave@example.org"]),
+    ]);
+    let cfg = std::fs::read_to_string(lab.config()).unwrap();
+    let journal_a = lab.path("freezer-dr/journal.redb");
+    let journal_b = lab.path("freezer-dr-b/journal.redb");
+    assert!(cfg.contains(&journal_a.display().to_string()), "{cfg}");
+    std::fs::create_dir_all(journal_b.parent().unwrap()).unwrap();
+    std::fs::write(
+        lab.second_config(),
+        cfg.replace(
+            &journal_a.display().to_string(),
+            &journal_b.display().to_string(),
+        ),
+    )
+    .unwrap();
+    // Both configs are valid and both say that exactly one daemon may use this cloud.
+    for config in [lab.config(), lab.second_config()] {
+        let v = lab.cli_on(&config, &["validate"]);
+        assert!(v.status.success(), "validate {}: {v:?}", config.display());
+        let said =
+            String::from_utf8_lossy(&v.stdout).into_owned() + &String::from_utf8_lossy(&v.stderr);
+        assert!(
+            said.to_lowercase().contains("exactly one freezer-dr"),
+            "validate without [ha]: {said}"
+        );
+    }
+
+    let all = servers(&lab);
+    let before = placement(&admin, &all).await;
+    let on2: Vec<&Server> = all
+        .iter()
+        .filter(|s| before[&s.id].0 == "compute2")
+        .collect();
+    assert_eq!(on2.len(), 3, "{before:?}");
+    lab.start_daemon();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    lab.second = Some(lab.spawn_daemon(&lab.second_config(), "freezer-dr-b.log"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        lab.daemon_alive(),
+        "the first freezer-dr run exited at once"
+    );
+    assert!(
+        lab.second
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none()),
+        "the second freezer-dr run exited at once"
+    );
+    let journal_ids: Vec<String> = [lab.config(), lab.second_config()]
+        .iter()
+        .map(|c| {
+            let out = lab.cli_on(c, &["status", "--json"]);
+            assert!(out.status.success(), "status: {out:?}");
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            v["journal_id"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert!(
+        !journal_ids[0].is_empty() && journal_ids[0] != journal_ids[1],
+        "two journals, two ids: {journal_ids:?}"
+    );
+
+    let crashed = Instant::now();
+    let pid = lab.hang("compute2");
+    let alerted = |mails: &[Mail]| -> Vec<Mail> {
+        mails
+            .iter()
+            .filter(|m| {
+                m.subject.contains("ALERT") && m.text.contains("another freezer-dr (journal")
+            })
+            .cloned()
+            .collect()
+    };
+    wait_for(
+        "compute2 recovered by one daemon and the other daemon's alert",
+        Duration::from_secs(180),
+        || async {
+            let mails = lab.mails();
+            let digests = mails
+                .iter()
+                .filter(|m| m.subject.contains("recovery finished: compute2"))
+                .count();
+            digests >= OPERATORS.len() && alerted(&mails).len() >= OPERATORS.len()
+        },
+    )
+    .await;
+    eprintln!(
+        "two daemons: compute2 recovered once and the other actor reported {:.1?} after it hung",
+        crashed.elapsed()
+    );
+    // A few more observations: nothing more happens, nobody is told twice.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        !process_exists(pid),
+        "nova-compute of compute2 survived its fence"
+    );
+    assert_evacuated(&admin, &all, &before, "compute2").await;
+    let mails = lab.mails();
+    assert_mails(&mails, "compute2", &on2, &all, &users);
+    assert_no_mail_twice(&mails);
+    let alerts = alerted(&mails);
+    for op in OPERATORS {
+        let mine: Vec<&Mail> = alerts.iter().filter(|m| m.rcpt == op).collect();
+        assert_eq!(
+            mine.len(),
+            1,
+            "{op} gets one alert about the other actor: {mine:#?}"
+        );
+        assert!(mine[0].subject.contains("compute2"), "{}", mine[0].subject);
+    }
+    for m in &mails {
+        if !OPERATORS.contains(&m.rcpt.as_str()) {
+            assert!(
+                !alerts.iter().any(|a| a.message_id == m.message_id),
+                "users get no alert: {m:?}"
+            );
+        }
+    }
+    // Every operator mail is the digest or that alert: no second recovery, no other alert.
+    for op in OPERATORS {
+        let n = mails.iter().filter(|m| m.rcpt == op).count();
+        assert_eq!(n, 2, "{op}: {mails:#?}");
+    }
+
+    // One journal recovered compute2; the other stopped at isolation, naming the first one's journal.
+    let mut stages = Vec::new();
+    for (config, own) in [lab.config(), lab.second_config()].iter().zip(&journal_ids) {
+        let out = lab.cli_on(config, &["status", "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let host = v["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == "compute2")
+            .cloned()
+            .unwrap_or_else(|| panic!("compute2 not in journal {own}: {v:#}"));
+        stages.push((own.clone(), host));
+    }
+    let (winners, losers): (Vec<_>, Vec<_>) = stages
+        .iter()
+        .partition(|(_, h)| h["stage"]["stage"] != "needs_operator");
+    assert_eq!((winners.len(), losers.len()), (1, 1), "{stages:#?}");
+    let (winner, _) = winners[0];
+    let (loser, host) = losers[0];
+    let why = host["stage"]["why"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&format!("another freezer-dr (journal {winner})")),
+        "{loser} names {winner}: {host:#}"
+    );
+    assert!(
+        host["instances"].as_array().is_none_or(|i| i.is_empty()),
+        "the second daemon evacuated nothing: {host:#}"
+    );
+    let svc = admin.service("compute2").await;
+    let reason = svc["disabled_reason"].as_str().unwrap();
+    assert_eq!(
+        freezer_dr_core::marker_journal(reason),
+        Some(winner.as_str()),
+        "the marker is the winner's: {svc}"
+    );
+    eprintln!("journal {winner} recovered compute2; journal {loser} stopped: {why}");
 }

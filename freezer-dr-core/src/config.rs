@@ -72,6 +72,13 @@ pub struct RecoveryConfig {
     /// keeps failing) is handed to the operators.
     #[serde(with = "duration")]
     pub restore_timeout: Duration,
+    /// After isolating a host, wait this long before listing its instances; the listing reads the
+    /// host's service record again and stops if another freezer-dr's marker replaced ours meanwhile. Two
+    /// daemons without `[ha]` that read the record before either wrote both write their marker: the last
+    /// one stays, and this pause lets the first one see it and step back before it evacuates anything.
+    /// `0s` lists at once.
+    #[serde(with = "duration")]
+    pub isolation_settle: Duration,
     /// Fencing: power-status polling and its deadline.
     pub fencing: FencingConfig,
     /// Storm guard.
@@ -95,6 +102,7 @@ impl Default for RecoveryConfig {
             step_retry: Duration::from_secs(30),
             forget_after: Duration::from_secs(3600),
             restore_timeout: Duration::from_secs(1800),
+            isolation_settle: Duration::from_secs(2),
             fencing: FencingConfig::default(),
             storm: StormConfig::default(),
             evacuation: EvacuationConfig::default(),

@@ -209,6 +209,8 @@ impl Clock {
 impl Core {
     async fn start(rt: Runtime) -> Result<Self> {
         let snapshot = rt.journal.load().await?;
+        // The id in this daemon's isolation markers: what tells two daemons' logs (and markers) apart.
+        info!(journal_id = %snapshot.journal_id, "journal loaded");
         let engine = Engine::from_snapshot(rt.cfg.clone(), rt.pipeline.fencers.len(), snapshot);
         let (tx, rx) = mpsc::unbounded_channel();
         let (fencings, evacuations) = (rt.cfg.fencing.concurrency, rt.cfg.evacuation.concurrency);

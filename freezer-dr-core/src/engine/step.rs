@@ -828,12 +828,25 @@ impl Engine {
             return;
         }
         match result {
-            Ok(()) => self.set_stage(
-                now,
-                host,
-                Stage::Isolating { isolated: true },
-                "isolated (forced down, disabled): listing its instances",
-            ),
+            Ok(()) => {
+                let settle = self.cfg.isolation_settle;
+                let what = if settle.is_zero() {
+                    "isolated (forced down, disabled): listing its instances".to_owned()
+                } else {
+                    format!(
+                        "isolated (forced down, disabled): listing its instances in {} (after reading \
+                         its marker again)",
+                        humantime::format_duration(settle)
+                    )
+                };
+                self.set_stage(now, host, Stage::Isolating { isolated: true }, what);
+                // The pause before the listing (which reads the marker again): see `isolation_settle`.
+                if !settle.is_zero()
+                    && let Some(rec) = self.hosts.get_mut(host)
+                {
+                    rec.retry_at = Some(now.after(settle));
+                }
+            }
             Err(f) if f.kind == ErrorKind::OtherActor => self.other_actor(now, host, &f, out),
             Err(f) => self.step_failed(now, host, "isolating it", &f, out),
         }

@@ -804,3 +804,33 @@ fn another_actor_seen_at_listing_stops_before_any_evacuation() {
     assert_eq!(cmds, ["notify needs_operator c1"]);
     assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
 }
+
+#[test]
+fn the_listing_waits_for_the_isolation_to_settle_and_a_restart_keeps_the_wait() {
+    // Two daemons without [ha] that both read the service record before either wrote: the pause lets the
+    // first writer's listing see the second one's marker (seen on the lab: the two writes were 50 ms
+    // apart, and without a pause both daemons evacuated every server).
+    let mut cfg = config();
+    cfg.isolation_settle = Duration::from_secs(2);
+    let mut b = Bench::new(cfg, 2);
+    b.down_for_strikes(&["c1"]);
+    b.powered_off("c1", 0, Ok(()));
+    b.power_read("c1", 0, PowerState::Off);
+    let isolated_at = b.now;
+    assert!(b.isolated("c1").is_empty(), "no listing before the pause");
+    assert_eq!(
+        b.engine.next_wakeup(),
+        Some(isolated_at.after(Duration::from_secs(2)))
+    );
+    b.advance(1);
+    assert!(b.step(Input::Tick).is_empty(), "still within the pause");
+    restart(&mut b);
+    assert!(b.step(Input::Tick).is_empty(), "a restart keeps the pause");
+    b.advance(1);
+    assert_eq!(b.step(Input::Tick), ["list c1"]);
+    let listed = b.listed("c1", vec![instance("a", "c1")]);
+    assert!(
+        listed.contains(&"evacuate a from c1".to_owned()),
+        "{listed:?}"
+    );
+}

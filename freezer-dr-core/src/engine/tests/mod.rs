@@ -15,6 +15,8 @@ const HOSTS: [&str; 6] = ["c1", "c2", "c3", "c4", "c5", "c6"];
 fn config() -> RecoveryConfig {
     let mut cfg = RecoveryConfig::default();
     cfg.strikes = 3;
+    // The pause before listing (two daemons racing) has tests of its own.
+    cfg.isolation_settle = Duration::ZERO;
     cfg.storm.max_hosts = 2;
     cfg.storm.max_fraction = 0.5;
     cfg.storm.max_new_fencings_per_cycle = 1;
