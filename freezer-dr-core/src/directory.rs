@@ -1,20 +1,9 @@
 //! The `Directory` trait: who to tell about a project's instances.
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
 use crate::Result;
-
-/// A person to notify about a project.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Recipient {
-    /// Identity-service user id.
-    pub user_id: String,
-    /// User name.
-    pub name: String,
-    /// Email address, if the user has one.
-    pub email: Option<String>,
-}
+pub use crate::report::Recipient;
 
 /// Looks up the users of a project (Keystone role assignments, with group expansion).
 #[async_trait]

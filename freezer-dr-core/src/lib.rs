@@ -15,9 +15,11 @@
 //! Drivers register themselves through [`inventory`] (see [`registry`]) and are chosen by `type` in the
 //! TOML [`config`].
 
+mod diagnostics;
 mod directory;
 mod error;
 mod evacuator;
+mod fence;
 mod fencer;
 mod host;
 mod monitor;
@@ -36,9 +38,10 @@ pub mod runtime;
 pub mod testing;
 
 pub use directory::{Directory, Recipient};
-pub use engine::{Command, Engine, Fenced, Input};
+pub use engine::{Command, Engine, Input};
 pub use error::{Error, ErrorKind, Failure, Result, Retry};
 pub use evacuator::{Evacuator, Progress};
+pub use fence::{FenceProof, FenceRecord, Fenced};
 pub use fencer::{Fencer, PowerState};
 pub use host::{
     AdminState, Health, HostHealth, HostId, Instance, Timestamp, is_isolation_marker,

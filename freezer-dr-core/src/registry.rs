@@ -39,7 +39,7 @@ impl BuildContext<'_> {
     /// Deserializes the section into the driver's config type. Use `#[serde(deny_unknown_fields)]` on it;
     /// the error names the file, the full key and the fix (e.g. the closest known key for a typo).
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
-        crate::config::parse_section(self.file, &self.section, &self.options)
+        crate::diagnostics::parse_section(self.file, &self.section, &self.options)
     }
 
     /// A driver's own config error (one problem per line, each starting with its key) with every line

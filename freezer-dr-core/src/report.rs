@@ -4,7 +4,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{HostId, Instance, Recipient, Timestamp};
+use crate::{HostId, Instance, Timestamp};
+
+/// A person to notify about a project.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Recipient {
+    /// Identity-service user id.
+    pub user_id: String,
+    /// User name.
+    pub name: String,
+    /// Email address, if the user has one.
+    pub email: Option<String>,
+}
 
 /// Who a report is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::config::RecoveryConfig;
+use crate::engine::RecoveryConfig;
 use crate::engine::{Command, Engine, Input, InstanceState, Stage};
 use crate::journal::{Batch, OutboxEntry};
 use crate::{

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fence::{FenceRecord, Fenced};
 use crate::{AdminState, Health, HostId, Instance, Timestamp};
 
 /// Where a host stands in its recovery.
@@ -78,30 +79,6 @@ impl Stage {
     }
 }
 
-/// How a host's power-off was confirmed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "by", rename_all = "snake_case")]
-pub enum FenceProof {
-    /// A fencer's power status read off.
-    PowerStatus {
-        /// The fencing level that read it.
-        level: usize,
-    },
-    /// An operator asserted it on the command line (`freezer-dr confirm-off`).
-    Operator,
-}
-
-/// The stored form of a confirmed power-off (the engine turns it back into a [`super::Fenced`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FenceRecord {
-    /// When it was confirmed.
-    pub at: Timestamp,
-    /// How.
-    pub proof: FenceProof,
-    /// The recovery it belongs to.
-    pub recovery: String,
-}
-
 /// A host and its recovery.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HostRecord {
@@ -142,6 +119,15 @@ pub struct HostRecord {
     /// The host-level call in flight (never stored: after a restart nothing is in flight).
     #[serde(skip)]
     pub(crate) pending: Option<HostCall>,
+}
+
+impl HostRecord {
+    /// Its fence proof, if its power-off was confirmed, held by the freezer-dr of journal `journal`.
+    pub(crate) fn fenced(&self, journal: &str) -> Option<Fenced> {
+        self.fence
+            .as_ref()
+            .map(|f| Fenced::from_record(&self.host, f, journal, &self.admin))
+    }
 }
 
 impl HostRecord {

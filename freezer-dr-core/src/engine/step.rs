@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 
 use super::state::HostCall;
 use super::{
-    Command, Engine, FenceProof, FenceRecord, Fenced, HistoryEvent, HostRecord, Input,
-    InstanceRecord, InstanceState, OperatorRequest, Stage,
+    Command, Engine, FenceProof, FenceRecord, HistoryEvent, HostRecord, Input, InstanceRecord,
+    InstanceState, OperatorRequest, Stage,
 };
-use crate::config::{LocalRootDisk, PolicyMode, ReturnToService};
+use crate::engine::policy::{LocalRootDisk, PolicyMode, ReturnToService};
 use crate::{
     Audience, ErrorKind, Failure, Health, HostHealth, HostId, Instance, InstanceOutcome, Outcome,
     PowerState, Progress, Report, ReportKind, Retry, Timestamp,
@@ -1489,10 +1489,7 @@ impl Engine {
         if rec.pending.is_some() || rec.retry_at.is_some_and(|t| now < t) {
             return;
         }
-        let fenced = rec
-            .fence
-            .as_ref()
-            .map(|f| Fenced::from_record(rec, f, &self.journal_id));
+        let fenced = rec.fenced(&self.journal_id);
         match rec.stage.clone() {
             Stage::Fencing { level, attempted } => {
                 if attempted {
@@ -1574,11 +1571,7 @@ impl Engine {
         let Some(rec) = self.hosts.get_mut(host) else {
             return;
         };
-        let Some(fenced) = rec
-            .fence
-            .as_ref()
-            .map(|f| Fenced::from_record(rec, f, &self.journal_id))
-        else {
+        let Some(fenced) = rec.fenced(&self.journal_id) else {
             return self.needs_operator(now, host, "evacuating without a fence proof".into(), out);
         };
         let mut events: Vec<(String, String)> = Vec::new();

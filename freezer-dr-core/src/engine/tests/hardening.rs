@@ -298,8 +298,7 @@ fn a_host_seen_alive_mid_evacuation_stops_being_evacuated_until_its_power_is_rea
     let cmds = b.fence_and_list("c1", vec![instance("a", "c1"), instance("b", "c1")]);
     assert_eq!(cmds, ["evacuate a from c1", "evacuate b from c1"]);
     let rec = b.engine.host(&"c1".into()).unwrap();
-    let first_marker =
-        Fenced::from_record(rec, rec.fence.as_ref().unwrap(), &b.engine.journal_id).marker();
+    let first_marker = rec.fenced(&b.engine.journal_id).unwrap().marker();
     b.sent("c1", "a", Ok(()));
     b.advance(2);
     b.step(Input::Tick);

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use super::*;
-use crate::config::{LocalRootDisk, PolicyMode, RecoveryConfig, ReturnToService};
+use crate::engine::policy::{LocalRootDisk, PolicyMode, ReturnToService};
 use crate::{
     AdminState, Audience, ErrorKind, Failure, Health, HostHealth, Instance, Outcome, PowerState,
-    Progress, Report, ReportKind,
+    Progress, Report, ReportKind, Timestamp,
 };
 
 const HOSTS: [&str; 6] = ["c1", "c2", "c3", "c4", "c5", "c6"];
