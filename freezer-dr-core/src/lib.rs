@@ -29,8 +29,10 @@ mod secret;
 
 pub mod config;
 pub mod engine;
+pub mod etcd;
+/// The HA subsystem under its release 0.1 name: the same module as [`etcd`].
 #[cfg(feature = "etcd")]
-pub mod ha;
+pub use etcd as ha;
 pub mod journal;
 pub mod registry;
 pub mod runtime;

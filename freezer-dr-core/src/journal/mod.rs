@@ -9,13 +9,9 @@ use crate::Result;
 use crate::engine::{Changes, HistoryEvent, OperatorRequest, Snapshot};
 use crate::{Report, Timestamp};
 
-#[cfg(feature = "etcd")]
-pub(crate) mod etcd;
 mod memory;
 mod redb_journal;
 
-#[cfg(feature = "etcd")]
-pub use etcd::{EtcdJournal, HISTORY_COMMITS as ETCD_HISTORY_COMMITS};
 pub use memory::MemoryJournal;
 pub use redb_journal::{DaemonLock, HISTORY_LIMIT, RedbJournal};
 

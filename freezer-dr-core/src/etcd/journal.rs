@@ -5,7 +5,7 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `leader` | the leader ([`crate::ha::Member`]), on the leader's lease; its create revision is the fencing token |
+//! | `leader` | the leader ([`super::Member`]), on the leader's lease; its create revision is the fencing token |
 //! | `candidates/<id>` | every running freezer-dr of the election, on its own lease |
 //! | `schema` | the layout version |
 //! | `meta` | the engine-wide state ([`EngineMeta`]) |
@@ -33,16 +33,16 @@ use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, GetResponse, KeyValue, SortOrder,
     SortTarget, Txn, TxnOp, TxnOpResponse,
 };
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::{Batch, Journal, OutboxEntry, PendingRequest};
-use crate::config::HaConfig;
+use super::client::{call, decode, encode, get_responses};
+use super::config::HaConfig;
+use super::election::Leadership;
 use crate::engine::{
     EngineMeta, HistoryEvent, HostRecord, InstanceRecord, OperatorRequest, Snapshot,
 };
-use crate::ha::Leadership;
+use crate::journal::{Batch, Journal, OutboxEntry, PendingRequest};
 use crate::{Error, ErrorKind, HostId, Result, Timestamp};
 
 /// The layout version this code writes; a newer one is refused rather than misread.
@@ -257,7 +257,11 @@ impl EtcdJournal {
                 lead.compare(&self.inner.keys),
                 Compare::version(key.clone(), CompareOp::Equal, 0),
             ])
-            .and_then([TxnOp::put(key, encode(&super::new_journal_id())?, None)]);
+            .and_then([TxnOp::put(
+                key,
+                encode(&crate::journal::new_journal_id())?,
+                None,
+            )]);
         let mut c = self.client();
         // A failed compare: it has an id already (or we were deposed, which the next commit finds out).
         self.call("give the journal its id", c.txn(txn)).await?;
@@ -398,95 +402,6 @@ impl EtcdJournal {
             None => 0,
         })
     }
-}
-
-/// One etcd call under `timeout`, its error classified.
-pub(crate) async fn call<T>(
-    timeout: Duration,
-    what: &str,
-    fut: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
-) -> Result<T> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(etcd_error(e, what)),
-        Err(_) => Err(Error::new(
-            ErrorKind::Timeout,
-            format!(
-                "etcd: {what}: no answer within {}",
-                humantime::format_duration(timeout)
-            ),
-        )),
-    }
-}
-
-/// Classifies an etcd client error once: unreachable and overloaded are temporary; refused credentials
-/// are `auth`; a request etcd refuses as invalid (too many operations, too large) is permanent.
-pub(crate) fn etcd_error(e: etcd_client::Error, what: &str) -> Error {
-    use etcd_client::Error as E;
-    let (kind, detail) = match &e {
-        E::GRpcStatus(s) => {
-            let code: i32 = s.code().into();
-            let kind = match code {
-                // Unauthenticated, PermissionDenied.
-                16 | 7 => ErrorKind::Auth,
-                // Cancelled, DeadlineExceeded, ResourceExhausted, Aborted, Unavailable.
-                1 | 4 | 8 | 10 | 14 => ErrorKind::Unreachable,
-                // InvalidArgument, FailedPrecondition, OutOfRange: etcd refused the request itself.
-                3 | 9 | 11 => ErrorKind::Journal,
-                _ => ErrorKind::PeerFailure,
-            };
-            // etcd answers refused credentials with InvalidArgument ("authentication failed, invalid
-            // user ID or password"), so the message decides.
-            let msg = s.message();
-            let auth = [
-                "authentication failed",
-                "permission denied",
-                "invalid auth token",
-                "user name",
-            ]
-            .iter()
-            .any(|m| msg.contains(m));
-            (if auth { ErrorKind::Auth } else { kind }, msg.to_owned())
-        }
-        E::TransportError(_) | E::IoError(_) => (ErrorKind::Unreachable, e.to_string()),
-        E::InvalidUri(_) | E::InvalidArgs(_) | E::EndpointError(_) => {
-            (ErrorKind::Config, e.to_string())
-        }
-        _ => (ErrorKind::PeerFailure, e.to_string()),
-    };
-    let err = Error::new(kind, format!("etcd: {what}: {detail}"));
-    match kind {
-        ErrorKind::Unreachable | ErrorKind::PeerFailure => err.temporary(),
-        _ => err.permanent(),
-    }
-}
-
-fn encode<T: Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| {
-        Error::new(ErrorKind::Journal, "cannot encode a journal record").with_source(e)
-    })
-}
-
-pub(crate) fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T> {
-    serde_json::from_slice(kv.value()).map_err(|e| {
-        Error::new(
-            ErrorKind::Journal,
-            "an etcd journal record cannot be read (written by another freezer-dr version, or \
-             edited by hand?)",
-        )
-        .with_context("key", String::from_utf8_lossy(kv.key()))
-        .with_source(e)
-    })
-}
-
-fn get_responses(resp: &etcd_client::TxnResponse) -> Vec<GetResponse> {
-    resp.op_responses()
-        .into_iter()
-        .filter_map(|r| match r {
-            TxnOpResponse::Get(g) => Some(g),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The operations of one commit, with their size, checked against etcd's limits before sending.

@@ -1,25 +1,7 @@
-//! Active/passive high availability on etcd (feature `etcd`): leader election with a fencing token.
-//!
-//! Every freezer-dr of an election is a [`Candidate`]. It holds an etcd lease (TTL `[ha] lease_ttl`),
-//! renewed by a keepalive task, with a presence key on it (`candidates/<id>`, for `freezer-dr status`).
-//! To lead, it creates the leader key on its lease in a transaction that succeeds only if the key does
-//! not exist; the key's create revision is the **fencing token**. Standbys watch the leader key and try
-//! again when it goes (the leader resigned, or its lease lapsed because it died).
-//!
-//! A leader acts only through an [`EtcdJournal`] bound to its [`Leadership`]: every commit (the runtime
-//! commits before every destructive command) compares the leader key's create revision with the token
-//! in the same transaction that records the intent. And the leader keeps a **local deadline**: the send
-//! time of the last keepalive etcd answered, plus the TTL, minus a margin (a quarter of the TTL). Past
-//! it, it stops without waiting for etcd to say anything, because a frozen etcd or a partition leaves the
-//! keepalive hanging while a standby may be about to take over. etcd counts the lease from when it
-//! processed the keepalive, which is after it was sent, so the deadline always falls at least the margin
-//! before any standby can win.
-//!
-//! [`Candidate::run_as_leader`] is the whole loop: stand by, lead (a [`Runtime`] on the etcd journal),
-//! go back to standby when deposed or when the deadline passes.
+//! The election: candidates, the leader key and its fencing token, the leader's term.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
@@ -28,12 +10,12 @@ use etcd_client::{
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::config::HaConfig;
-use crate::journal::EtcdJournal;
-use crate::journal::etcd::{Keys, call, decode};
+use super::client::{call, decode, tls_options};
+use super::config::HaConfig;
+use super::journal::{EtcdJournal, Keys};
+use super::lease::{LeaseState, Session, keep_alive};
 use crate::{Error, ErrorKind, Journal, Result, Runtime, Timestamp};
 
 /// One freezer-dr process of an election, as stored in the leader and presence keys.
@@ -67,80 +49,6 @@ pub struct HaStatus {
     pub token: Option<i64>,
     /// The other running candidates.
     pub standbys: Vec<Member>,
-}
-
-/// The lease of one candidacy and the local deadline derived from its keepalives.
-struct LeaseState {
-    id: i64,
-    ttl: Duration,
-    margin: Duration,
-    deadline: Mutex<Instant>,
-    /// Why the lease can no longer be trusted, once it cannot.
-    lost: Mutex<Option<String>>,
-    changed: Notify,
-}
-
-impl LeaseState {
-    fn deadline(&self) -> Instant {
-        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn lost(&self) -> Option<String> {
-        if let Some(why) = self
-            .lost
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-        {
-            return Some(why);
-        }
-        if Instant::now() >= self.deadline() {
-            let why = format!(
-                "local lease deadline passed: etcd answered no keepalive for {} (lease TTL {} minus a \
-                 margin of {})",
-                humantime::format_duration(self.ttl - self.margin),
-                humantime::format_duration(self.ttl),
-                humantime::format_duration(self.margin)
-            );
-            self.lose(&why);
-            return Some(why);
-        }
-        None
-    }
-
-    fn lose(&self, why: &str) {
-        let mut lost = self.lost.lock().unwrap_or_else(PoisonError::into_inner);
-        if lost.is_none() {
-            *lost = Some(why.to_owned());
-        }
-        drop(lost);
-        self.changed.notify_waiters();
-    }
-
-    /// A keepalive sent at `sent` was answered: etcd's countdown restarted no earlier than that.
-    fn renewed(&self, sent: Instant, ttl: Duration) {
-        if self.lost().is_some() {
-            // Once lost, always lost: a late renewal does not bring back what a standby may have taken.
-            return;
-        }
-        let new = sent + ttl.min(self.ttl) - self.margin;
-        let mut d = self.deadline.lock().unwrap_or_else(PoisonError::into_inner);
-        if new > *d {
-            *d = new;
-        }
-    }
-}
-
-/// A lease with its keepalive task; the task stops when the last holder drops it.
-struct Session {
-    state: Arc<LeaseState>,
-    keepalive: JoinHandle<()>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.keepalive.abort();
-    }
 }
 
 /// A won election: the fencing token and the lease it stands on. Cheap to clone.
@@ -711,80 +619,6 @@ enum Led {
     Shutdown(Result<()>),
     Lost(String),
     Failed(Error),
-}
-
-/// Renews the lease every third of its TTL; each answered renewal moves the local deadline. A renewal
-/// without answer in time drops the stream (a late answer on it could not be matched to its request)
-/// and opens a new one. Stops once the lease is lost.
-async fn keep_alive(client: Client, state: Arc<LeaseState>, request_timeout: Duration) {
-    let interval = state.ttl / 3;
-    let mut stream = None;
-    loop {
-        let sent = Instant::now();
-        let wait = interval.min(request_timeout);
-        let answer = tokio::time::timeout(wait, async {
-            if stream.is_none() {
-                let mut c = client.clone();
-                stream = Some(c.lease_keep_alive(state.id).await?);
-            }
-            match stream.as_mut() {
-                Some((keeper, s)) => {
-                    keeper.keep_alive().await?;
-                    s.message().await
-                }
-                None => Ok(None),
-            }
-        })
-        .await;
-        match answer {
-            Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
-                state.renewed(sent, Duration::from_secs(resp.ttl().unsigned_abs()));
-            }
-            Ok(Ok(Some(_))) => {
-                state.lose("the etcd lease expired (etcd says so)");
-            }
-            Ok(Ok(None)) => {
-                warn!(
-                    lease = state.id,
-                    "etcd closed the keepalive stream; reopening"
-                );
-                stream = None;
-            }
-            Ok(Err(e)) => {
-                warn!(lease = state.id, error = %e, "lease keepalive failed");
-                stream = None;
-            }
-            Err(_) => {
-                warn!(
-                    lease = state.id,
-                    "etcd did not answer a lease keepalive in time"
-                );
-                stream = None;
-            }
-        }
-        if state.lost().is_some() {
-            return;
-        }
-        tokio::time::sleep_until((sent + interval).into()).await;
-    }
-}
-
-fn tls_options(tls: &crate::config::HaTlsConfig) -> Result<etcd_client::TlsOptions> {
-    let read = |key: &str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| {
-            Error::config(format!("ha.tls.{key}: cannot read {}: {e}", path.display()))
-        })
-    };
-    let mut opts = etcd_client::TlsOptions::new().ca_certificate(
-        etcd_client::Certificate::from_pem(read("ca_file", &tls.ca_file)?),
-    );
-    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-        opts = opts.identity(etcd_client::Identity::from_pem(
-            read("cert_file", cert)?,
-            read("key_file", key)?,
-        ));
-    }
-    Ok(opts)
 }
 
 fn hostname() -> String {
