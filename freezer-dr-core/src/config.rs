@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diagnostics::{LineIndex, error_at, explain, join_path, line_of, unknown_key};
+use crate::diagnostics::{
+    LineIndex, error_at, explain, join_path, line_of, problem_at, unknown_key,
+};
 pub use crate::etcd::config::{HA_EXAMPLE, HaBackend, HaConfig, HaTlsConfig};
 use crate::registry::{self, BuildContext, Kind};
 use crate::runtime::Pipeline;
@@ -175,7 +177,7 @@ impl Config {
             Some(v) => Some(cx.core_section("ha", v)?),
             None => None,
         };
-        let problems: Vec<String> = check_recovery(&recovery)
+        let problems: Vec<crate::ConfigError> = check_recovery(&recovery)
             .into_iter()
             .chain(check_journal(&journal))
             .chain(
@@ -183,10 +185,10 @@ impl Config {
                     .map(crate::etcd::config::check)
                     .unwrap_or_default(),
             )
-            .map(|(key, problem)| cx.error(&key, problem).message().to_owned())
+            .map(|(key, problem)| problem_at(file, lines.line(&key), &key, problem))
             .collect();
         if !problems.is_empty() {
-            return Err(crate::Error::config(problems.join("\n")));
+            return Err(crate::Error::config_problems(problems));
         }
 
         let monitor = cx
@@ -277,22 +279,10 @@ impl Config {
         (reg.build)(&ctx).map(Arc::from).map_err(located)
     }
 
-    /// Adds the line to a config error written as `<file>: <key>: ...` (the form of
-    /// [`BuildContext::parse`] and [`registry::find`]), when the key is in the file.
+    /// Gives a config error's problems the lines of their keys in the file (a driver's parse and the
+    /// registry know the key, not the line).
     fn locate(&self, e: crate::Error) -> crate::Error {
-        use std::error::Error as _;
-        let prefix = format!("{}: ", self.file.display());
-        if e.kind() != crate::ErrorKind::Config || !e.context().is_empty() || e.source().is_some() {
-            return e;
-        }
-        let Some(rest) = e.message().strip_prefix(&prefix) else {
-            return e;
-        };
-        let key = rest.split(": ").next().unwrap_or_default();
-        match self.lines.line(key) {
-            Some(line) => crate::Error::config(format!("{}:{line}: {rest}", self.file.display())),
-            None => e,
-        }
+        e.located(|key| self.lines.line(key))
     }
 }
 
@@ -877,6 +867,52 @@ type = "unit-evacuator"
             "{e}"
         );
         assert!(e.contains("valid keys: interval, strikes"), "{e}");
+    }
+
+    #[test]
+    fn config_errors_are_typed_and_rendered_once() {
+        let text =
+            format!("[recovery]\nstrikez = 3\n[recovery.storm]\nmax_fraction = 2.0\n{DRIVERS}");
+        let Err(e) = parse(&text) else {
+            panic!("a typo must be refused")
+        };
+        let p = &e.problems()[0];
+        assert_eq!(p.file, Path::new("/etc/freezer-dr/freezer-dr.toml"));
+        assert_eq!(
+            (p.line, p.key.as_str(), p.problem.as_str()),
+            (Some(2), "recovery.strikez", "unknown key")
+        );
+        assert!(
+            p.fix
+                .as_deref()
+                .is_some_and(|f| f.starts_with("did you mean `strikes`?")),
+            "{p:?}"
+        );
+        assert_eq!(e.to_string(), p.to_string(), "one problem, one line");
+        // A value check: the line of its key is found in the file, every problem is one line.
+        let text =
+            format!("[recovery]\nstrikes = 0\n[recovery.storm]\nmax_fraction = 2.0\n{DRIVERS}");
+        let Err(e) = parse(&text) else {
+            panic!("bad values must be refused")
+        };
+        let keys: Vec<(&str, Option<usize>)> = e
+            .problems()
+            .iter()
+            .map(|p| (p.key.as_str(), p.line))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("recovery.strikes", Some(2)),
+                ("recovery.storm.max_fraction", Some(4))
+            ]
+        );
+        assert_eq!(e.to_string().lines().count(), 2, "{e}");
+        // A driver's own error gets its line when its key is in the file.
+        let text = format!("{DRIVERS}\n[[notifier]]\ntype = \"nope\"\n");
+        let e = parse(&text).unwrap().build().err().unwrap();
+        assert_eq!(e.problems()[0].key, "notifier[0].type");
+        assert!(e.problems()[0].line.is_some(), "{e}");
     }
 
     #[test]

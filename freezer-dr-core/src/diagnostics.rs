@@ -22,22 +22,24 @@ pub(crate) fn parse_section<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// `<file>[:<line>]: [<key>: ]<problem>`.
+/// A configuration error with one problem: `<file>[:<line>]: [<key>: ]<problem>[; <fix>]`.
 pub(crate) fn error_at(
     file: &Path,
     line: Option<usize>,
     key: &str,
     problem: impl fmt::Display,
 ) -> crate::Error {
-    let place = match line {
-        Some(n) => format!("{}:{n}", file.display()),
-        None => file.display().to_string(),
-    };
-    if key.is_empty() {
-        crate::Error::config(format!("{place}: {problem}"))
-    } else {
-        crate::Error::config(format!("{place}: {key}: {problem}"))
-    }
+    crate::Error::config_problems(vec![problem_at(file, line, key, problem)])
+}
+
+/// One typed problem (see [`crate::ConfigError`]).
+pub(crate) fn problem_at(
+    file: &Path,
+    line: Option<usize>,
+    key: &str,
+    problem: impl fmt::Display,
+) -> crate::ConfigError {
+    crate::ConfigError::new(file, key, problem).at(line)
 }
 
 /// `section` + a serde path (`.` when empty).

@@ -1,6 +1,7 @@
 //! One error type for every driver and for core, classified once so the runtime can decide about retries.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +97,69 @@ pub struct Error {
     message: String,
     context: Vec<(&'static str, String)>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// For a configuration error: each problem, typed (the message is their rendering).
+    problems: Vec<ConfigError>,
+}
+
+/// One problem in a configuration file: where it is, what is wrong and how to fix it.
+///
+/// Rendered once, as `<file>[:<line>]: [<key>: ]<problem>[; <fix>]`; keys are full paths
+/// (`recovery.storm.max_fraction`, `fencer[1].address`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or a description such as `<embedded>`).
+    pub file: PathBuf,
+    /// The line of the key, when the key is in the file.
+    pub line: Option<usize>,
+    /// The key's full path; empty for a problem with the file as a whole (not valid TOML).
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+    /// How to fix it, when known.
+    pub fix: Option<String>,
+}
+
+impl ConfigError {
+    /// A problem with `key` of `file`; `text` is `problem[; fix]` (the first `; ` separates them).
+    pub fn new(file: impl Into<PathBuf>, key: impl Into<String>, text: impl fmt::Display) -> Self {
+        let text = text.to_string();
+        let (problem, fix) = match text.split_once("; ") {
+            Some((p, f)) => (p.to_owned(), Some(f.to_owned())),
+            None => (text, None),
+        };
+        Self {
+            file: file.into(),
+            line: None,
+            key: key.into(),
+            problem,
+            fix,
+        }
+    }
+
+    /// The same problem, at `line`.
+    #[must_use]
+    pub fn at(mut self, line: Option<usize>) -> Self {
+        self.line = line;
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(n) = self.line {
+            write!(f, ":{n}")?;
+        }
+        f.write_str(": ")?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.problem)?;
+        if let Some(fix) = &self.fix {
+            write!(f, "; {fix}")?;
+        }
+        Ok(())
+    }
 }
 
 /// `Result` with [`Error`].
@@ -110,7 +174,41 @@ impl Error {
             message: message.into(),
             context: Vec::new(),
             source: None,
+            problems: Vec::new(),
         }
+    }
+
+    /// A configuration error made of typed problems, one per line of its message.
+    pub fn config_problems(problems: Vec<ConfigError>) -> Self {
+        let mut e = Self::config(String::new());
+        e.problems = problems;
+        e.render();
+        e
+    }
+
+    /// The typed problems of a configuration error (empty for any other error).
+    pub fn problems(&self) -> &[ConfigError] {
+        &self.problems
+    }
+
+    /// Gives each problem without a line the line `line_of(key)` finds, and renders the message again.
+    #[must_use]
+    pub fn located(mut self, line_of: impl Fn(&str) -> Option<usize>) -> Self {
+        if self.problems.is_empty() {
+            return self;
+        }
+        for p in &mut self.problems {
+            if p.line.is_none() {
+                p.line = line_of(&p.key);
+            }
+        }
+        self.render();
+        self
+    }
+
+    fn render(&mut self) {
+        let lines: Vec<String> = self.problems.iter().map(ToString::to_string).collect();
+        self.message = lines.join("\n");
     }
 
     /// Shorthand for a configuration error.

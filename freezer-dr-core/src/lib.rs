@@ -41,7 +41,7 @@ pub mod testing;
 
 pub use directory::{Directory, Recipient};
 pub use engine::{Command, Engine, Input};
-pub use error::{Error, ErrorKind, Failure, Result, Retry};
+pub use error::{ConfigError, Error, ErrorKind, Failure, Result, Retry};
 pub use evacuator::{Evacuator, Progress};
 pub use fence::{FenceProof, FenceRecord, Fenced};
 pub use fencer::{Fencer, PowerState};

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use crate::{Directory, Error, Evacuator, Fencer, Monitor, Notifier, Result};
+use crate::{ConfigError, Directory, Error, Evacuator, Fencer, Monitor, Notifier, Result};
 
 /// What a driver's build function gets: its own section of the config, and where it came from (for
 /// errors).
@@ -45,13 +45,17 @@ impl BuildContext<'_> {
     /// A driver's own config error (one problem per line, each starting with its key) with every line
     /// prefixed by the file, as `<file>: <key>: problem` like core's own errors.
     pub fn file_error(&self, e: Error) -> Error {
-        let file = self.file.display();
-        let lines: Vec<String> = e
+        let problems = e
             .to_string()
             .lines()
-            .map(|l| format!("{file}: {l}"))
+            .map(|l| match l.split_once(": ") {
+                Some((key, problem)) if !key.contains(' ') => {
+                    ConfigError::new(self.file, key, problem)
+                }
+                _ => ConfigError::new(self.file, "", l),
+            })
             .collect();
-        Error::config(lines.join("\n"))
+        Error::config_problems(problems)
     }
 }
 
@@ -221,9 +225,12 @@ pub fn find<T: ?Sized + 'static>(
     } else {
         format!("registered: {}", known.join(", "))
     };
-    Err(Error::config(format!(
-        "{}: {section}.type: unknown {kind} type {name:?} ({listed}); \
-         `freezer-dr drivers` lists them and `freezer-dr example {kind} <name>` prints a section",
-        file.display()
-    )))
+    Err(Error::config_problems(vec![ConfigError::new(
+        file,
+        format!("{section}.type"),
+        format!(
+            "unknown {kind} type {name:?} ({listed}); `freezer-dr drivers` lists them and \
+             `freezer-dr example {kind} <name>` prints a section"
+        ),
+    )]))
 }
