@@ -14,7 +14,8 @@ use tracing::{debug, error, info, warn};
 
 use super::client::{call, decode, tls_options};
 use super::config::HaConfig;
-use super::journal::{EtcdJournal, Keys};
+use super::journal::EtcdJournal;
+use super::layout::Keys;
 use super::lease::{LeaseState, Session, keep_alive};
 use crate::{Error, ErrorKind, Journal, Result, Runtime, Timestamp};
 

@@ -33,128 +33,17 @@ use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, GetResponse, KeyValue, SortOrder,
     SortTarget, Txn, TxnOp, TxnOpResponse,
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::client::{call, decode, encode, get_responses};
 use super::config::HaConfig;
 use super::election::Leadership;
-use crate::engine::{
-    EngineMeta, HistoryEvent, HostRecord, InstanceRecord, OperatorRequest, Snapshot,
+use super::layout::{
+    HISTORY_COMMITS, Keys, REQUEST_OVERHEAD, SCHEMA, SUBMIT_ROUNDS, StoredInstances, StoredOutbox,
 };
+use crate::engine::{EngineMeta, HistoryEvent, HostRecord, OperatorRequest, Snapshot};
 use crate::journal::{Batch, Journal, OutboxEntry, PendingRequest};
 use crate::{Error, ErrorKind, HostId, Result, Timestamp};
-
-/// The layout version this code writes; a newer one is refused rather than misread.
-const SCHEMA: u64 = 1;
-/// The history keeps the lines of this many commits (each key holds one commit's lines).
-pub const HISTORY_COMMITS: u64 = 10_000;
-/// Host records are spread over this many keys.
-const HOST_BUCKETS: u64 = 32;
-/// Room left in a request for etcd's own framing.
-const REQUEST_OVERHEAD: usize = 16 * 1024;
-/// Compare-and-swap rounds for a request id before giving up (many CLIs submitting at once).
-const SUBMIT_ROUNDS: usize = 32;
-
-/// The etcd keys of one election.
-#[derive(Clone, Debug)]
-pub(crate) struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    pub(crate) fn new(election: &str) -> Self {
-        Self {
-            prefix: format!("/freezer-dr/{election}/"),
-        }
-    }
-    pub(crate) fn prefix(&self) -> &str {
-        &self.prefix
-    }
-    fn key(&self, rest: &str) -> String {
-        format!("{}{rest}", self.prefix)
-    }
-    pub(crate) fn leader(&self) -> String {
-        self.key("leader")
-    }
-    pub(crate) fn candidates(&self) -> String {
-        self.key("candidates/")
-    }
-    pub(crate) fn candidate(&self, id: &str) -> String {
-        self.key(&format!("candidates/{}", escape(id)))
-    }
-    fn schema(&self) -> String {
-        self.key("schema")
-    }
-    fn journal_id(&self) -> String {
-        self.key("journal_id")
-    }
-    fn meta(&self) -> String {
-        self.key("meta")
-    }
-    fn next_request(&self) -> String {
-        self.key("next_request")
-    }
-    fn hosts(&self) -> String {
-        self.key("hosts/")
-    }
-    fn host_bucket(&self, host: &HostId) -> String {
-        self.key(&format!("hosts/{:02}", fnv1a(host.as_str()) % HOST_BUCKETS))
-    }
-    fn instances(&self) -> String {
-        self.key("instances/")
-    }
-    fn host_instances(&self, host: &HostId) -> String {
-        self.key(&format!("instances/{}", escape(host.as_str())))
-    }
-    fn history(&self) -> String {
-        self.key("history/")
-    }
-    fn history_entry(&self, seq: u64) -> String {
-        self.key(&format!("history/{seq:020}"))
-    }
-    fn outbox(&self) -> String {
-        self.key("outbox/")
-    }
-    fn outbox_entry(&self, key: &str) -> String {
-        self.key(&format!("outbox/{}", escape(key)))
-    }
-    fn requests(&self) -> String {
-        self.key("requests/")
-    }
-    fn request(&self, id: u64) -> String {
-        self.key(&format!("requests/{id:020}"))
-    }
-}
-
-/// `/` and `%` escaped, so a name is exactly one key segment (`compute-1` never prefixes `compute-10`'s
-/// keys, whatever the names hold).
-fn escape(s: &str) -> String {
-    s.replace('%', "%25").replace('/', "%2F")
-}
-
-/// A stable hash (FNV-1a), so every version of freezer-dr finds a host in the same bucket.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// An outbox entry as stored: entries created by one commit share its create revision, so their order
-/// within it is kept here.
-#[derive(Serialize, Deserialize)]
-struct StoredOutbox {
-    order: usize,
-    #[serde(flatten)]
-    entry: OutboxEntry,
-}
-
-/// One host's instance records, as stored.
-#[derive(Serialize, Deserialize)]
-struct StoredInstances {
-    host: HostId,
-    instances: BTreeMap<String, InstanceRecord>,
-}
 
 /// The [`Journal`] in etcd, for HA mode.
 ///
@@ -763,33 +652,5 @@ impl Journal for EtcdJournal {
             )
             .await?;
         resp.kvs().iter().map(decode).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_one_key_segment() {
-        let k = Keys::new("e");
-        assert_eq!(
-            k.host_instances(&HostId::from("a/b%c")),
-            "/freezer-dr/e/instances/a%2Fb%25c"
-        );
-        assert_eq!(k.outbox_entry("r9/0"), "/freezer-dr/e/outbox/r9%2F0");
-    }
-
-    #[test]
-    fn buckets_are_stable_and_spread() {
-        let k = Keys::new("e");
-        assert_eq!(
-            k.host_bucket(&HostId::from("compute-1")),
-            k.host_bucket(&HostId::from("compute-1"))
-        );
-        let used: std::collections::BTreeSet<String> = (0..200)
-            .map(|i| k.host_bucket(&HostId::new(format!("compute-{i}"))))
-            .collect();
-        assert!(used.len() > 24, "{used:?}");
     }
 }

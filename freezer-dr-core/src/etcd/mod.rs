@@ -30,10 +30,14 @@ mod election;
 #[cfg(feature = "etcd")]
 mod journal;
 #[cfg(feature = "etcd")]
+mod layout;
+#[cfg(feature = "etcd")]
 mod lease;
 
 pub use config::{HA_EXAMPLE, HaBackend, HaConfig, HaTlsConfig};
 #[cfg(feature = "etcd")]
 pub use election::{Candidate, HaStatus, Leadership, Member};
 #[cfg(feature = "etcd")]
-pub use journal::{EtcdJournal, HISTORY_COMMITS};
+pub use journal::EtcdJournal;
+#[cfg(feature = "etcd")]
+pub use layout::HISTORY_COMMITS;

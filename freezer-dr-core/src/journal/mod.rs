@@ -9,11 +9,13 @@ use crate::Result;
 use crate::engine::{Changes, HistoryEvent, OperatorRequest, Snapshot};
 use crate::{Report, Timestamp};
 
+mod lock;
 mod memory;
 mod redb_journal;
 
+pub use lock::DaemonLock;
 pub use memory::MemoryJournal;
-pub use redb_journal::{DaemonLock, HISTORY_LIMIT, RedbJournal};
+pub use redb_journal::{HISTORY_LIMIT, RedbJournal};
 
 /// One report waiting for one notifier.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
