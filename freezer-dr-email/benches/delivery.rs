@@ -9,7 +9,7 @@ mod common;
 use std::time::Instant;
 
 use common::*;
-use freezer_dr_core::{HostId, Instance, InstanceOutcome, Notifier, Outcome, Recipient, Report};
+use freezer_dr_core::{HostId, InstanceOutcome, Notifier, Outcome, Report};
 
 /// A recovery of one host with `projects` projects, two instances and one user each.
 fn incident(id: &str, projects: usize) -> Report {
@@ -20,16 +20,7 @@ fn incident(id: &str, projects: usize) -> Report {
         let project = format!("project-{p:04}");
         for i in 0..2 {
             r.instances.push(InstanceOutcome {
-                instance: Instance {
-                    id: format!("{project}-vm-{i}"),
-                    name: format!("vm-{i}"),
-                    project: project.clone(),
-                    user: "u".into(),
-                    status: "ACTIVE".into(),
-                    host: HostId::from("compute-7"),
-                    metadata: Default::default(),
-                    volume_backed: true,
-                },
+                instance: instance(&format!("{project}-vm-{i}"), &format!("vm-{i}"), &project),
                 outcome: Outcome::Evacuated {
                     to: HostId::from("compute-9"),
                     status: "ACTIVE".into(),
@@ -37,14 +28,9 @@ fn incident(id: &str, projects: usize) -> Report {
                 attempts: 1,
             });
         }
-        r.recipients.insert(
-            project.clone(),
-            vec![Recipient {
-                user_id: format!("u-{p}"),
-                name: format!("user {p}"),
-                email: Some(format!("user-{p}@example.org")),
-            }],
-        );
+        let email = format!("user-{p}@example.org");
+        r.recipients
+            .insert(project.clone(), vec![user(&format!("u-{p}"), Some(&email))]);
     }
     r
 }

@@ -32,9 +32,13 @@
 //! ```
 
 mod config;
+mod ledger;
 mod notifier;
+mod plan;
+mod rate;
 mod render;
 mod sample;
+mod smtp;
 
 pub use config::{EmailConfig, Phase, Starttls};
 pub use notifier::EmailNotifier;

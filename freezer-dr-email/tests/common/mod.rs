@@ -221,6 +221,12 @@ pub fn read_maildir(maildir: &Path) -> Vec<Received> {
         .collect()
 }
 
+/// Panics, showing `text`, unless it holds `needle`.
+#[track_caller]
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{needle:?} is not in:\n{text}");
+}
+
 /// Messages whose envelope recipient is `addr`.
 pub fn to_addr<'a>(msgs: &'a [Received], addr: &str) -> Vec<&'a Received> {
     msgs.iter()
@@ -349,7 +355,20 @@ pub fn notifier(cfg: EmailConfig) -> EmailNotifier {
     EmailNotifier::new(cfg).unwrap()
 }
 
-fn instance(id: &str, name: &str, project: &str) -> Instance {
+/// A plain SMTP server; `None` when the SMTP tests are skipped.
+pub fn plain_server() -> Option<SmtpServer> {
+    (!skip()).then(|| SmtpServer::start(&ServerOptions::default()))
+}
+
+/// A plain SMTP server and a notifier with [`config`] for it; `None` when the SMTP tests are skipped.
+pub fn plain_notifier() -> Option<(SmtpServer, EmailNotifier)> {
+    let server = plain_server()?;
+    let n = notifier(config(server.port));
+    Some((server, n))
+}
+
+/// An ACTIVE instance on compute-7.
+pub fn instance(id: &str, name: &str, project: &str) -> Instance {
     Instance {
         id: id.into(),
         name: name.into(),
@@ -362,7 +381,8 @@ fn instance(id: &str, name: &str, project: &str) -> Instance {
     }
 }
 
-fn user(id: &str, email: Option<&str>) -> Recipient {
+/// A user `name-<id>` of a project.
+pub fn user(id: &str, email: Option<&str>) -> Recipient {
     Recipient {
         user_id: id.into(),
         name: format!("name-{id}"),
