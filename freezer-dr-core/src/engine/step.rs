@@ -190,18 +190,16 @@ impl Engine {
         let listed: BTreeSet<HostId> = observed.iter().map(|h| h.host.clone()).collect();
         self.track_absent(now, &listed, out);
         for h in observed {
-            if !self.hosts.contains_key(&h.host) {
-                let rec = HostRecord::new(h.host.clone(), now);
-                self.hosts.insert(h.host.clone(), rec);
-            }
-            let Some(rec) = self.hosts.get_mut(&h.host) else {
-                continue;
-            };
-            if rec.health != h.health || rec.admin != h.admin || rec.absent_since.is_some() {
+            let rec = self
+                .hosts
+                .entry(h.host.clone())
+                .or_insert_with(|| HostRecord::new(h.host.clone(), now));
+            if (rec.health != h.health || rec.admin != h.admin || rec.absent_since.is_some())
+                && let Some(rec) = self.host_mut(&h.host)
+            {
                 rec.health = h.health;
                 rec.admin = h.admin;
                 rec.absent_since = None;
-                self.dirty_hosts.insert(h.host.clone());
             }
             if !all_stale {
                 self.advance_on_observation(now, &h.host, out);
@@ -259,9 +257,8 @@ impl Engine {
                     "no longer listed by the monitors: strikes dropped, never fenced",
                 ),
                 (stage, None) => {
-                    if let Some(rec) = self.hosts.get_mut(&host) {
+                    if let Some(rec) = self.host_mut(&host) {
                         rec.absent_since = Some(now);
-                        self.dirty_hosts.insert(host.clone());
                     }
                     let summary = format!(
                         "{host} is no longer listed by the monitors (at stage {}): it is forgotten in {} \
@@ -306,7 +303,7 @@ impl Engine {
             })
             .unwrap_or_default();
         self.back_to_healthy(now, host, &summary);
-        if let Some(rec) = self.hosts.get_mut(host) {
+        if let Some(rec) = self.host_mut(host) {
             rec.absent_since = None;
         }
         let mut r = self.report(now, ReportKind::NeedsOperator, Some(host.clone()), summary);
@@ -386,23 +383,20 @@ impl Engine {
                         &format!("down again while being returned to service ({streak} observations in a row)"),
                         out,
                     );
-                } else if let Some(rec) = self.hosts.get_mut(host) {
+                } else if let Some(rec) = self.host_mut(host) {
                     rec.down_streak = streak;
-                    self.dirty_hosts.insert(host.clone());
                 }
             }
             Stage::Restoring if up && rec.down_streak > 0 => {
-                if let Some(rec) = self.hosts.get_mut(host) {
+                if let Some(rec) = self.host_mut(host) {
                     rec.down_streak = 0;
-                    self.dirty_hosts.insert(host.clone());
                 }
             }
             Stage::Evacuated if !up => {
-                if let Some(rec) = self.hosts.get_mut(host)
-                    && rec.up_streak > 0
+                if rec.up_streak > 0
+                    && let Some(rec) = self.host_mut(host)
                 {
                     rec.up_streak = 0;
-                    self.dirty_hosts.insert(host.clone());
                 }
             }
             Stage::Evacuated => match self.cfg.return_to_service {
@@ -415,9 +409,8 @@ impl Engine {
                             Stage::Restoring,
                             format!("reports up again ({streak} observations in a row): returning it to service"),
                         );
-                    } else if let Some(rec) = self.hosts.get_mut(host) {
+                    } else if let Some(rec) = self.host_mut(host) {
                         rec.up_streak = streak;
-                        self.dirty_hosts.insert(host.clone());
                     }
                 }
                 ReturnToService::Manual => {
@@ -447,14 +440,17 @@ impl Engine {
     /// power is read again (and it is fenced again if on); the operators are told, as someone powered a
     /// fenced host on.
     fn void_proof_if_alive(&mut self, now: Timestamp, host: &HostId, out: &mut Vec<Command>) {
-        let Some(rec) = self.hosts.get_mut(host) else {
-            return;
-        };
-        if rec.health != Health::Up || rec.fence.is_none() {
+        if !self
+            .hosts
+            .get(host)
+            .is_some_and(|rec| rec.health == Health::Up && rec.fence.is_some())
+        {
             return;
         }
+        let Some(rec) = self.host_mut(host) else {
+            return;
+        };
         rec.fence = None;
-        self.dirty_hosts.insert(host.clone());
         let stage = rec.stage.clone();
         if matches!(stage, Stage::Isolating { .. } | Stage::Evacuating) {
             // Answers to calls in flight are ignored from here; after the power read the instances are
@@ -609,16 +605,13 @@ impl Engine {
     }
 
     fn start_recovery(&mut self, now: Timestamp, host: &HostId, why: &str, out: &mut Vec<Command>) {
-        let Some(rec) = self.hosts.get_mut(host) else {
+        let Some(rec) = self.host_mut(host) else {
             return;
         };
         rec.recovery = Some(format!("{host}@{}", now.as_millis()));
         rec.timeline.clear();
         rec.fence = None;
-        if !rec.instances.is_empty() {
-            rec.instances.clear();
-            self.cleared.insert(host.clone());
-        }
+        self.clear_instances(host);
         if self.levels == 0 {
             self.needs_operator(
                 now,
@@ -695,10 +688,10 @@ impl Engine {
         if !self.take_pending(host, HostCall::PowerStatus(level)) {
             return;
         }
-        let Some(rec) = self.hosts.get_mut(host) else {
+        let Some(stage) = self.stage_of(host).cloned() else {
             return;
         };
-        match rec.stage.clone() {
+        match stage {
             // Re-check after a restart: a power-off may or may not have been sent.
             Stage::Fencing {
                 attempted: true, ..
@@ -735,13 +728,15 @@ impl Engine {
                         Ok(state) => format!("reads {state}"),
                         Err(f) => format!("unreadable: {f}"),
                     };
-                    rec.stage = Stage::Verifying {
-                        level,
-                        deadline,
-                        next_poll: now.after(self.cfg.fencing.poll_interval),
-                        last: Some(last),
-                    };
-                    self.dirty_hosts.insert(host.clone());
+                    let next_poll = now.after(self.cfg.fencing.poll_interval);
+                    if let Some(rec) = self.host_mut(host) {
+                        rec.stage = Stage::Verifying {
+                            level,
+                            deadline,
+                            next_poll,
+                            last: Some(last),
+                        };
+                    }
                 }
             },
             _ => {}
@@ -783,7 +778,7 @@ impl Engine {
 
     /// Mints the proof: the only way into isolation.
     fn confirm(&mut self, now: Timestamp, host: &HostId, proof: FenceProof) {
-        let Some(rec) = self.hosts.get_mut(host) else {
+        let Some(rec) = self.host_mut(host) else {
             return;
         };
         let recovery = rec
@@ -842,7 +837,7 @@ impl Engine {
                 self.set_stage(now, host, Stage::Isolating { isolated: true }, what);
                 // The pause before the listing (which reads the marker again): see `isolation_settle`.
                 if !settle.is_zero()
-                    && let Some(rec) = self.hosts.get_mut(host)
+                    && let Some(rec) = self.host_mut(host)
                 {
                     rec.retry_at = Some(now.after(settle));
                 }
@@ -1412,7 +1407,7 @@ impl Engine {
         {
             // Whatever it went through before, its power is read first (it is powered off again if it
             // reads on): an old fence proof is never reused.
-            if let Some(rec) = self.hosts.get_mut(host) {
+            if let Some(rec) = self.host_mut(host) {
                 rec.fence = None;
                 rec.recovery
                     .get_or_insert_with(|| format!("{host}@{}", now.as_millis()));
@@ -1498,7 +1493,7 @@ impl Engine {
                         host: host.clone(),
                         level,
                     });
-                } else if !paused {
+                } else if !paused && let Some(rec) = self.host_mut(host) {
                     // Recorded before the command leaves (write-ahead): after a crash the power status is
                     // read first.
                     rec.stage = Stage::Fencing {
@@ -1506,7 +1501,6 @@ impl Engine {
                         attempted: true,
                     };
                     rec.pending = Some(HostCall::PowerOff(level));
-                    self.dirty_hosts.insert(host.clone());
                     out.push(Command::PowerOff {
                         host: host.clone(),
                         level,
@@ -1749,6 +1743,17 @@ impl Engine {
         self.hosts.get(host).map(|h| &h.stage)
     }
 
+    /// The host's record, marked changed: the journal writes it with the next
+    /// [`take_changes`](Engine::take_changes). Every change to what is stored of a host goes through
+    /// here (a missed mark loses the change after a crash; an extra one costs a write). Only what is not
+    /// stored with the record is reached through `hosts.get_mut`: the call in flight (`pending`) and the
+    /// instance records (journaled on their own, see [`Engine::touch_instance`]).
+    fn host_mut(&mut self, host: &HostId) -> Option<&mut HostRecord> {
+        let rec = self.hosts.get_mut(host)?;
+        self.dirty_hosts.insert(host.clone());
+        Some(rec)
+    }
+
     fn instance_mut(&mut self, host: &HostId, id: &str) -> Option<&mut InstanceRecord> {
         let rec = self.hosts.get_mut(host)?;
         if rec.stage != Stage::Evacuating {
@@ -1770,7 +1775,7 @@ impl Engine {
 
     fn set_stage(&mut self, now: Timestamp, host: &HostId, stage: Stage, what: impl Into<String>) {
         let what = what.into();
-        if let Some(rec) = self.hosts.get_mut(host) {
+        if let Some(rec) = self.host_mut(host) {
             rec.stage = stage;
             rec.since = now;
             rec.failures = 0;
@@ -1780,21 +1785,27 @@ impl Engine {
             if rec.recovery.is_some() {
                 rec.timeline.push((now, what.clone()));
             }
-            self.dirty_hosts.insert(host.clone());
         }
         self.note(now, Some(host), None, what);
     }
 
     fn back_to_healthy(&mut self, now: Timestamp, host: &HostId, what: &str) {
         self.set_stage(now, host, Stage::Healthy, what);
-        if let Some(rec) = self.hosts.get_mut(host) {
+        if let Some(rec) = self.host_mut(host) {
             rec.fence = None;
             rec.recovery = None;
             rec.timeline.clear();
-            if !rec.instances.is_empty() {
-                rec.instances.clear();
-                self.cleared.insert(host.clone());
-            }
+        }
+        self.clear_instances(host);
+    }
+
+    /// Drops the host's instance records (the journal deletes them with the next changes).
+    fn clear_instances(&mut self, host: &HostId) {
+        if let Some(rec) = self.hosts.get_mut(host)
+            && !rec.instances.is_empty()
+        {
+            rec.instances.clear();
+            self.cleared.insert(host.clone());
         }
     }
 
@@ -1836,13 +1847,12 @@ impl Engine {
             return self.needs_operator(now, host, format!("{doing} failed: {f}"), out);
         }
         let retry_at = now.after(self.cfg.step_retry);
-        let Some(rec) = self.hosts.get_mut(host) else {
+        let Some(rec) = self.host_mut(host) else {
             return;
         };
         rec.failures = rec.failures.saturating_add(1);
         rec.retry_at = Some(retry_at);
         let failures = rec.failures;
-        self.dirty_hosts.insert(host.clone());
         let what = format!("{doing} failed ({failures} in a row), retrying at {retry_at}: {f}");
         self.note(now, Some(host), None, what.clone());
         if failures == ALERT_AFTER_FAILURES {
