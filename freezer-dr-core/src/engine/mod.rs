@@ -11,7 +11,14 @@
 //! budget, the instance policy and the return to service all live here.
 
 mod command;
+mod drive;
+mod evacuation;
+mod fencing;
+mod observe;
+mod operator;
 pub mod policy;
+mod report;
+mod restore;
 mod state;
 mod step;
 #[cfg(test)]
