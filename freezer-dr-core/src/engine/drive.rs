@@ -4,7 +4,7 @@
 
 use super::restore::restore_overdue;
 use super::state::HostCall;
-use super::{Command, Engine, InstanceState, Stage};
+use super::{Command, Engine, InstanceRecord, InstanceState, Stage};
 use crate::{HostId, Timestamp};
 
 impl Engine {
@@ -251,53 +251,42 @@ impl Engine {
                         instance: inst.instance.clone(),
                     });
                 }
-                InstanceState::Starting {
-                    since,
-                    on,
-                    not_before,
-                } => {
-                    if now.since(*since) >= evac.timeout {
-                        *active = active.saturating_sub(1);
-                        let reason = format!(
-                            "rebuilt on {on} but not running within {}: it could not be started",
-                            humantime::format_duration(evac.timeout)
-                        );
-                        events.push((id.clone(), reason.clone()));
-                        inst.state = InstanceState::Failed { reason };
-                    } else {
-                        all_done = false;
-                        if !paused && now >= *not_before {
-                            inst.inflight = true;
-                            events.push((id.clone(), format!("starting it on {on}")));
-                            out.push(Command::Start {
-                                host: host.clone(),
-                                instance: inst.instance.clone(),
-                            });
-                        }
+                // Accepted, yet not running within the timeout (counted from the request): failed.
+                InstanceState::Rebuilding { since, detail, .. }
+                    if now.since(*since) >= evac.timeout =>
+                {
+                    let reason = format!(
+                        "not running elsewhere within {} (last seen: {detail})",
+                        humantime::format_duration(evac.timeout)
+                    );
+                    time_out(inst, id, reason, active, &mut events);
+                }
+                InstanceState::Starting { since, on, .. } if now.since(*since) >= evac.timeout => {
+                    let reason = format!(
+                        "rebuilt on {on} but not running within {}: it could not be started",
+                        humantime::format_duration(evac.timeout)
+                    );
+                    time_out(inst, id, reason, active, &mut events);
+                }
+                InstanceState::Rebuilding { next_poll, .. } => {
+                    all_done = false;
+                    if now >= *next_poll {
+                        inst.inflight = true;
+                        out.push(Command::Progress {
+                            host: host.clone(),
+                            instance: inst.instance.clone(),
+                        });
                     }
                 }
-                InstanceState::Rebuilding {
-                    since,
-                    next_poll,
-                    detail,
-                } => {
-                    if now.since(*since) >= evac.timeout {
-                        *active = active.saturating_sub(1);
-                        let reason = format!(
-                            "not running elsewhere within {} (last seen: {detail})",
-                            humantime::format_duration(evac.timeout)
-                        );
-                        events.push((id.clone(), reason.clone()));
-                        inst.state = InstanceState::Failed { reason };
-                    } else {
-                        all_done = false;
-                        if now >= *next_poll {
-                            inst.inflight = true;
-                            out.push(Command::Progress {
-                                host: host.clone(),
-                                instance: inst.instance.clone(),
-                            });
-                        }
+                InstanceState::Starting { on, not_before, .. } => {
+                    all_done = false;
+                    if !paused && now >= *not_before {
+                        inst.inflight = true;
+                        events.push((id.clone(), format!("starting it on {on}")));
+                        out.push(Command::Start {
+                            host: host.clone(),
+                            instance: inst.instance.clone(),
+                        });
                     }
                 }
                 _ => {}
@@ -310,4 +299,18 @@ impl Engine {
             self.finish_evacuation(now, host, out);
         }
     }
+}
+
+/// An instance whose evacuation was accepted but that is not running within the timeout: failed, and its
+/// evacuation slot is free.
+fn time_out(
+    inst: &mut InstanceRecord,
+    id: &str,
+    reason: String,
+    active: &mut usize,
+    events: &mut Vec<(String, String)>,
+) {
+    *active = active.saturating_sub(1);
+    events.push((id.to_owned(), reason.clone()));
+    inst.state = InstanceState::Failed { reason };
 }

@@ -478,16 +478,7 @@ impl Engine {
             outcomes.len()
         );
         self.set_stage(now, host, Stage::Evacuated, summary.clone());
-        let timeline: Vec<String> = self
-            .hosts
-            .get(host)
-            .map(|r| {
-                r.timeline
-                    .iter()
-                    .map(|(t, w)| format!("{t}  {w}"))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let timeline = self.timeline(host);
         let by_other: Vec<String> = self
             .hosts
             .get(host)

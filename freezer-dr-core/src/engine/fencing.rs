@@ -26,20 +26,14 @@ impl Engine {
             return;
         }
         match result {
-            Ok(()) => {
-                let deadline = now.after(self.cfg.fencing.confirm_timeout);
-                self.set_stage(
-                    now,
-                    host,
-                    Stage::Verifying {
-                        level,
-                        deadline,
-                        next_poll: now,
-                        last: None,
-                    },
-                    format!("fencer[{level}] accepted the power-off: verifying"),
-                );
-            }
+            Ok(()) => self.verify(
+                now,
+                host,
+                level,
+                now,
+                None,
+                format!("fencer[{level}] accepted the power-off: verifying"),
+            ),
             Err(f) => self.next_level(
                 now,
                 host,
@@ -78,20 +72,14 @@ impl Engine {
                     },
                     format!("power status reads {state}: powering it off"),
                 ),
-                Err(f) => {
-                    let deadline = now.after(self.cfg.fencing.confirm_timeout);
-                    self.set_stage(
-                        now,
-                        host,
-                        Stage::Verifying {
-                            level,
-                            deadline,
-                            next_poll: now.after(self.cfg.fencing.poll_interval),
-                            last: Some(format!("unreadable: {f}")),
-                        },
-                        format!("power status unreadable after a restart: verifying ({f})"),
-                    );
-                }
+                Err(f) => self.verify(
+                    now,
+                    host,
+                    level,
+                    now.after(self.cfg.fencing.poll_interval),
+                    Some(format!("unreadable: {f}")),
+                    format!("power status unreadable after a restart: verifying ({f})"),
+                ),
             },
             Stage::Verifying { deadline, .. } => match result {
                 Ok(PowerState::Off) => self.confirm(now, host, FenceProof::PowerStatus { level }),
@@ -113,6 +101,41 @@ impl Engine {
             },
             _ => {}
         }
+    }
+
+    /// Into `Verifying` at `level`: from now on its power status has `confirm_timeout` to read off.
+    fn verify(
+        &mut self,
+        now: Timestamp,
+        host: &HostId,
+        level: usize,
+        next_poll: Timestamp,
+        last: Option<String>,
+        what: String,
+    ) {
+        let deadline = now.after(self.cfg.fencing.confirm_timeout);
+        let stage = Stage::Verifying {
+            level,
+            deadline,
+            next_poll,
+            last,
+        };
+        self.set_stage(now, host, stage, what);
+    }
+
+    /// Fenced again from the first level, its power read first (it is powered off again if it reads on):
+    /// a fence proof from before is never reused.
+    pub(super) fn read_power_first(
+        &mut self,
+        now: Timestamp,
+        host: &HostId,
+        what: impl Into<String>,
+    ) {
+        let stage = Stage::Fencing {
+            level: 0,
+            attempted: true,
+        };
+        self.set_stage(now, host, stage, what);
     }
 
     /// Gives up a fencing level: the next level, or a person when none is left.
@@ -208,15 +231,7 @@ impl Engine {
                 "seen alive after it was fenced (at stage {}): the fence proof is void; nothing more is                  done to it until its power reads off again (it is powered off again if it reads on)",
                 stage.name()
             );
-            self.set_stage(
-                now,
-                host,
-                Stage::Fencing {
-                    level: 0,
-                    attempted: true,
-                },
-                why.clone(),
-            );
+            self.read_power_first(now, host, why.clone());
             let summary = format!("{host} was seen alive after it was fenced: re-fencing it");
             let mut r = self.report(now, ReportKind::NeedsOperator, Some(host.clone()), summary);
             r.details.push(why);

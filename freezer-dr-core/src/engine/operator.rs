@@ -164,13 +164,9 @@ impl Engine {
                 rec.recovery
                     .get_or_insert_with(|| format!("{host}@{}", now.as_millis()));
             }
-            self.set_stage(
+            self.read_power_first(
                 now,
                 host,
-                Stage::Fencing {
-                    level: 0,
-                    attempted: true,
-                },
                 "operator asked to recover it: reading its power first",
             );
         } else {

@@ -24,14 +24,21 @@ impl Engine {
         );
         let summary = format!("{host} needs an operator: {why}");
         let mut r = self.report(now, ReportKind::NeedsOperator, Some(host.clone()), summary);
-        if let Some(rec) = self.hosts.get(host) {
-            r.details = rec
-                .timeline
-                .iter()
-                .map(|(t, w)| format!("{t}  {w}"))
-                .collect();
-        }
+        r.details = self.timeline(host);
         out.push(Command::Notify(r));
+    }
+
+    /// The host's recovery so far, one report line per step (`<time>  <what>`).
+    pub(super) fn timeline(&self, host: &HostId) -> Vec<String> {
+        self.hosts
+            .get(host)
+            .map(|r| {
+                r.timeline
+                    .iter()
+                    .map(|(t, w)| format!("{t}  {w}"))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// A host-level step failed even after the runtime's retries.

@@ -136,16 +136,7 @@ impl Engine {
     ) {
         let summary =
             format!("{host} forgotten: {why}; it no longer counts against the storm budget");
-        let timeline: Vec<String> = self
-            .hosts
-            .get(host)
-            .map(|r| {
-                r.timeline
-                    .iter()
-                    .map(|(t, w)| format!("{t}  {w}"))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let timeline = self.timeline(host);
         self.back_to_healthy(now, host, &summary);
         if let Some(rec) = self.host_mut(host) {
             rec.absent_since = None;
