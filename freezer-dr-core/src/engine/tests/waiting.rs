@@ -1,0 +1,130 @@
+//! Waiting costs no CPU, and shutdown: the next wake-up, what counts as settled, and a drain that
+//! starts nothing new.
+
+use super::*;
+
+#[test]
+fn next_wakeup_tracks_polls_and_deadlines() {
+    let mut b = Bench::default();
+    assert_eq!(b.engine.next_wakeup(), None);
+    b.down_for_strikes(&["c1"]);
+    assert_eq!(b.engine.next_wakeup(), None, "power-off in flight");
+    b.powered_off("c1", 0, Ok(()));
+    assert_eq!(b.engine.next_wakeup(), None, "status read in flight");
+    b.power_read("c1", 0, PowerState::On);
+    assert_eq!(
+        b.engine.next_wakeup(),
+        Some(b.now.after(Duration::from_secs(1)))
+    );
+    b.advance(1);
+    b.step(Input::Tick);
+    b.power_read("c1", 0, PowerState::Off);
+    b.isolated("c1");
+    b.listed("c1", vec![instance("a", "c1")]);
+    b.sent("c1", "a", Err(fail(ErrorKind::Conflict).clone_permanent()));
+    assert_eq!(
+        b.engine.next_wakeup(),
+        Some(b.now.after(Duration::from_secs(5)))
+    );
+    b.advance(5);
+    b.step(Input::Tick);
+    b.sent("c1", "a", Ok(()));
+    assert_eq!(
+        b.engine.next_wakeup(),
+        Some(b.now.after(Duration::from_secs(2)))
+    );
+}
+
+#[test]
+fn instances_waiting_for_a_slot_do_not_wake_the_loop() {
+    let mut cfg = config();
+    cfg.evacuation.concurrency = 1;
+    let mut b = Bench::new(cfg, 1);
+    let many: Vec<Instance> = (0..30)
+        .map(|i| instance(&format!("i{i:02}"), "c1"))
+        .collect();
+    assert_eq!(b.fence_and_list("c1", many), ["evacuate i00 from c1"]);
+    assert!(b.sent("c1", "i00", Ok(())).is_empty());
+    // 29 instances wait for the one slot: the next thing due is the running one's poll, not "now".
+    assert_eq!(
+        b.engine.next_wakeup(),
+        Some(b.now.after(Duration::from_secs(2)))
+    );
+}
+
+#[test]
+fn writes_held_by_the_brake_do_not_wake_the_loop() {
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![instance("a", "c1"), instance("b", "c1")]);
+    b.step(Input::Operator(OperatorRequest::Pause {
+        reason: "maintenance".into(),
+    }));
+    // `a` is refused and falls due for a retry while the brake is on; `b` never left.
+    b.sent("c1", "a", Err(fail(ErrorKind::Conflict)));
+    b.sent("c1", "b", Err(fail(ErrorKind::Conflict)));
+    b.advance(60);
+    assert!(b.step(Input::Tick).is_empty());
+    assert_eq!(
+        b.engine.next_wakeup(),
+        None,
+        "{:?}",
+        b.instance_state("c1", "a")
+    );
+    // A host-level write waiting for its retry under the brake: no wake-up either.
+    let mut b = Bench::default();
+    b.fence_and_list("c2", vec![]);
+    b.advance(10);
+    b.up_for_strikes();
+    assert_eq!(b.stage("c2"), Stage::Restoring);
+    b.step(Input::Operator(OperatorRequest::Pause {
+        reason: "maintenance".into(),
+    }));
+    b.step(Input::Restored {
+        host: "c2".into(),
+        result: Err(fail(ErrorKind::Unreachable)),
+    });
+    b.advance(60);
+    assert!(b.step(Input::Tick).is_empty());
+    let rec = b.engine.host(&"c2".into()).unwrap();
+    assert_eq!(
+        b.engine.next_wakeup(),
+        Some(rec.since.after(b.engine.config().restore_timeout)),
+        "only the stage's own deadline, in the future"
+    );
+}
+
+#[test]
+fn is_settled_only_when_no_recovery_is_mid_way() {
+    let mut b = Bench::default();
+    assert!(b.engine.is_settled());
+    b.down_for_strikes(&["c1"]);
+    assert!(!b.engine.is_settled());
+    b.powered_off("c1", 0, Ok(()));
+    b.power_read("c1", 0, PowerState::Off);
+    b.isolated("c1");
+    b.listed("c1", vec![]);
+    assert!(b.engine.is_settled());
+}
+
+// ----- shutdown ------------------------------------------------------------------------------------------
+
+#[test]
+fn a_result_taken_in_while_draining_starts_nothing_and_counts_no_attempt() {
+    let mut cfg = config();
+    cfg.evacuation.concurrency = 1;
+    cfg.evacuation.attempts = 1;
+    let mut b = Bench::new(cfg, 1);
+    b.fence_and_list("c1", vec![instance("a", "c1"), instance("b", "c1")]);
+    b.sent("c1", "a", Ok(()));
+    b.advance(2);
+    assert_eq!(b.step(Input::Tick), ["progress a on c1"]);
+    b.engine.drain();
+    // `a` is done: the slot frees, but nothing is sent while shutting down, and `b` keeps its attempt.
+    assert!(b.done("c1", "a", "c2").is_empty());
+    assert!(matches!(
+        b.instance_state("c1", "b"),
+        InstanceState::Pending { .. }
+    ));
+    let rec = b.engine.host(&"c1".into()).unwrap();
+    assert_eq!(rec.instances["b"].attempts, 0);
+}
