@@ -7,9 +7,7 @@ use super::*;
 #[test]
 fn a_temporary_isolation_failure_is_retried_after_the_step_delay() {
     let mut b = Bench::default();
-    b.down_for_strikes(&["c1"]);
-    b.powered_off("c1", 0, Ok(()));
-    b.power_read("c1", 0, PowerState::Off);
+    b.confirmed_off("c1");
     assert!(
         b.step(Input::Isolated {
             host: "c1".into(),
@@ -108,9 +106,7 @@ fn the_started_report_lists_each_instance_and_what_the_policy_decided() {
     let mut cfg = config();
     cfg.policy.local_root_disk = LocalRootDisk::Skip;
     let mut b = Bench::new(cfg, 1);
-    b.down_for_strikes(&["c1"]);
-    b.powered_off("c1", 0, Ok(()));
-    b.power_read("c1", 0, PowerState::Off);
+    b.confirmed_off("c1");
     b.isolated("c1");
     let mut local = instance("local", "c1");
     local.volume_backed = false;
@@ -325,10 +321,7 @@ fn evacuations_respect_the_global_concurrency() {
 #[test]
 fn an_instance_deleted_meanwhile_is_gone_not_failed() {
     let mut b = Bench::default();
-    b.fence_and_list("c1", vec![instance("a", "c1")]);
-    b.sent("c1", "a", Ok(()));
-    b.advance(2);
-    b.step(Input::Tick);
+    b.rebuilding("c1", "a");
     assert_eq!(
         b.progress("c1", "a", Progress::Gone),
         ["notify recovered c1"]
@@ -339,10 +332,7 @@ fn an_instance_deleted_meanwhile_is_gone_not_failed() {
 #[test]
 fn done_on_the_failed_host_itself_is_not_success() {
     let mut b = Bench::default();
-    b.fence_and_list("c1", vec![instance("a", "c1")]);
-    b.sent("c1", "a", Ok(()));
-    b.advance(2);
-    b.step(Input::Tick);
+    b.rebuilding("c1", "a");
     assert!(b.done("c1", "a", "c1").is_empty());
     assert!(matches!(
         b.instance_state("c1", "a"),
@@ -524,10 +514,7 @@ fn a_start_waits_for_the_brake_and_is_sent_again_after_a_restart() {
 #[test]
 fn stopped_on_the_failed_host_itself_is_not_started_but_asked_again() {
     let mut b = Bench::default();
-    b.fence_and_list("c1", vec![instance("a", "c1")]);
-    b.sent("c1", "a", Ok(()));
-    b.advance(2);
-    b.step(Input::Tick);
+    b.rebuilding("c1", "a");
     assert!(b.progress("c1", "a", needs_start("c1")).is_empty());
     assert!(matches!(
         b.instance_state("c1", "a"),
@@ -538,10 +525,7 @@ fn stopped_on_the_failed_host_itself_is_not_started_but_asked_again() {
 #[test]
 fn a_temporary_start_failure_is_tried_again_after_the_poll_interval() {
     let mut b = Bench::default();
-    b.fence_and_list("c1", vec![instance("a", "c1")]);
-    b.sent("c1", "a", Ok(()));
-    b.advance(2);
-    b.step(Input::Tick);
+    b.rebuilding("c1", "a");
     assert_eq!(
         b.progress("c1", "a", needs_start("c2")),
         ["start a from c1"]

@@ -128,10 +128,7 @@ fn recover_after_the_host_was_seen_alive_reads_its_power_and_fences_again() {
     b.fence_and_list("c1", vec![]);
     // Repaired: up for the strike count, restore fails for good.
     assert_eq!(b.up_for_strikes(), ["restore c1"]);
-    let cmds = b.step(Input::Restored {
-        host: "c1".into(),
-        result: Err(fail(ErrorKind::Auth)),
-    });
+    let cmds = b.restored("c1", Err(fail(ErrorKind::Auth)));
     assert_eq!(cmds, ["notify needs_operator c1"]);
     // Seen alive (it heartbeats) while still carrying our isolation: the old proof is void, and it stays
     // for an operator.
@@ -164,27 +161,17 @@ fn recover_after_the_host_was_seen_alive_reads_its_power_and_fences_again() {
 #[test]
 fn recover_with_a_proof_from_before_still_reads_the_power_first() {
     let mut b = Bench::default();
-    b.down_for_strikes(&["c1"]);
-    b.powered_off("c1", 0, Ok(()));
-    b.power_read("c1", 0, PowerState::Off);
-    b.step(Input::Isolated {
-        host: "c1".into(),
-        result: Err(fail(ErrorKind::Auth)),
-    });
+    b.confirmed_off("c1");
+    b.isolated_with("c1", Err(fail(ErrorKind::Auth)));
     assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
     // Someone powered it back on meanwhile: no isolation, no evacuation on the old proof.
     assert_eq!(b.step(recover("c1")), ["power_status c1 #0"]);
     assert_eq!(b.power_read("c1", 0, PowerState::On), ["power_off c1 #0"]);
     // Still off: no second power-off, on to isolation with a fresh proof.
     let mut b = Bench::default();
-    b.down_for_strikes(&["c1"]);
-    b.powered_off("c1", 0, Ok(()));
-    b.power_read("c1", 0, PowerState::Off);
+    b.confirmed_off("c1");
     let first = b.engine.host(&"c1".into()).unwrap().fence.clone().unwrap();
-    b.step(Input::Isolated {
-        host: "c1".into(),
-        result: Err(fail(ErrorKind::Auth)),
-    });
+    b.isolated_with("c1", Err(fail(ErrorKind::Auth)));
     b.advance(60);
     assert_eq!(b.step(recover("c1")), ["power_status c1 #0"]);
     assert_eq!(b.power_read("c1", 0, PowerState::Off), ["isolate c1"]);
@@ -215,14 +202,7 @@ fn a_host_seen_alive_mid_evacuation_stops_being_evacuated_until_its_power_is_rea
     assert!(b.sent("c1", "b", Ok(())).is_empty());
     assert_eq!(b.power_read("c1", 0, PowerState::On), ["power_off c1 #0"]);
     assert_eq!(b.powered_off("c1", 0, Ok(())), ["power_status c1 #0"]);
-    let cmds = b.raw(Input::PowerRead {
-        host: "c1".into(),
-        level: 0,
-        result: Ok(PowerState::Off),
-    });
-    let Command::Isolate { fenced } = &cmds[0] else {
-        panic!("{cmds:?}")
-    };
+    let fenced = b.proof("c1");
     // The marker written under the first proof is this recovery's own: isolating again writes nothing
     // (our own writes must not look like heartbeats).
     assert!(

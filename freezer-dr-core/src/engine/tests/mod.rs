@@ -147,6 +147,22 @@ impl Bench {
         })
     }
 
+    /// The isolation of `host` answered with `result`.
+    fn isolated_with(&mut self, host: &str, result: Result<(), Failure>) -> Vec<String> {
+        self.step(Input::Isolated {
+            host: host.into(),
+            result,
+        })
+    }
+
+    /// The return to service of `host` answered with `result`.
+    fn restored(&mut self, host: &str, result: Result<(), Failure>) -> Vec<String> {
+        self.step(Input::Restored {
+            host: host.into(),
+            result,
+        })
+    }
+
     fn listed(&mut self, host: &str, instances: Vec<Instance>) -> Vec<String> {
         self.step(Input::Listed {
             host: host.into(),
@@ -206,6 +222,36 @@ impl Bench {
             self.advance(10);
         }
         self.observe(&[])
+    }
+
+    /// Drives `host` from healthy to confirmed off (`Isolating`): down for the strike count, the power-off
+    /// accepted, the power read off (answers unchecked).
+    fn confirmed_off(&mut self, host: &str) {
+        self.down_for_strikes(&[host]);
+        self.powered_off(host, 0, Ok(()));
+        self.power_read(host, 0, PowerState::Off);
+    }
+
+    /// Reads `host`'s power off through the first fencer; returns the proof its isolation carries.
+    fn proof(&mut self, host: &str) -> Fenced {
+        let cmds = self.raw(Input::PowerRead {
+            host: host.into(),
+            level: 0,
+            result: Ok(PowerState::Off),
+        });
+        let Some(Command::Isolate { fenced }) = cmds.first() else {
+            panic!("{cmds:?}")
+        };
+        fenced.clone()
+    }
+
+    /// Drives `host` to `Evacuating` with the one instance `id`, its evacuation accepted and its first
+    /// progress read sent (that answer is left to the test).
+    fn rebuilding(&mut self, host: &'static str, id: &str) {
+        self.fence_and_list(host, vec![instance(id, host)]);
+        self.sent(host, id, Ok(()));
+        self.advance(2);
+        self.step(Input::Tick);
     }
 
     /// Drives `host` from healthy to `Evacuating` with `instances`; returns the commands after listing.

@@ -53,14 +53,7 @@ fn the_marker_names_this_journal_and_keeps_the_observed_admin_state() {
     b.engine.journal_id = "j00ff".into();
     b.down_for_strikes(&["c1"]);
     b.powered_off("c1", 0, Ok(()));
-    let cmds = b.raw(Input::PowerRead {
-        host: "c1".into(),
-        level: 0,
-        result: Ok(PowerState::Off),
-    });
-    let Command::Isolate { fenced } = &cmds[0] else {
-        panic!("{cmds:?}")
-    };
+    let fenced = b.proof("c1");
     assert_eq!(crate::marker_journal(&fenced.marker()), Some("j00ff"));
     assert_eq!(fenced.journal(), "j00ff");
     assert!(fenced.marker().contains("c1@"), "{}", fenced.marker());
@@ -81,23 +74,14 @@ fn the_marker_names_this_journal_and_keeps_the_observed_admin_state() {
     b.step(Input::Observed(Ok(obs)));
     assert_eq!(b.step(recover("c2")), ["power_off c2 #0"]);
     b.powered_off("c2", 0, Ok(()));
-    let cmds = b.raw(Input::PowerRead {
-        host: "c2".into(),
-        level: 0,
-        result: Ok(PowerState::Off),
-    });
-    let Command::Isolate { fenced } = &cmds[0] else {
-        panic!("{cmds:?}")
-    };
+    let fenced = b.proof("c2");
     assert!(fenced.observed().disabled);
 }
 
 #[test]
 fn another_actor_at_isolation_stops_the_recovery_and_tells_the_operators() {
     let mut b = Bench::default();
-    b.down_for_strikes(&["c1"]);
-    b.powered_off("c1", 0, Ok(()));
-    b.power_read("c1", 0, PowerState::Off);
+    b.confirmed_off("c1");
     let cmds = b.raw(Input::Isolated {
         host: "c1".into(),
         result: Err(Failure::new(
@@ -127,9 +111,7 @@ fn another_actor_at_isolation_stops_the_recovery_and_tells_the_operators() {
 #[test]
 fn another_actor_seen_at_listing_stops_before_any_evacuation() {
     let mut b = Bench::default();
-    b.down_for_strikes(&["c1"]);
-    b.powered_off("c1", 0, Ok(()));
-    b.power_read("c1", 0, PowerState::Off);
+    b.confirmed_off("c1");
     b.isolated("c1");
     let cmds = b.step(Input::Listed {
         host: "c1".into(),
@@ -180,9 +162,7 @@ fn the_listing_waits_for_the_isolation_to_settle_and_a_restart_keeps_the_wait() 
     let mut cfg = config();
     cfg.isolation_settle = Duration::from_secs(2);
     let mut b = Bench::new(cfg, 2);
-    b.down_for_strikes(&["c1"]);
-    b.powered_off("c1", 0, Ok(()));
-    b.power_read("c1", 0, PowerState::Off);
+    b.confirmed_off("c1");
     let isolated_at = b.now;
     assert!(b.isolated("c1").is_empty(), "no listing before the pause");
     assert_eq!(

@@ -108,13 +108,8 @@ fn operator_confirm_off_lets_a_host_with_unconfirmed_fencing_continue() {
 #[test]
 fn recover_after_a_post_fencing_failure_reads_the_power_then_resumes_from_isolation() {
     let mut b = Bench::default();
-    b.down_for_strikes(&["c1"]);
-    b.powered_off("c1", 0, Ok(()));
-    b.power_read("c1", 0, PowerState::Off);
-    b.step(Input::Isolated {
-        host: "c1".into(),
-        result: Err(fail(ErrorKind::Auth)),
-    });
+    b.confirmed_off("c1");
+    b.isolated_with("c1", Err(fail(ErrorKind::Auth)));
     assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
     assert_eq!(
         b.step(Input::Operator(OperatorRequest::Recover {
@@ -241,13 +236,8 @@ fn a_never_isolated_host_that_comes_back_is_healthy_again() {
 #[test]
 fn a_host_isolated_before_needing_an_operator_stays_put_when_it_comes_back() {
     let mut b = Bench::default();
-    b.down_for_strikes(&["c1"]);
-    b.powered_off("c1", 0, Ok(()));
-    b.power_read("c1", 0, PowerState::Off);
-    b.step(Input::Isolated {
-        host: "c1".into(),
-        result: Err(fail(ErrorKind::Auth)),
-    });
+    b.confirmed_off("c1");
+    b.isolated_with("c1", Err(fail(ErrorKind::Auth)));
     assert!(b.observe(&[]).is_empty());
     assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
 }

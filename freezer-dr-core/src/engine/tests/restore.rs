@@ -96,10 +96,7 @@ fn a_failed_restore_is_retried_later_and_the_operators_told_after_three() {
     assert_eq!(b.up_for_strikes(), ["restore c1"]);
     let mut all = Vec::new();
     for _ in 0..3 {
-        all.extend(b.step(Input::Restored {
-            host: "c1".into(),
-            result: Err(fail(ErrorKind::PeerFailure)),
-        }));
+        all.extend(b.restored("c1", Err(fail(ErrorKind::PeerFailure))));
         b.advance(29);
         all.extend(b.step(Input::Tick));
         b.advance(1);
@@ -131,10 +128,7 @@ fn a_restore_that_never_succeeds_is_handed_to_the_operators_after_its_timeout() 
     assert_eq!(b.up_for_strikes(), ["restore c1"]);
     let mut all = Vec::new();
     for _ in 0..70 {
-        all.extend(b.step(Input::Restored {
-            host: "c1".into(),
-            result: Err(fail(ErrorKind::Conflict)),
-        }));
+        all.extend(b.restored("c1", Err(fail(ErrorKind::Conflict))));
         b.advance(30);
         all.extend(b.step(Input::Tick));
         if matches!(b.stage("c1"), Stage::NeedsOperator { .. }) {
@@ -151,16 +145,10 @@ fn a_restore_that_never_succeeds_is_handed_to_the_operators_after_its_timeout() 
 #[test]
 fn a_host_that_dies_again_while_restoring_is_fenced_again() {
     let mut b = Bench::default();
-    b.fence_and_list("c1", vec![instance("a", "c1")]);
-    b.sent("c1", "a", Ok(()));
-    b.advance(2);
-    b.step(Input::Tick);
+    b.rebuilding("c1", "a");
     b.done("c1", "a", "c2");
     assert_eq!(b.up_for_strikes(), ["restore c1"]);
-    b.step(Input::Restored {
-        host: "c1".into(),
-        result: Err(fail(ErrorKind::Conflict)),
-    });
+    b.restored("c1", Err(fail(ErrorKind::Conflict)));
     // It dies again (after forced_down was unset, before it was enabled).
     b.advance(10);
     b.observe(&["c1"]);
@@ -183,10 +171,7 @@ fn one_down_observation_between_up_ones_while_restoring_is_no_new_failure() {
     let mut b = Bench::default();
     b.fence_and_list("c1", vec![]);
     assert_eq!(b.up_for_strikes(), ["restore c1"]);
-    b.step(Input::Restored {
-        host: "c1".into(),
-        result: Err(fail(ErrorKind::Conflict)),
-    });
+    b.restored("c1", Err(fail(ErrorKind::Conflict)));
     // Down, down, up, down, down: never three downs in a row.
     for down in [true, true, false, true, true] {
         b.advance(10);
@@ -202,10 +187,7 @@ fn a_host_that_reports_up_while_restoring_is_never_fenced_again() {
     b.fence_and_list("c1", vec![]);
     assert_eq!(b.up_for_strikes(), ["restore c1"]);
     for _ in 0..5 {
-        b.step(Input::Restored {
-            host: "c1".into(),
-            result: Err(fail(ErrorKind::Conflict)),
-        });
+        b.restored("c1", Err(fail(ErrorKind::Conflict)));
         b.advance(10);
         let cmds = b.observe(&[]);
         assert!(!cmds.iter().any(|c| c.starts_with("power")), "{cmds:?}");
@@ -218,10 +200,7 @@ fn an_unknown_observation_while_restoring_neither_counts_down_nor_clears() {
     let mut b = Bench::default();
     b.fence_and_list("c1", vec![]);
     assert_eq!(b.up_for_strikes(), ["restore c1"]);
-    b.step(Input::Restored {
-        host: "c1".into(),
-        result: Err(fail(ErrorKind::Conflict)),
-    });
+    b.restored("c1", Err(fail(ErrorKind::Conflict)));
     b.advance(10);
     b.observe(&["c1"]);
     b.advance(10);
@@ -244,10 +223,7 @@ fn an_unknown_observation_while_restoring_neither_counts_down_nor_clears() {
     let cmds = b.step(Input::Observed(Ok(obs)));
     assert!(!cmds.iter().any(|c| c.starts_with("power")), "{cmds:?}");
     // The retried restore (due meanwhile) fails again.
-    b.step(Input::Restored {
-        host: "c1".into(),
-        result: Err(fail(ErrorKind::Conflict)),
-    });
+    b.restored("c1", Err(fail(ErrorKind::Conflict)));
     b.advance(10);
     assert_eq!(
         b.observe(&["c1"]),

@@ -79,10 +79,7 @@ fn writes_held_by_the_brake_do_not_wake_the_loop() {
     b.step(Input::Operator(OperatorRequest::Pause {
         reason: "maintenance".into(),
     }));
-    b.step(Input::Restored {
-        host: "c2".into(),
-        result: Err(fail(ErrorKind::Unreachable)),
-    });
+    b.restored("c2", Err(fail(ErrorKind::Unreachable)));
     b.advance(60);
     assert!(b.step(Input::Tick).is_empty());
     let rec = b.engine.host(&"c2".into()).unwrap();
