@@ -7,6 +7,7 @@
 //!   the core traits over a [`World`], with the semantics the trait docs promise.
 //! - Drivers named `testing` are registered for every role, for dry runs, demos and the CLI's tests.
 //! - [`conformance`] holds the suites that driver crates run against their real peers.
+//! - [`fast_recovery`] is one `[recovery]` with every wait short, for tests that run a runtime in real time.
 //! - `EtcdServer` (with feature `etcd`) starts a real etcd for HA tests.
 
 pub mod conformance;
@@ -14,9 +15,11 @@ pub mod drivers;
 #[cfg(feature = "etcd")]
 mod etcd;
 mod fakes;
+mod recovery;
 mod world;
 
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdServer;
 pub use fakes::{FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, FakeNotifier};
+pub use recovery::fast_recovery;
 pub use world::{Call, Delivered, Op, SimHost, SimInstance, World};

@@ -19,6 +19,9 @@ use crate::{
 
 const HOSTS: [&str; 6] = ["c1", "c2", "c3", "c4", "c5", "c6"];
 
+/// The engine scenarios' own `[recovery]`, not `testing::fast_recovery()`: the exact command lists below
+/// are pinned to these values (3 strikes, a budget of 2 hosts, seconds on the bench's clock), and the
+/// engine may not reach the `testing` layer above it (`tests/layers.rs` reads these files too).
 fn config() -> RecoveryConfig {
     let mut cfg = RecoveryConfig::default();
     cfg.strikes = 3;
