@@ -48,10 +48,21 @@ fn files(dir: &Path, module: Option<&str>, out: &mut Vec<(String, PathBuf)>) {
             files(&path, Some(&owner), out);
         } else if path.extension().is_some_and(|e| e == "rs")
             && !(module.is_none() && name == "lib")
+            && !unit_tests(&path)
         {
             out.push((owner, path));
         }
     }
+}
+
+/// A file of unit tests (`tests.rs`, or below a `tests/` folder of a module): it may reach any layer.
+fn unit_tests(path: &Path) -> bool {
+    path.file_stem().is_some_and(|s| s == "tests")
+        || path
+            .ancestors()
+            .skip(1)
+            .take_while(|p| *p != src())
+            .any(|p| p.ends_with("tests"))
 }
 
 /// The code of a file without its `#[cfg(test)] mod tests { … }` block and without comments (a unit

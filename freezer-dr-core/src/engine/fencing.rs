@@ -228,7 +228,8 @@ impl Engine {
                 i.inflight = false;
             }
             let why = format!(
-                "seen alive after it was fenced (at stage {}): the fence proof is void; nothing more is                  done to it until its power reads off again (it is powered off again if it reads on)",
+                "seen alive after it was fenced (at stage {}): the fence proof is void; nothing more is \
+                 done to it until its power reads off again (it is powered off again if it reads on)",
                 stage.name()
             );
             self.read_power_first(now, host, why.clone());
