@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tracing::{error, warn};
 
+use super::backoff::Backoff;
 use crate::engine::{Input, RecoveryConfig};
 use crate::{Error, ErrorKind, Failure, Journal, Result};
 
@@ -27,13 +28,6 @@ pub(super) fn timeout_failure(op: &str, d: Duration) -> Failure {
         ErrorKind::Timeout,
         format!("{op}: no answer within {}", humantime::format_duration(d)),
     )
-}
-
-/// Exponential backoff with ±50% jitter, capped at one minute.
-fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)));
-    let capped = exp.min(Duration::from_secs(60));
-    capped.mul_f64(0.5 + fastrand::f64())
 }
 
 /// How the runtime makes the driver call of one command.
@@ -112,7 +106,7 @@ where
         match result {
             Ok(v) => return Ok(v),
             Err(e) if retry_safe && e.is_temporary() && attempt < cfg.call_attempts.max(1) => {
-                let wait = backoff(cfg.call_backoff, attempt);
+                let wait = Backoff::call(cfg.call_backoff).delay(attempt);
                 warn!(op, attempt, error = %e, retry_in = ?wait, "temporary failure, retrying");
                 tokio::time::sleep(wait).await;
             }

@@ -29,6 +29,7 @@ use crate::{
     Result, Timestamp,
 };
 
+mod backoff;
 mod call;
 mod execute;
 mod outbox;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
+use super::backoff::Backoff;
 use super::call::call;
 use super::{Clock, Pipeline};
 use crate::engine::RecoveryConfig;
@@ -135,13 +136,10 @@ pub(super) async fn deliver_outbox(
 /// When to try a report again: temporary errors back off from 5 s to 15 min; a permanent error (wrong
 /// password, refused sender) waits 15 min every time: it needs a person, and nothing is dropped meanwhile.
 fn delivery_delay(f: &Failure, attempts: u32) -> Duration {
-    const MAX: Duration = Duration::from_secs(900);
     if f.retry == crate::Retry::Permanent {
-        return MAX;
+        return Backoff::DELIVERY.cap;
     }
-    let exp = Duration::from_secs(5)
-        .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(16)));
-    exp.min(MAX).mul_f64(0.75 + fastrand::f64() / 2.0)
+    Backoff::DELIVERY.delay(attempts)
 }
 
 /// One delivery attempt of a report to one notifier: looks up the users of every project not told yet,
