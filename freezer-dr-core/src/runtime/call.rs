@@ -7,7 +7,7 @@ use std::time::Duration;
 use tracing::{error, warn};
 
 use super::backoff::Backoff;
-use crate::engine::{Input, RecoveryConfig};
+use crate::engine::{Command, Input, RecoveryConfig};
 use crate::{Error, ErrorKind, Failure, Journal, Result};
 
 /// The leadership refusal a result carries, if any (see [`Journal::guard`]).
@@ -42,6 +42,16 @@ pub(super) struct CallPolicy {
 }
 
 impl CallPolicy {
+    /// How `cmd`'s call is made: its name, its retry safety and, for the writes, `journal`'s guard right
+    /// before each attempt (`None`: nothing to guard).
+    pub(super) fn of(cmd: &Command, journal: Option<&Arc<dyn Journal>>) -> Self {
+        Self {
+            op: cmd.name(),
+            retry_safe: cmd.retry_safe(),
+            guard: journal.filter(|_| cmd.is_destructive()).cloned(),
+        }
+    }
+
     /// Makes the call `f` the way this policy says.
     pub(super) async fn call<'a, T, F, Fut>(
         &self,

@@ -1,13 +1,16 @@
 //! Turning the engine's commands into driver calls.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use super::Core;
 use super::call::{CallPolicy, call};
+use super::{Core, Pipeline};
 use crate::engine::{Command, Input};
-use crate::{Audience, ErrorKind, Failure, HostId, PowerState, Progress};
+use crate::{Audience, ErrorKind, Failure, Fencer, HostId, PowerState, Progress};
 
 impl Core {
     pub(super) fn record_plan(&self, line: String) {
@@ -24,7 +27,11 @@ impl Core {
         self.host_locks.entry(host.clone()).or_default().clone()
     }
 
-    pub(super) fn dispatch(&mut self, cmd: Command) {
+    /// Executes one engine command: one task that takes the host's lock and the command's slot, makes
+    /// its driver call the way [`CallPolicy::of`] says, and sends the result back as the engine's input.
+    /// Each command adds only what differs (see [`Job`]). A report is only logged: it is in the outbox
+    /// already (the commit wrote it), and the deliverer sends it.
+    pub(super) fn execute(&mut self, cmd: Command) {
         if self.draining {
             debug!(
                 command = cmd.name(),
@@ -35,135 +42,140 @@ impl Core {
         if self.dry_run {
             return self.dispatch_dry(cmd);
         }
-        let tx = self.tx.clone();
+        let how = CallPolicy::of(&cmd, Some(&self.journal));
         let cfg = self.cfg.clone();
         let p = self.pipeline.clone();
-        // One source for how each call is made: its retry safety and, for the writes, the leadership
-        // guard right before each attempt, are the command's own.
-        let how = CallPolicy {
-            op: cmd.name(),
-            retry_safe: cmd.retry_safe(),
-            guard: cmd.is_destructive().then(|| self.journal.clone()),
-        };
-        match cmd {
+        let job = match cmd {
             Command::Notify(r) => {
                 info!(report = %r.id, kind = ?r.kind, summary = %r.summary, "report queued");
+                return;
             }
-            Command::PowerOff { host, level } => {
-                let lock = self.host_lock(&host);
-                let slots = self.fencing_slots.clone();
-                self.tasks.spawn(async move {
-                    let _host = lock.lock().await;
-                    let _slot = slots.acquire_owned().await;
+            Command::PowerOff { host, level } => Job {
+                host: Some(host.clone()),
+                slots: Some(self.fencing_slots.clone()),
+                run: Box::pin(async move {
                     info!(host = %host, level, "powering off");
-                    let result = match p.fencers.get(level) {
-                        Some(f) if f.handles(&host) => how.call(&cfg, || f.power_off(&host)).await,
-                        Some(_) => Err(not_handled(level)),
-                        None => Err(no_level(level)),
+                    let result = match fencer(&p, level, &host) {
+                        Ok(f) => how.call(&cfg, || f.power_off(&host)).await,
+                        Err(f) => Err(f),
                     };
-                    log_result("power_off", &host, &result);
-                    let _ = tx.send(Input::PoweredOff {
+                    Input::PoweredOff {
                         host,
                         level,
                         result,
-                    });
-                });
-            }
-            Command::PowerStatus { host, level } => {
-                let lock = self.host_lock(&host);
-                self.tasks.spawn(async move {
-                    let _host = lock.lock().await;
-                    let result = match p.fencers.get(level) {
-                        Some(f) if f.handles(&host) => {
-                            how.call(&cfg, || f.power_status(&host)).await
-                        }
-                        Some(_) => Err(not_handled(level)),
-                        None => Err(no_level(level)),
+                    }
+                }),
+            },
+            Command::PowerStatus { host, level } => Job {
+                host: Some(host.clone()),
+                slots: None,
+                run: Box::pin(async move {
+                    let result = match fencer(&p, level, &host) {
+                        Ok(f) => how.call(&cfg, || f.power_status(&host)).await,
+                        Err(f) => Err(f),
                     };
-                    debug!(host = %host, level, result = ?result, "power status");
-                    let _ = tx.send(Input::PowerRead {
+                    Input::PowerRead {
                         host,
                         level,
                         result,
-                    });
-                });
-            }
-            Command::Isolate { fenced } => {
-                let lock = self.host_lock(fenced.host());
-                self.tasks.spawn(async move {
-                    let _host = lock.lock().await;
+                    }
+                }),
+            },
+            Command::Isolate { fenced } => Job {
+                host: Some(fenced.host().clone()),
+                slots: None,
+                run: Box::pin(async move {
                     info!(host = %fenced.host(), "isolating");
                     let result = how.call(&cfg, || p.evacuator.isolate(&fenced)).await;
-                    log_result("isolate", fenced.host(), &result);
-                    let _ = tx.send(Input::Isolated {
+                    Input::Isolated {
                         host: fenced.host().clone(),
                         result,
-                    });
-                });
-            }
-            Command::ListInstances { fenced } => {
-                let lock = self.host_lock(fenced.host());
-                self.tasks.spawn(async move {
-                    let _host = lock.lock().await;
+                    }
+                }),
+            },
+            Command::ListInstances { fenced } => Job {
+                host: Some(fenced.host().clone()),
+                slots: None,
+                run: Box::pin(async move {
                     let result = how.call(&cfg, || p.evacuator.instances(&fenced)).await;
-                    log_result("instances", fenced.host(), &result);
-                    let _ = tx.send(Input::Listed {
+                    Input::Listed {
                         host: fenced.host().clone(),
                         result,
-                    });
-                });
-            }
-            Command::Evacuate { fenced, instance } => {
-                let slots = self.evacuation_slots.clone();
-                self.tasks.spawn(async move {
-                    let _slot = slots.acquire_owned().await;
+                    }
+                }),
+            },
+            Command::Evacuate { fenced, instance } => Job {
+                host: None,
+                slots: Some(self.evacuation_slots.clone()),
+                run: Box::pin(async move {
                     info!(host = %fenced.host(), instance = %instance.id, "evacuating");
                     // Never retried here: an ambiguous failure is re-checked by the engine.
                     let result = how
                         .call(&cfg, || p.evacuator.evacuate(&fenced, &instance))
                         .await;
-                    log_result("evacuate", fenced.host(), &result);
-                    let _ = tx.send(Input::EvacuateSent {
+                    Input::EvacuateSent {
                         host: fenced.host().clone(),
                         instance: instance.id,
                         result,
-                    });
-                });
-            }
-            Command::Progress { host, instance } => {
-                self.tasks.spawn(async move {
+                    }
+                }),
+            },
+            Command::Progress { host, instance } => Job {
+                host: None,
+                slots: None,
+                run: Box::pin(async move {
                     let result = how.call(&cfg, || p.evacuator.progress(&instance)).await;
-                    debug!(host = %host, instance = %instance.id, result = ?result, "progress");
-                    let _ = tx.send(Input::ProgressRead {
+                    Input::ProgressRead {
                         host,
                         instance: instance.id,
                         result,
-                    });
-                });
-            }
-            Command::Start { host, instance } => {
-                self.tasks.spawn(async move {
+                    }
+                }),
+            },
+            Command::Start { host, instance } => Job {
+                host: None,
+                slots: None,
+                run: Box::pin(async move {
                     info!(host = %host, instance = %instance.id, "starting an evacuated instance");
                     let result = how.call(&cfg, || p.evacuator.start(&instance)).await;
-                    log_result("start", &host, &result);
-                    let _ = tx.send(Input::Started {
+                    Input::Started {
                         host,
                         instance: instance.id,
                         result,
-                    });
-                });
-            }
-            Command::Restore { host } => {
-                let lock = self.host_lock(&host);
-                self.tasks.spawn(async move {
-                    let _host = lock.lock().await;
+                    }
+                }),
+            },
+            Command::Restore { host } => Job {
+                host: Some(host.clone()),
+                slots: None,
+                run: Box::pin(async move {
                     info!(host = %host, "returning to service");
                     let result = how.call(&cfg, || p.evacuator.restore(&host)).await;
-                    log_result("restore", &host, &result);
-                    let _ = tx.send(Input::Restored { host, result });
-                });
-            }
-        }
+                    Input::Restored { host, result }
+                }),
+            },
+        };
+        self.spawn(job);
+    }
+
+    /// Runs `job` in a task: its host's lock first, then its slot, then its call; the result is logged
+    /// and sent to the loop (held lock and slot are released after the send).
+    fn spawn(&mut self, job: Job) {
+        let lock = job.host.map(|h| self.host_lock(&h));
+        let tx = self.tx.clone();
+        self.tasks.spawn(async move {
+            let _host = match &lock {
+                Some(lock) => Some(lock.lock().await),
+                None => None,
+            };
+            let _slot = match job.slots {
+                Some(slots) => Some(slots.acquire_owned().await),
+                None => None,
+            };
+            let input = job.run.await;
+            log_outcome(&input);
+            let _ = tx.send(input);
+        });
     }
 
     /// Dry run: plan destructive commands and assume they succeed; make read-only calls for real.
@@ -267,6 +279,25 @@ impl Core {
     }
 }
 
+/// What one command adds to [`Core::execute`]; the rest is the same for every command.
+struct Job {
+    /// Serialized with the other host-level commands of this host (one in flight per host).
+    host: Option<HostId>,
+    /// The global limit the call waits for (fencing, evacuation), after the host's lock.
+    slots: Option<Arc<Semaphore>>,
+    /// The driver call, made the command's way, and the engine input its result makes.
+    run: Pin<Box<dyn Future<Output = Input> + Send>>,
+}
+
+/// Fencing level `level`, if it is configured and handles `host`.
+fn fencer(p: &Pipeline, level: usize, host: &HostId) -> Result<Arc<dyn Fencer>, Failure> {
+    match p.fencers.get(level) {
+        Some(f) if f.handles(host) => Ok(f.clone()),
+        Some(_) => Err(not_handled(level)),
+        None => Err(no_level(level)),
+    }
+}
+
 fn not_handled(level: usize) -> Failure {
     Failure::new(
         ErrorKind::NotFound,
@@ -284,5 +315,28 @@ fn no_level(level: usize) -> Failure {
 fn log_result<T>(op: &str, host: &HostId, result: &std::result::Result<T, Failure>) {
     if let Err(f) = result {
         warn!(host = %host, op, kind = %f.kind, error = %f.message, "call failed");
+    }
+}
+
+/// The log line of a call's result: reads at debug level with what they read, failures as warnings.
+fn log_outcome(input: &Input) {
+    match input {
+        Input::PowerRead {
+            host,
+            level,
+            result,
+        } => debug!(host = %host, level, result = ?result, "power status"),
+        Input::ProgressRead {
+            host,
+            instance,
+            result,
+        } => debug!(host = %host, instance = %instance, result = ?result, "progress"),
+        Input::PoweredOff { host, result, .. } => log_result("power_off", host, result),
+        Input::Isolated { host, result } => log_result("isolate", host, result),
+        Input::Listed { host, result } => log_result("instances", host, result),
+        Input::EvacuateSent { host, result, .. } => log_result("evacuate", host, result),
+        Input::Started { host, result, .. } => log_result("start", host, result),
+        Input::Restored { host, result } => log_result("restore", host, result),
+        Input::Tick | Input::Observed(_) | Input::Operator(_) => {}
     }
 }

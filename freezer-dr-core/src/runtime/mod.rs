@@ -357,7 +357,7 @@ impl Core {
             self.outbox_wake.notify_one();
         }
         for cmd in cmds {
-            self.dispatch(cmd);
+            self.execute(cmd);
         }
         Ok(())
     }
