@@ -3,34 +3,25 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Waker};
 
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use super::call::{CallPolicy, call};
+use super::call::CallPolicy;
 use super::{Core, Pipeline};
 use crate::engine::{Command, Input};
-use crate::{Audience, ErrorKind, Failure, Fencer, HostId, PowerState, Progress};
+use crate::{ErrorKind, Failure, Fencer, HostId};
 
 impl Core {
-    pub(super) fn record_plan(&self, line: String) {
-        info!(plan = %line, "dry run");
-        if let Some(sink) = &self.plan_sink {
-            sink(&line);
-        }
-        if let Ok(mut p) = self.plan.lock() {
-            p.push(line);
-        }
-    }
-
     fn host_lock(&mut self, host: &HostId) -> Arc<tokio::sync::Mutex<()>> {
         self.host_locks.entry(host.clone()).or_default().clone()
     }
 
     /// Executes one engine command: one task that takes the host's lock and the command's slot, makes
     /// its driver call the way [`CallPolicy::of`] says, and sends the result back as the engine's input.
-    /// Each command adds only what differs (see [`Job`]). A report is only logged: it is in the outbox
-    /// already (the commit wrote it), and the deliverer sends it.
+    /// Each command adds only what differs (see [`Job`]). A report is only logged (a dry run plans it):
+    /// it is in the outbox already (the commit wrote it), and the deliverer sends it.
     pub(super) fn execute(&mut self, cmd: Command) {
         if self.draining {
             debug!(
@@ -39,13 +30,17 @@ impl Core {
             );
             return;
         }
-        if self.dry_run {
-            return self.dispatch_dry(cmd);
-        }
-        let how = CallPolicy::of(&cmd, Some(&self.journal));
+        // A dry run's drivers are recorders (dry.rs): it logs its plan, not the calls it stands in for,
+        // and writes nothing, so it has no leadership to check either.
+        let loud = !self.dry_run;
+        let how = CallPolicy::of(&cmd, loud.then_some(&self.journal));
         let cfg = self.cfg.clone();
         let p = self.pipeline.clone();
         let job = match cmd {
+            Command::Notify(r) if self.dry_run => {
+                self.plan.notify(&r);
+                return;
+            }
             Command::Notify(r) => {
                 info!(report = %r.id, kind = ?r.kind, summary = %r.summary, "report queued");
                 return;
@@ -54,7 +49,9 @@ impl Core {
                 host: Some(host.clone()),
                 slots: Some(self.fencing_slots.clone()),
                 run: Box::pin(async move {
-                    info!(host = %host, level, "powering off");
+                    if loud {
+                        info!(host = %host, level, "powering off");
+                    }
                     let result = match fencer(&p, level, &host) {
                         Ok(f) => how.call(&cfg, || f.power_off(&host)).await,
                         Err(f) => Err(f),
@@ -85,7 +82,9 @@ impl Core {
                 host: Some(fenced.host().clone()),
                 slots: None,
                 run: Box::pin(async move {
-                    info!(host = %fenced.host(), "isolating");
+                    if loud {
+                        info!(host = %fenced.host(), "isolating");
+                    }
                     let result = how.call(&cfg, || p.evacuator.isolate(&fenced)).await;
                     Input::Isolated {
                         host: fenced.host().clone(),
@@ -108,7 +107,9 @@ impl Core {
                 host: None,
                 slots: Some(self.evacuation_slots.clone()),
                 run: Box::pin(async move {
-                    info!(host = %fenced.host(), instance = %instance.id, "evacuating");
+                    if loud {
+                        info!(host = %fenced.host(), instance = %instance.id, "evacuating");
+                    }
                     // Never retried here: an ambiguous failure is re-checked by the engine.
                     let result = how
                         .call(&cfg, || p.evacuator.evacuate(&fenced, &instance))
@@ -136,7 +137,9 @@ impl Core {
                 host: None,
                 slots: None,
                 run: Box::pin(async move {
-                    info!(host = %host, instance = %instance.id, "starting an evacuated instance");
+                    if loud {
+                        info!(host = %host, instance = %instance.id, "starting an evacuated instance");
+                    }
                     let result = how.call(&cfg, || p.evacuator.start(&instance)).await;
                     Input::Started {
                         host,
@@ -149,7 +152,9 @@ impl Core {
                 host: Some(host.clone()),
                 slots: None,
                 run: Box::pin(async move {
-                    info!(host = %host, "returning to service");
+                    if loud {
+                        info!(host = %host, "returning to service");
+                    }
                     let result = how.call(&cfg, || p.evacuator.restore(&host)).await;
                     Input::Restored { host, result }
                 }),
@@ -163,7 +168,8 @@ impl Core {
     fn spawn(&mut self, job: Job) {
         let lock = job.host.map(|h| self.host_lock(&h));
         let tx = self.tx.clone();
-        self.tasks.spawn(async move {
+        let loud = !self.dry_run;
+        let task = async move {
             let _host = match &lock {
                 Some(lock) => Some(lock.lock().await),
                 None => None,
@@ -173,109 +179,25 @@ impl Core {
                 None => None,
             };
             let input = job.run.await;
-            log_outcome(&input);
+            if loud {
+                log_outcome(&input);
+            }
             let _ = tx.send(input);
-        });
-    }
-
-    /// Dry run: plan destructive commands and assume they succeed; make read-only calls for real.
-    fn dispatch_dry(&mut self, cmd: Command) {
-        let tx = self.tx.clone();
-        let input = match cmd {
-            Command::PowerOff { host, level } => {
-                self.record_plan(format!("power off {host} through fencer[{level}]"));
-                Input::PoweredOff {
-                    host,
-                    level,
-                    result: Ok(()),
-                }
-            }
-            Command::PowerStatus { host, level } => {
-                self.record_plan(format!(
-                    "read the power status of {host} through fencer[{level}] until it reads off"
-                ));
-                Input::PowerRead {
-                    host,
-                    level,
-                    result: Ok(PowerState::Off),
-                }
-            }
-            Command::Isolate { fenced } => {
-                self.record_plan(format!(
-                    "isolate {}: forced_down, then disabled with reason {:?}",
-                    fenced.host(),
-                    fenced.marker()
-                ));
-                Input::Isolated {
-                    host: fenced.host().clone(),
-                    result: Ok(()),
-                }
-            }
-            Command::ListInstances { fenced } => {
-                let cfg = self.cfg.clone();
-                let p = self.pipeline.clone();
-                self.tasks.spawn(async move {
-                    let result =
-                        call(&cfg, "instances", true, || p.evacuator.instances(&fenced)).await;
-                    let _ = tx.send(Input::Listed {
-                        host: fenced.host().clone(),
-                        result,
-                    });
-                });
-                return;
-            }
-            Command::Evacuate { fenced, instance } => {
-                self.record_plan(format!(
-                    "evacuate instance {} ({}, project {}) from {}",
-                    instance.name,
-                    instance.id,
-                    instance.project,
-                    fenced.host()
-                ));
-                Input::EvacuateSent {
-                    host: fenced.host().clone(),
-                    instance: instance.id,
-                    result: Ok(()),
-                }
-            }
-            Command::Progress { host, instance } => Input::ProgressRead {
-                host,
-                result: Ok(Progress::Done {
-                    host: HostId::new("<chosen by the scheduler>"),
-                    status: instance.status.clone(),
-                }),
-                instance: instance.id,
-            },
-            Command::Start { host, instance } => {
-                self.record_plan(format!(
-                    "start instance {} ({}), evacuated from {host} and left stopped",
-                    instance.name, instance.id
-                ));
-                Input::Started {
-                    host,
-                    instance: instance.id,
-                    result: Ok(()),
-                }
-            }
-            Command::Restore { host } => {
-                self.record_plan(format!("return {host} to service"));
-                Input::Restored {
-                    host,
-                    result: Ok(()),
-                }
-            }
-            Command::Notify(r) => {
-                let to = match r.audience {
-                    Audience::Operators => "operators".to_owned(),
-                    Audience::OperatorsAndUsers => {
-                        format!("operators and the users of {}", r.projects().join(", "))
-                    }
-                };
-                self.record_plan(format!("notify {to}: {}", r.summary));
-                return;
-            }
         };
-        let _ = tx.send(input);
+        if self.dry_run {
+            // A recorder answers at once: polled here, each planned step writes its plan line and
+            // queues its input now, in the order the engine emitted the commands, whatever the
+            // runtime's threads (the plan is printed as it is decided). Only a real read that waits
+            // (a listing) goes on in a task. Unconstrained: the loop's cooperative budget must not make
+            // a free lock or slot look busy here.
+            let mut task = Box::pin(tokio::task::unconstrained(task));
+            let mut cx = Context::from_waker(Waker::noop());
+            if task.as_mut().poll(&mut cx).is_pending() {
+                self.tasks.spawn(task);
+            }
+        } else {
+            self.tasks.spawn(task);
+        }
     }
 }
 
@@ -338,5 +260,66 @@ fn log_outcome(input: &Input) {
         Input::Started { host, result, .. } => log_result("start", host, result),
         Input::Restored { host, result } => log_result("restore", host, result),
         Input::Tick | Input::Observed(_) | Input::Operator(_) => {}
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::Runtime;
+    use crate::engine::RecoveryConfig;
+    use crate::journal::MemoryJournal;
+    use crate::testing::{FakeEvacuator, FakeFencer, FakeMonitor, FakeNotifier, Op, World};
+
+    #[tokio::test]
+    async fn a_dry_run_plans_each_step_at_once_in_the_order_of_the_commands() {
+        let w = World::new().host("c1").host("c2").host("c3");
+        let mut cfg = RecoveryConfig::default();
+        // One fencing slot: each planned power-off must free it before the next one is planned.
+        cfg.fencing.concurrency = 1;
+        let pipeline = Pipeline {
+            monitor: Arc::new(FakeMonitor::new(&w)),
+            fencers: vec![Arc::new(FakeFencer::new(&w))],
+            evacuator: Arc::new(FakeEvacuator::new(&w)),
+            directory: None,
+            notifiers: vec![Arc::new(FakeNotifier::new(&w))],
+        };
+        let rt = Runtime::new(cfg, pipeline, Arc::new(MemoryJournal::new())).dry_run(true);
+        let mut core = Core::start(rt).await.unwrap();
+        for host in ["c3", "c1", "c2"] {
+            core.execute(Command::PowerOff {
+                host: host.into(),
+                level: 0,
+            });
+        }
+        core.execute(Command::Restore { host: "c1".into() });
+
+        assert!(
+            core.tasks.is_empty(),
+            "a planned step leaves nothing running"
+        );
+        let inputs: Vec<Input> = std::iter::from_fn(|| core.rx.try_recv().ok()).collect();
+        let off = |host: &str| Input::PoweredOff {
+            host: host.into(),
+            level: 0,
+            result: Ok(()),
+        };
+        let restored = Input::Restored {
+            host: "c1".into(),
+            result: Ok(()),
+        };
+        assert_eq!(inputs, [off("c3"), off("c1"), off("c2"), restored]);
+        assert_eq!(
+            core.plan.lines(),
+            [
+                "power off c3 through fencer[0]",
+                "power off c1 through fencer[0]",
+                "power off c2 through fencer[0]",
+                "return c1 to service",
+            ]
+        );
+        assert_eq!(w.count(Op::PowerOff) + w.count(Op::Restore), 0);
     }
 }

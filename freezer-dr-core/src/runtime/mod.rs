@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -31,10 +31,12 @@ use crate::{
 
 mod backoff;
 mod call;
+mod dry;
 mod execute;
 mod outbox;
 
 use call::{deposed, timeout_failure};
+use dry::{Plan, PlanSink};
 use outbox::deliver_outbox;
 
 /// The drivers of one freezer-dr: built from a config file by the config module, or by hand with typed
@@ -71,9 +73,6 @@ pub struct Summary {
     /// Engine steps the pass took (inputs, ticks included): what waiting costs, in loop turns.
     pub steps: u64,
 }
-
-/// Receives dry-run plan lines as they are decided.
-type PlanSink = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Runs a [`Pipeline`] with the engine and the journal.
 pub struct Runtime {
@@ -183,8 +182,7 @@ struct Core {
     clock: Clock,
     outbox_wake: Arc<Notify>,
     deliverer: Option<tokio::task::JoinHandle<()>>,
-    plan: Arc<Mutex<Vec<String>>>,
-    plan_sink: Option<PlanSink>,
+    plan: Plan,
     observing: bool,
     draining: bool,
     steps: u64,
@@ -221,11 +219,18 @@ impl Core {
         info!(journal_id = %snapshot.journal_id, "journal loaded");
         let engine = Engine::from_snapshot(rt.cfg.clone(), rt.pipeline.fencers.len(), snapshot);
         let (tx, rx) = mpsc::unbounded_channel();
+        let plan = Plan::new(rt.plan_sink);
+        // A dry run is the same runtime with recorders for drivers (see dry.rs).
+        let pipeline = if rt.dry_run {
+            dry::recording(rt.pipeline, &plan)
+        } else {
+            rt.pipeline
+        };
         let (fencings, evacuations) = (rt.cfg.fencing.concurrency, rt.cfg.evacuation.concurrency);
         let mut core = Self {
             engine,
             cfg: rt.cfg,
-            pipeline: rt.pipeline,
+            pipeline,
             journal: rt.journal,
             dry_run: rt.dry_run,
             tx,
@@ -240,8 +245,7 @@ impl Core {
             },
             outbox_wake: Arc::new(Notify::new()),
             deliverer: None,
-            plan: Arc::new(Mutex::new(Vec::new())),
-            plan_sink: rt.plan_sink,
+            plan,
             observing: false,
             draining: false,
             steps: 0,
@@ -462,7 +466,7 @@ impl Core {
 
     async fn finish(mut self) -> Result<Summary> {
         let mut summary = Summary {
-            plan: self.plan.lock().map(|p| p.clone()).unwrap_or_default(),
+            plan: self.plan.lines(),
             steps: self.steps,
             ..Summary::default()
         };
