@@ -45,50 +45,44 @@ impl Backoff {
 mod tests {
     use super::*;
 
-    /// The bounds of `delay(attempt)` over many draws.
-    fn range(b: Backoff, attempt: u32) -> (Duration, Duration) {
-        let draws: Vec<Duration> = (0..2000).map(|_| b.delay(attempt)).collect();
-        let min = draws.iter().min().copied().unwrap_or_default();
-        let max = draws.iter().max().copied().unwrap_or_default();
-        (min, max)
-    }
-
-    fn within(d: Duration, lo: f64, hi: f64) -> bool {
-        (lo..hi).contains(&d.as_secs_f64())
+    /// Checks that `b` waits `base × (1 ± jitter)` after each `(attempt, base in seconds)`, drawing
+    /// often enough to come near both ends.
+    fn pins(b: Backoff, jitter: f64, schedule: &[(u32, f64)]) {
+        for &(attempt, base) in schedule {
+            let draws: Vec<f64> = (0..2000).map(|_| b.delay(attempt).as_secs_f64()).collect();
+            let min = draws.iter().copied().fold(f64::MAX, f64::min);
+            let max = draws.iter().copied().fold(0.0, f64::max);
+            let (lo, hi) = (base * (1.0 - jitter), base * (1.0 + jitter));
+            let near = base * jitter / 5.0;
+            assert!(lo <= min && min < lo + near, "attempt {attempt}: min {min}");
+            assert!(hi - near < max && max < hi, "attempt {attempt}: max {max}");
+        }
     }
 
     #[test]
     fn call_retries_double_from_the_first_wait_with_fifty_percent_jitter_up_to_a_minute() {
-        let b = Backoff::call(Duration::from_secs(1));
-        for (attempt, base) in [
+        let schedule = [
             (1, 1.0),
             (2, 2.0),
             (3, 4.0),
             (6, 32.0),
             (7, 60.0),
             (40, 60.0),
-        ] {
-            let (min, max) = range(b, attempt);
-            assert!(within(min, base * 0.5, base * 0.6), "{attempt}: {min:?}");
-            assert!(within(max, base * 1.4, base * 1.5), "{attempt}: {max:?}");
-        }
+        ];
+        pins(Backoff::call(Duration::from_secs(1)), 0.5, &schedule);
     }
 
     #[test]
     fn deliveries_double_from_five_seconds_with_twenty_five_percent_jitter_up_to_fifteen_minutes() {
-        let b = Backoff::DELIVERY;
-        for (attempt, base) in [
+        let schedule = [
             (1, 5.0),
             (2, 10.0),
             (5, 80.0),
             (8, 640.0),
             (9, 900.0),
             (99, 900.0),
-        ] {
-            let (min, max) = range(b, attempt);
-            assert!(within(min, base * 0.75, base * 0.8), "{attempt}: {min:?}");
-            assert!(within(max, base * 1.2, base * 1.25), "{attempt}: {max:?}");
-        }
+        ];
+        pins(Backoff::DELIVERY, 0.25, &schedule);
     }
 
     #[test]
