@@ -33,12 +33,12 @@ pub(super) fn timeout_failure(op: &str, d: Duration) -> Failure {
 /// How the runtime makes the driver call of one command.
 pub(super) struct CallPolicy {
     /// The command's name (logs, errors).
-    pub(super) op: &'static str,
+    op: &'static str,
     /// [`Command::retry_safe`].
-    pub(super) retry_safe: bool,
+    retry_safe: bool,
     /// For destructive commands: the journal whose [`Journal::guard`] must pass right before each
     /// attempt (HA: the fencing token), or the call is not made.
-    pub(super) guard: Option<Arc<dyn Journal>>,
+    guard: Option<Arc<dyn Journal>>,
 }
 
 impl CallPolicy {

@@ -10,6 +10,12 @@
 //! - Notifications are delivered from the outbox by a separate task: a slow or down mail server delays
 //!   them, never blocks recovery, and never loses them.
 //! - Shutdown drains in-flight calls (their results are journaled) and starts nothing new.
+//! - A dry run is the same loop with recorders for the fencers and the evacuator: they write the plan
+//!   and answer as if each change succeeded; reads stay real.
+//!
+//! Here: the loop (load, step, commit before execute, drain). `execute`: commands into driver calls;
+//! `call`: one driver call (timeout, retries, the leadership guard); `backoff`: the one retry schedule;
+//! `outbox`: report delivery; `dry`: the dry run's recorders.
 
 use std::collections::HashMap;
 use std::future::Future;
