@@ -77,7 +77,7 @@ fn code(text: &str) -> String {
         if t.starts_with("//") {
             continue;
         }
-        if t.starts_with("#[cfg(test)]") {
+        if t.starts_with("#[cfg(test)]") || t.starts_with("#[cfg(all(test,") {
             pending_test = true;
             continue;
         }
@@ -231,7 +231,7 @@ fn core_is_a_one_way_stack_of_layers() {
 #[test]
 fn the_reader_sees_uses_and_skips_unit_tests() {
     let exports = BTreeMap::from([("Fenced".to_owned(), "fence".to_owned())]);
-    let text = "use crate::{Fenced, engine::Stage};\nuse crate::config::X;\n#[cfg(test)]\nmod tests {\n    use crate::runtime::Y;\n}\nfn f() { crate::journal::open(); }\n";
+    let text = "use crate::{Fenced, engine::Stage};\nuse crate::config::X;\n#[cfg(test)]\nmod tests {\n    use crate::runtime::Y;\n}\n#[cfg(all(test, feature = \"testing\"))]\nmod more {\n    use crate::testing::Z;\n}\nfn f() { crate::journal::open(); }\n";
     let got = uses(&code(text), &exports);
     let want: BTreeSet<String> = ["fence", "engine", "config", "journal"]
         .into_iter()
