@@ -1,9 +1,10 @@
 //! Link-time driver registry (through [`inventory`]).
 //!
-//! A driver crate registers each role it fills:
+//! A driver crate registers each role it fills with [`register!`](crate::register), which also records
+//! the crate's Cargo package (so a binary's list of linked crates can be checked against the registry):
 //!
 //! ```ignore
-//! freezer_dr_core::inventory::submit! {
+//! freezer_dr_core::register! {
 //!     freezer_dr_core::registry::FencerRegistration {
 //!         name: "ipmi",
 //!         description: "Power control through a BMC over IPMI v2.0 LAN (RMCP+).",
@@ -59,8 +60,12 @@ impl BuildContext<'_> {
     }
 }
 
-/// One driver implementation of a role `T` (`dyn Fencer`, `dyn Monitor`, ...).
+/// One driver implementation of a role `T` (`dyn Fencer`, `dyn Monitor`, ...). Submit it with
+/// [`register!`](crate::register), which fills in `package`.
 pub struct Registration<T: ?Sized + 'static> {
+    /// The Cargo package that registered it (`freezer-dr-drivers-ipmi`): `env!("CARGO_PKG_NAME")` of the
+    /// driver crate, set by [`register!`](crate::register).
+    pub package: &'static str,
     /// The `type` name in the config (a short noun: `ipmi`, `nova`).
     pub name: &'static str,
     /// One line for `freezer-dr drivers`.
@@ -74,6 +79,7 @@ pub struct Registration<T: ?Sized + 'static> {
 impl<T: ?Sized> fmt::Debug for Registration<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registration")
+            .field("package", &self.package)
             .field("name", &self.name)
             .field("description", &self.description)
             .finish_non_exhaustive()
@@ -90,6 +96,31 @@ pub type EvacuatorRegistration = Registration<dyn Evacuator>;
 pub type DirectoryRegistration = Registration<dyn Directory>;
 /// Registration of a [`Notifier`].
 pub type NotifierRegistration = Registration<dyn Notifier>;
+
+/// Registers a driver: [`inventory::submit!`] of a [`Registration`] literal (every field but `package`),
+/// with `package` set to the calling crate's Cargo package name.
+///
+/// ```ignore
+/// freezer_dr_core::register! {
+///     freezer_dr_core::registry::NotifierRegistration {
+///         name: "email",
+///         description: "Mail over SMTP.",
+///         example: EXAMPLE,
+///         build: |ctx| Ok(Box::new(EmailNotifier::new(ctx.parse()?)?)),
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! register {
+    ($($registration:ident)::+ { $($field:tt)* }) => {
+        $crate::inventory::submit! {
+            $($registration)::+ {
+                package: ::core::env!("CARGO_PKG_NAME"),
+                $($field)*
+            }
+        }
+    };
+}
 
 inventory::collect!(MonitorRegistration);
 inventory::collect!(FencerRegistration);
@@ -156,6 +187,8 @@ pub struct DriverInfo {
     pub description: &'static str,
     /// A working TOML section.
     pub example: &'static str,
+    /// The Cargo package that registered it.
+    pub package: &'static str,
 }
 
 fn sorted<T: ?Sized + 'static>(
@@ -194,6 +227,7 @@ fn infos<T: ?Sized>(kind: Kind, regs: Vec<&'static Registration<T>>) -> Vec<Driv
             name: r.name,
             description: r.description,
             example: r.example,
+            package: r.package,
         })
         .collect()
 }
@@ -233,4 +267,18 @@ pub fn find<T: ?Sized + 'static>(
              `freezer-dr example {kind} <name>` prints a section"
         ),
     )]))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn register_records_the_registering_package() {
+        // In core's own tests every driver (the `testing` ones, config's unit drivers) is core's.
+        let drivers = super::drivers();
+        assert!(drivers.iter().any(|d| d.name == "testing"), "{drivers:?}");
+        assert!(
+            drivers.iter().all(|d| d.package == "freezer-dr-core"),
+            "{drivers:?}"
+        );
+    }
 }

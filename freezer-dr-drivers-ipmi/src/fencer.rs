@@ -272,7 +272,7 @@ impl Fencer for IpmiFencer {
     }
 }
 
-freezer_dr_core::inventory::submit! {
+freezer_dr_core::register! {
     FencerRegistration {
         name: "ipmi",
         description: "Power control through each host's BMC over IPMI v2.0 LAN (RMCP+): ipmi-rs, or ipmitool.",

@@ -392,7 +392,7 @@ impl Fencer for LibvirtFencer {
     }
 }
 
-freezer_dr_core::inventory::submit! {
+freezer_dr_core::register! {
     FencerRegistration {
         name: "libvirt",
         description: "Power control of compute nodes that are libvirt domains (destroy/start), for labs and nested clouds.",

@@ -481,7 +481,7 @@ impl Fencer for RedfishFencer {
     }
 }
 
-freezer_dr_core::inventory::submit! {
+freezer_dr_core::register! {
     FencerRegistration {
         name: "redfish",
         description: "Power control through each host's BMC over DMTF Redfish (iDRAC, iLO, XClarity, OpenBMC): Reset ForceOff, PowerState.",

@@ -59,7 +59,7 @@ max_mails_per_minute = 120
 timeout = "30s"
 "#;
 
-freezer_dr_core::inventory::submit! {
+freezer_dr_core::register! {
     NotifierRegistration {
         name: "email",
         description: "Mail over SMTP (STARTTLS/SMTPS): one mail per affected project to its users, a digest and alerts to the operators.",

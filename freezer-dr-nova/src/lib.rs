@@ -75,7 +75,7 @@ application_credential_id = "21dced0fd20347869b93710d2b98aae0"
 application_credential_secret = { env = "FREEZER_DR_APP_CRED_SECRET" }
 "#;
 
-freezer_dr_core::inventory::submit! {
+freezer_dr_core::register! {
     MonitorRegistration {
         name: "nova",
         description: "Nova os-services: nova-compute state and heartbeat age per host (Keystone v3 auth).",
@@ -84,7 +84,7 @@ freezer_dr_core::inventory::submit! {
     }
 }
 
-freezer_dr_core::inventory::submit! {
+freezer_dr_core::register! {
     EvacuatorRegistration {
         name: "nova",
         description: "Nova: force down + disable the fenced host, evacuate its instances, track them, restore it.",
@@ -93,7 +93,7 @@ freezer_dr_core::inventory::submit! {
     }
 }
 
-freezer_dr_core::inventory::submit! {
+freezer_dr_core::register! {
     DirectoryRegistration {
         name: "keystone",
         description: "Keystone v3 role assignments: the users of a project and their emails.",

@@ -56,7 +56,7 @@ impl crate::Evacuator for NoEvacuator {
     }
 }
 
-inventory::submit! {
+crate::register! {
     registry::MonitorRegistration {
         name: "unit-monitor",
         description: "Unit-test monitor.",
@@ -64,7 +64,7 @@ inventory::submit! {
         build: |_| Ok(Box::new(NoMonitor)),
     }
 }
-inventory::submit! {
+crate::register! {
     registry::FencerRegistration {
         name: "unit-fencer",
         description: "Unit-test fencer with options.",
@@ -75,7 +75,7 @@ inventory::submit! {
         },
     }
 }
-inventory::submit! {
+crate::register! {
     registry::EvacuatorRegistration {
         name: "unit-evacuator",
         description: "Unit-test evacuator.",

@@ -162,7 +162,7 @@ fn build_notifier(ctx: &BuildContext<'_>) -> Result<FakeNotifier> {
     Ok(FakeNotifier::new(&world).named(name))
 }
 
-inventory::submit! {
+crate::register! {
     MonitorRegistration {
         name: "testing",
         description: "Fake monitor over a simulated cloud, for dry runs, demos and tests (never a real host).",
@@ -171,7 +171,7 @@ inventory::submit! {
     }
 }
 
-inventory::submit! {
+crate::register! {
     FencerRegistration {
         name: "testing",
         description: "Fake fencer powering simulated hosts off, for dry runs, demos and tests (never a real host).",
@@ -180,7 +180,7 @@ inventory::submit! {
     }
 }
 
-inventory::submit! {
+crate::register! {
     EvacuatorRegistration {
         name: "testing",
         description: "Fake evacuator moving simulated instances, for dry runs, demos and tests (never a real cloud).",
@@ -189,7 +189,7 @@ inventory::submit! {
     }
 }
 
-inventory::submit! {
+crate::register! {
     DirectoryRegistration {
         name: "testing",
         description: "Fake directory with one user per project, for dry runs, demos and tests.",
@@ -198,7 +198,7 @@ inventory::submit! {
     }
 }
 
-inventory::submit! {
+crate::register! {
     NotifierRegistration {
         name: "testing",
         description: "Fake notifier recording reports in memory, for dry runs, demos and tests (sends nothing).",
