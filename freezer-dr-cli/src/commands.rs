@@ -1,21 +1,19 @@
 //! The subcommands.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
-use std::sync::Arc;
+use std::path::Path;
 
 use anyhow::{Context as _, anyhow, bail};
+use freezer_dr_core::HostId;
+use freezer_dr_core::checks::{self, CheckFailure};
 use freezer_dr_core::config::{self, Config};
 use freezer_dr_core::engine::{OperatorRequest, Snapshot};
 use freezer_dr_core::registry::{self, Kind};
-use freezer_dr_core::runtime::Runtime;
-use freezer_dr_core::{HostId, Journal};
+use freezer_dr_core::runtime::{Pipeline, Runtime};
+use freezer_dr_core::setup::{self, Actor, Store};
 use tracing::{info, warn};
 
-use crate::{Cli, Command, Exit, journal, output};
-
-/// One driver's healthcheck, spawned on its own task.
-type CheckFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = freezer_dr_core::Result<()>> + Send>>;
+use crate::{Cli, Command, Exit, output};
 
 /// Runs the command line's subcommand.
 pub async fn dispatch(cli: &Cli) -> anyhow::Result<Exit> {
@@ -98,42 +96,12 @@ fn host_id(name: &str) -> anyhow::Result<HostId> {
     Ok(HostId::new(name))
 }
 
-/// `[ha]` set: connect to etcd as a candidate of the election.
-#[cfg(feature = "etcd")]
-async fn candidate(config: &Config) -> anyhow::Result<Option<freezer_dr_core::ha::Candidate>> {
-    let Some(ha) = &config.ha else {
-        return Ok(None);
-    };
-    let c = freezer_dr_core::ha::Candidate::connect(ha.clone())
-        .await
-        .with_context(|| {
-            format!(
-                "{}: [ha]: cannot reach etcd at {}",
-                config.file.display(),
-                ha.endpoints.join(", ")
-            )
-        })?;
-    Ok(Some(c))
-}
-
-/// `[ha]` set in a binary built without etcd.
-#[cfg(not(feature = "etcd"))]
-async fn candidate(config: &Config) -> anyhow::Result<Option<std::convert::Infallible>> {
-    if config.ha.is_some() {
-        bail!(
-            "{}: [ha] is set but this freezer-dr was built without etcd support (Cargo feature `etcd`)",
-            config.file.display()
-        );
-    }
-    Ok(None)
-}
-
 /// The daemon in HA mode: stand by, lead, stand by again, until SIGINT/SIGTERM.
 #[cfg(feature = "etcd")]
 async fn run_ha(
     config: &Config,
     candidate: freezer_dr_core::ha::Candidate,
-    pipeline: freezer_dr_core::runtime::Pipeline,
+    pipeline: Pipeline,
 ) -> anyhow::Result<Exit> {
     let me = candidate.member().describe();
     info!(
@@ -163,41 +131,16 @@ const ALONE_WARNING: &str = "no [ha] section: this freezer-dr acts alone. Exactl
 async fn run(cli: &Cli, once: bool, dry_run: bool) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
     let pipeline = config.build()?;
-    if config.ha.is_some() && !dry_run {
-        if once {
-            bail!(
-                "{}: run --once acts alone, without an election: with [ha] run the daemon \
-                 (`freezer-dr run`), or use a config without [ha]",
-                config.file.display()
-            );
-        }
+    // Held until the end of the run: one actor per journal file.
+    let (journal, _lock) = match setup::actor(&config, once, dry_run).await? {
         #[cfg(feature = "etcd")]
-        if let Some(c) = candidate(&config).await? {
-            return run_ha(&config, c, pipeline).await;
-        }
-        candidate(&config).await?;
-    }
-
-    // A dry run keeps its journal in memory: nothing on disk is read or written. Otherwise the daemon
-    // lock makes sure a single freezer-dr acts on this journal (one-pass runs included: two actors
-    // would recover the same host twice).
-    let disk = if dry_run {
-        None
-    } else {
-        Some(journal::open(&config.journal.path)?)
-    };
-    let _lock = match &disk {
-        Some(j) => Some(j.lock_daemon().with_context(|| {
-            format!(
-                "cannot lock the journal {}: is another freezer-dr running with it?",
-                config.journal.path.display()
-            )
-        })?),
-        None => None,
-    };
-    let journal: Arc<dyn Journal> = match &disk {
-        Some(j) => j.clone(),
-        None => journal::memory(),
+        Actor::Candidate(c) => return run_ha(&config, c, pipeline).await,
+        Actor::Alone { journal, lock } => (journal, lock),
+        // A core built with etcd (through another crate's feature) under a CLI built without it.
+        _ => bail!(
+            "{}: [ha] is set but this freezer-dr was built without etcd support (Cargo feature `etcd`)",
+            config.file.display()
+        ),
     };
 
     if !dry_run {
@@ -278,51 +221,11 @@ async fn validate(cli: &Cli, connect: bool) -> anyhow::Result<Exit> {
 
     // Every healthcheck at once, each under the configured call timeout.
     let timeout = r.call_timeout;
-    let mut checks = tokio::task::JoinSet::new();
-    let mut spawn = |i: usize, check: CheckFuture| {
-        checks.spawn(async move { (i, tokio::time::timeout(timeout, check).await) });
-    };
-    let m = pipeline.monitor.clone();
-    spawn(0, Box::pin(async move { m.healthcheck().await }));
-    let mut i = 1;
-    for f in &pipeline.fencers {
-        let f = f.clone();
-        spawn(i, Box::pin(async move { f.healthcheck().await }));
-        i += 1;
-    }
-    let e = pipeline.evacuator.clone();
-    spawn(i, Box::pin(async move { e.healthcheck().await }));
-    i += 1;
-    if let Some(d) = &pipeline.directory {
-        let d = d.clone();
-        spawn(i, Box::pin(async move { d.healthcheck().await }));
-        i += 1;
-    }
-    for n in &pipeline.notifiers {
-        let n = n.clone();
-        spawn(i, Box::pin(async move { n.healthcheck().await }));
-        i += 1;
-    }
-
-    let mut results = vec![None; sections.len()];
-    while let Some(joined) = checks.join_next().await {
-        let (i, outcome) = joined.context("a healthcheck panicked")?;
-        let line = match outcome {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!(
-                "no answer within {}",
-                humantime::format_duration(timeout)
-            )),
-        };
-        if let Some(slot) = results.get_mut(i) {
-            *slot = Some(line);
-        }
-    }
+    let mut results = checks::healthchecks(&pipeline, timeout).await?.into_iter();
     println!("Connecting:");
     let mut failed = 0;
-    for (s, result) in sections.iter().zip(results) {
-        match result {
+    for s in &sections {
+        match results.next() {
             Some(Ok(())) => println!("  {:<width$}  {}  OK", s.key, s.type_name),
             Some(Err(e)) => {
                 failed += 1;
@@ -341,44 +244,38 @@ async fn validate(cli: &Cli, connect: bool) -> anyhow::Result<Exit> {
     fencing_coverage(&pipeline, timeout).await
 }
 
-/// Every compute host the monitor sees must be handled by at least one fencing level; a host no fencer
-/// knows would only be found out during a failure (it would wait for a person instead of being recovered).
+/// Every compute host the monitor sees must be handled by at least one fencing level.
 async fn fencing_coverage(
-    pipeline: &freezer_dr_core::runtime::Pipeline,
+    pipeline: &Pipeline,
     timeout: std::time::Duration,
 ) -> anyhow::Result<Exit> {
-    let hosts = match tokio::time::timeout(timeout, pipeline.monitor.observe()).await {
-        Ok(Ok(hosts)) => hosts,
-        Ok(Err(e)) => {
+    let coverage = match checks::fencing_coverage(pipeline, timeout).await {
+        Ok(c) => c,
+        Err(CheckFailure::Failed(e)) => {
             eprintln!("error: the monitor could not observe the hosts: {e}");
             return Ok(Exit::Error);
         }
-        Err(_) => {
+        Err(CheckFailure::TimedOut(t)) => {
             eprintln!(
                 "error: the monitor did not answer within {}",
-                humantime::format_duration(timeout)
+                humantime::format_duration(t)
             );
             return Ok(Exit::Error);
         }
     };
-    let uncovered: Vec<String> = hosts
-        .iter()
-        .filter(|h| !h.admin.disabled_by_operator())
-        .filter(|h| !pipeline.fencers.iter().any(|f| f.handles(&h.host)))
-        .map(|h| h.host.to_string())
-        .collect();
-    if uncovered.is_empty() {
+    if coverage.uncovered.is_empty() {
         println!(
             "Fencing: every one of the {} observed host(s) is handled by a fencer",
-            hosts.len()
+            coverage.observed
         );
         Ok(Exit::Ok)
     } else {
-        println!("Fencing: no fencer handles {}", uncovered.join(", "));
+        let names: Vec<&str> = coverage.uncovered.iter().map(HostId::as_str).collect();
+        println!("Fencing: no fencer handles {}", names.join(", "));
         eprintln!(
             "error: {} compute host(s) have no fencer: add them to a [[fencer]] section's inventory, \
              or disable them in Nova if they are out of service",
-            uncovered.len()
+            names.len()
         );
         Ok(Exit::Error)
     }
@@ -425,11 +322,11 @@ fn example(kind: Option<&str>, name: Option<&str>) -> anyhow::Result<Exit> {
 
 async fn status(cli: &Cli, json: bool) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
+    let store = Store::connect(&config).await?;
     #[cfg(feature = "etcd")]
-    if let Some(c) = candidate(&config).await? {
+    if let Some(c) = store.candidate() {
         let ha = c.status().await?;
-        let j = c.journal();
-        let (snapshot, requests) = (j.load().await?, j.requests().await?);
+        let (snapshot, requests) = store.load().await?.unwrap_or_default();
         if json {
             let mut v = output::status_json(&snapshot, &requests);
             v["ha"] = serde_json::to_value(&ha)?;
@@ -443,15 +340,13 @@ async fn status(cli: &Cli, json: bool) -> anyhow::Result<Exit> {
         }
         return Ok(Exit::Ok);
     }
-    candidate(&config).await?;
-    let path = &config.journal.path;
-    let (snapshot, requests) = match journal::open_existing(path)? {
-        Some(j) => (j.load().await?, j.requests().await?),
+    let (snapshot, requests) = match store.load().await? {
+        Some(recorded) => recorded,
         None => {
             if !json {
                 println!(
                     "No journal at {}: freezer-dr has not recorded anything yet",
-                    path.display()
+                    config.journal.path.display()
                 );
                 return Ok(Exit::Ok);
             }
@@ -468,16 +363,7 @@ async fn status(cli: &Cli, json: bool) -> anyhow::Result<Exit> {
 
 async fn history(cli: &Cli, limit: usize, json: bool) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
-    let events = match candidate(&config).await? {
-        #[cfg(feature = "etcd")]
-        Some(c) => c.journal().history(limit).await?,
-        #[cfg(not(feature = "etcd"))]
-        Some(never) => match never {},
-        None => match journal::open_existing(&config.journal.path)? {
-            Some(j) => j.history(limit).await?,
-            None => Vec::new(),
-        },
-    };
+    let events = Store::connect(&config).await?.history(limit).await?;
     if json {
         println!("{:#}", serde_json::to_value(&events)?);
     } else {
@@ -486,28 +372,15 @@ async fn history(cli: &Cli, limit: usize, json: bool) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// Stores an operator request: from any machine with `[ha]` (the leader applies it, whoever that is).
 async fn submit(cli: &Cli, request: OperatorRequest) -> anyhow::Result<Exit> {
     let config = load_config(cli)?;
-    let (id, place) = match candidate(&config).await? {
-        // From any machine: the leader applies it, whoever that is.
-        #[cfg(feature = "etcd")]
-        Some(c) => {
-            let j = c.journal();
-            let id = j.submit(request.clone()).await?;
-            (id, std::path::PathBuf::from(format!("etcd {}", j.prefix())))
-        }
-        #[cfg(not(feature = "etcd"))]
-        Some(never) => match never {},
-        None => {
-            let j = journal::open(&config.journal.path)?;
-            (
-                j.submit(request.clone()).await?,
-                config.journal.path.clone(),
-            )
-        }
-    };
+    let (id, place) = Store::connect(&config)
+        .await?
+        .submit(request.clone())
+        .await?;
     info!(id, request = ?request, "operator request stored");
-    print!("{}", output::submitted(id, &request, &place));
+    print!("{}", output::submitted(id, &request, Path::new(&place)));
     Ok(Exit::Ok)
 }
 

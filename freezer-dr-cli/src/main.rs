@@ -20,7 +20,6 @@ use freezer_dr_drivers_redfish as _;
 use freezer_dr_nova as _;
 
 mod commands;
-mod journal;
 mod output;
 
 use std::path::PathBuf;

@@ -27,6 +27,7 @@ mod notifier;
 mod report;
 mod secret;
 
+pub mod checks;
 pub mod config;
 pub mod engine;
 pub mod etcd;
@@ -36,6 +37,7 @@ pub use etcd as ha;
 pub mod journal;
 pub mod registry;
 pub mod runtime;
+pub mod setup;
 #[cfg(feature = "testing")]
 pub mod testing;
 

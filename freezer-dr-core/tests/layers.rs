@@ -5,7 +5,8 @@
 //! The layers, bottom up (DESIGN §2): domain types → role traits → engine → journal → registry and
 //! diagnostics → runtime → etcd (HA: its `[ha]` section, client, lease, election, journal; it runs the
 //! runtime while it leads) → config (the file format: parses every section, `[ha]` included, and builds
-//! the pipeline) → testing (the fakes, for tests only).
+//! the pipeline) → checks and setup (what a binary does with a configuration: check its drivers against
+//! their peers, choose its journal) → testing (the fakes, for tests only).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["runtime"],
     &["etcd"],
     &["config"],
+    &["checks", "setup"],
     &["testing"],
 ];
 
