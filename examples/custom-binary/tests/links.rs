@@ -1,5 +1,5 @@
 //! The custom binary links exactly the drivers it names: Nova (monitor, evacuator, Keystone directory),
-//! IPMI and email; not libvirt.
+//! IPMI and email; not libvirt. And it is the whole `freezer-dr` command line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
@@ -9,7 +9,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_freezer-dr-custom");
 
 #[test]
 fn drivers_lists_exactly_nova_ipmi_and_email() {
-    let out = Command::new(BIN).arg("--drivers").output().unwrap();
+    let out = Command::new(BIN).arg("drivers").output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
     let listed: BTreeSet<(String, String)> = text
@@ -56,12 +56,53 @@ fn a_driver_it_does_not_link_is_an_unknown_type() {
         ),
     )
     .unwrap();
-    let out = Command::new(BIN).arg(&path).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("unknown fencer type \"libvirt\""),
-        "{stderr}"
-    );
-    assert!(stderr.contains("registered: ipmi"), "{stderr}");
+    for args in [&["validate"][..], &["run", "--once"]] {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("fencer[0].type: unknown fencer type \"libvirt\""),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("registered: ipmi"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn it_has_every_subcommand_and_exit_code_of_freezer_dr() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let help = String::from_utf8(out.stdout).unwrap();
+    for command in [
+        "run",
+        "validate",
+        "drivers",
+        "example",
+        "status",
+        "history",
+        "pause",
+        "resume",
+        "recover",
+        "forget",
+        "confirm-off",
+        "import-servers",
+    ] {
+        assert!(
+            help.lines()
+                .any(|l| l.split_whitespace().next() == Some(command)),
+            "no `{command}` subcommand:\n{help}"
+        );
+    }
+    for code in 0..=3 {
+        assert!(
+            help.contains(&format!("\n  {code}  ")),
+            "exit code {code}:\n{help}"
+        );
+    }
 }
