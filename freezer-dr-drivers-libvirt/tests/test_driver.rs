@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use freezer_dr_core::registry::{self, BuildContext};
+use freezer_dr_core::testing::{self, Built, BuiltExample};
 use freezer_dr_core::{ErrorKind, Fencer, HostId, PowerState, Secret};
 use freezer_dr_drivers_libvirt::{LibvirtConfig, LibvirtFencer};
 
@@ -235,12 +236,20 @@ async fn builds_from_its_registration_and_its_example() {
         .into_iter()
         .find(|r| r.name == "libvirt")
         .unwrap();
-    assert!(!reg.description.is_empty());
     // The example's password comes from the environment; without it, it is a config error naming it.
     let example = reg.example.replace("# password", "password");
     let e = build(&example).err().expect("needs LIBVIRT_PASSWORD");
     assert!(e.to_string().contains("LIBVIRT_PASSWORD"), "{e}");
-    let f = build(reg.example).unwrap();
+    let built = testing::build_examples(env!("CARGO_PKG_NAME"));
+    let [
+        BuiltExample {
+            driver: Built::Fencer(f),
+            ..
+        },
+    ] = built.as_slice()
+    else {
+        panic!("one fencer registered");
+    };
     assert!(f.handles(&h("compute-1")));
     assert!(f.handles(&h("compute-3.example.org")));
     assert!(!f.handles(&h("compute-3")));

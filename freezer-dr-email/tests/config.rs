@@ -25,12 +25,7 @@ fn build(section: &str) -> freezer_dr_core::Result<Box<dyn freezer_dr_core::Noti
 
 #[test]
 fn the_registered_example_builds() {
-    let reg = registry::notifiers()
-        .into_iter()
-        .find(|r| r.name == "email")
-        .unwrap();
-    assert!(!reg.description.is_empty());
-    build(reg.example).unwrap();
+    freezer_dr_core::testing::build_examples(env!("CARGO_PKG_NAME"));
 }
 
 #[test]

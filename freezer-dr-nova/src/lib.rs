@@ -101,30 +101,3 @@ freezer_dr_core::register! {
         build: |ctx| Ok(Box::new(KeystoneDirectory::new(ctx.parse()?)?)),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn examples_parse_with_deny_unknown_fields() {
-        let strip = |s: &str, section: &str| {
-            // The examples are whole sections: drop `type` and move the sub-table under the root.
-            s.lines()
-                // Secrets from files or variables are read at parse time: not here.
-                .filter(|l| {
-                    !l.starts_with("type =") && !l.contains("{ file =") && !l.contains("{ env =")
-                })
-                .map(|l| l.replace(&format!("[{section}.auth]"), "[auth]"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        let m: NovaConfig = toml::from_str(&strip(NOVA_EXAMPLE, "monitor")).unwrap();
-        assert_eq!(m.auth.cloud.as_deref(), Some("mycloud"));
-        let e: NovaConfig = toml::from_str(&strip(EVACUATOR_EXAMPLE, "evacuator")).unwrap();
-        assert_eq!(e.page_size, 200);
-        let d: KeystoneConfig = toml::from_str(&strip(DIRECTORY_EXAMPLE, "directory"))
-            .unwrap_or_else(|err| panic!("{err}"));
-        assert_eq!(d.cache_ttl, std::time::Duration::from_secs(600));
-    }
-}

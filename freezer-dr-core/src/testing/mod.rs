@@ -6,7 +6,8 @@
 //! - [`FakeMonitor`], [`FakeFencer`], [`FakeEvacuator`], [`FakeDirectory`] and [`FakeNotifier`] implement
 //!   the core traits over a [`World`], with the semantics the trait docs promise.
 //! - Drivers named `testing` are registered for every role, for dry runs, demos and the CLI's tests.
-//! - [`conformance`] holds the suites that driver crates run against their real peers.
+//! - [`conformance`] holds the suites that driver crates run against their real peers;
+//!   [`build_examples`] builds every driver a crate registers from its own example section.
 //! - [`fast_recovery`] is one `[recovery]` with every wait short, for tests that run a runtime in real time.
 //! - `EtcdServer` (with feature `etcd`) starts a real etcd for HA tests.
 
@@ -14,12 +15,14 @@ pub mod conformance;
 pub mod drivers;
 #[cfg(feature = "etcd")]
 mod etcd;
+mod examples;
 mod fakes;
 mod recovery;
 mod world;
 
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdServer;
+pub use examples::{Built, BuiltExample, EXAMPLE_SECRET, build_examples, build_examples_with};
 pub use fakes::{FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, FakeNotifier};
 pub use recovery::fast_recovery;
 pub use world::{Call, Delivered, Op, SimHost, SimInstance, World};
