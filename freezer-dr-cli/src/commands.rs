@@ -134,7 +134,7 @@ async fn run(cli: &Cli, once: bool, dry_run: bool) -> anyhow::Result<Exit> {
     // Held until the end of the run: one actor per journal file.
     let (journal, _lock) = match setup::actor(&config, once, dry_run).await? {
         #[cfg(feature = "etcd")]
-        Actor::Candidate(c) => return run_ha(&config, c, pipeline).await,
+        Actor::Candidate(c) => return run_ha(&config, *c, pipeline).await,
         Actor::Alone { journal, lock } => (journal, lock),
         // A core built with etcd (through another crate's feature) under a CLI built without it.
         _ => bail!(

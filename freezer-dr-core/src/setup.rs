@@ -20,7 +20,7 @@ use crate::ha::Candidate;
 pub enum Actor {
     /// `[ha]`: a candidate of the election; it acts only while it leads.
     #[cfg(feature = "etcd")]
-    Candidate(Candidate),
+    Candidate(Box<Candidate>),
     /// Alone, on a journal of its own.
     Alone {
         /// The file of `[journal] path`, or an empty journal in memory for a dry run.
@@ -60,7 +60,9 @@ pub async fn actor(config: &Config, once: bool, dry_run: bool) -> Result<Actor> 
             )));
         }
         #[cfg(feature = "etcd")]
-        return connect(config, ha).await.map(Actor::Candidate);
+        return connect(config, ha)
+            .await
+            .map(|c| Actor::Candidate(Box::new(c)));
         #[cfg(not(feature = "etcd"))]
         {
             let _ = ha;
@@ -95,7 +97,7 @@ pub struct Store {
 #[derive(Debug)]
 enum Place {
     #[cfg(feature = "etcd")]
-    Ha(Candidate),
+    Ha(Box<Candidate>),
     File(PathBuf),
 }
 
@@ -105,7 +107,7 @@ impl Store {
     pub async fn connect(config: &Config) -> Result<Store> {
         let place = match &config.ha {
             #[cfg(feature = "etcd")]
-            Some(ha) => Place::Ha(connect(config, ha).await?),
+            Some(ha) => Place::Ha(Box::new(connect(config, ha).await?)),
             #[cfg(not(feature = "etcd"))]
             Some(_) => return Err(no_etcd(config)),
             None => Place::File(config.journal.path.clone()),
