@@ -29,74 +29,60 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use freezer_dr_nova::lab::{self, Admin};
+use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_freezer-dr");
 const OPERATORS: [&str; 2] = ["ops@cloud.lab", "oncall@cloud.lab"];
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The running lab and a freezer-dr daemon on it; both stopped when dropped (logs shown on failure).
+/// The running lab (started by `lab/up.sh`) and the freezer-dr daemons on it; the daemons are killed when
+/// it is dropped, then the lab is stopped (its logs shown first on failure).
 struct Lab {
-    dir: tempfile::TempDir,
-    env: BTreeMap<String, String>,
+    lab: lab::Lab,
     daemon: Option<Child>,
     /// A second daemon with its own config and journal (no `[ha]`): the one-actor story.
     second: Option<Child>,
 }
 
+impl std::ops::Deref for Lab {
+    type Target = lab::Lab;
+    fn deref(&self) -> &lab::Lab {
+        &self.lab
+    }
+}
+
 impl Lab {
     fn start() -> Option<Lab> {
-        if std::env::var("FREEZER_DR_SKIP_LAB").as_deref() == Ok("1") {
-            eprintln!("FREEZER_DR_SKIP_LAB=1: the end-to-end lab test is skipped");
-            return None;
+        let mut lab = lab::Lab::start(&lab::LabSpec {
+            name: "the lab",
+            up: "lab/up.sh",
+            down: "lab/down.sh",
+            install: "lab/install.sh",
+            args: Vec::new(),
+            skip_var: "FREEZER_DR_SKIP_LAB",
+            prefix: "fdr-e2e.",
+        })?;
+        let mut logs = vec![
+            "freezer-dr.log".to_owned(),
+            "freezer-dr-b.log".into(),
+            "nova-api.log".into(),
+            "nova-conductor.log".into(),
+        ];
+        for h in ["compute1", "compute2", "compute3"] {
+            logs.push(format!("nova-compute-{h}.log"));
+            logs.push(format!("bmc-{h}.log"));
         }
-        let dir = tempfile::Builder::new()
-            .prefix("fdr-e2e.")
-            .tempdir_in("/tmp")
-            .expect("temp dir");
-        let started = Instant::now();
-        let out = Command::new("bash")
-            .arg(repo().join("lab/up.sh"))
-            .arg("--dir")
-            .arg(dir.path())
-            .output()
-            .expect("run lab/up.sh");
-        if !out.status.success() {
-            panic!(
-                "the lab did not start (lab/up.sh exited {}); this test needs it (install: lab/install.sh; \
-                 skip only with FREEZER_DR_SKIP_LAB=1)\n--- stdout\n{}\n--- stderr\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+        for name in logs {
+            lab.show_on_failure(format!("logs/{name}"), 40);
         }
-        eprintln!("lab up in {:.0?}", started.elapsed());
-        let text = std::fs::read_to_string(dir.path().join("lab.env")).expect("lab.env");
-        let env = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
-            .collect();
+        for h in ["compute1", "compute2", "compute3"] {
+            lab.show_on_failure(format!("bmc/{h}/chassis.log"), usize::MAX);
+        }
         Some(Lab {
-            dir,
-            env,
+            lab,
             daemon: None,
             second: None,
         })
-    }
-
-    fn var(&self, k: &str) -> &str {
-        self.env
-            .get(k)
-            .unwrap_or_else(|| panic!("{k} missing from lab.env"))
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
     }
 
     fn config(&self) -> PathBuf {
@@ -178,16 +164,6 @@ impl Lab {
         pid
     }
 
-    fn compute(&self, action: &str, host: &str) {
-        let out = Command::new("bash")
-            .arg(repo().join("lab/openstack/compute.sh"))
-            .arg(self.dir.path())
-            .args([action, host])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "compute.sh {action} {host}: {out:?}");
-    }
-
     /// `ipmitool ... chassis ARGS` against the host's BMC, as an operator would.
     fn bmc(&self, host: &str, args: &[&str]) -> String {
         let port = std::fs::read_to_string(self.path(&format!("bmc/{host}/port"))).unwrap();
@@ -211,9 +187,9 @@ impl Lab {
 
     fn lab_py(&self, args: &[&str]) -> String {
         let out = Command::new(format!("{}/bin/python", self.var("LAB_VENV")))
-            .arg(repo().join("lab/lab.py"))
+            .arg(lab::repo().join("lab/lab.py"))
             .args(args)
-            .envs(&self.env)
+            .envs(self.env())
             .output()
             .unwrap();
         assert!(out.status.success(), "lab.py {args:?}: {out:?}");
@@ -264,36 +240,6 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if std::thread::panicking() {
-            let logs = self.path("logs");
-            let mut names = vec![
-                "freezer-dr.log".to_owned(),
-                "freezer-dr-b.log".into(),
-                "nova-api.log".into(),
-                "nova-conductor.log".into(),
-            ];
-            for h in ["compute1", "compute2", "compute3"] {
-                names.push(format!("nova-compute-{h}.log"));
-                names.push(format!("bmc-{h}.log"));
-            }
-            for name in names {
-                let text = std::fs::read_to_string(logs.join(&name)).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(40).collect();
-                eprintln!("---- {name} (last lines)");
-                for l in tail.iter().rev() {
-                    eprintln!("{l}");
-                }
-            }
-            for h in ["compute1", "compute2", "compute3"] {
-                let log = std::fs::read_to_string(self.path(&format!("bmc/{h}/chassis.log")))
-                    .unwrap_or_default();
-                eprintln!("---- chassis of {h}\n{log}");
-            }
-        }
-        let _ = Command::new("bash")
-            .arg(repo().join("lab/down.sh"))
-            .arg(self.dir.path())
-            .output();
     }
 }
 
@@ -303,80 +249,6 @@ struct Mail {
     message_id: String,
     subject: String,
     text: String,
-}
-
-/// The test's own admin calls to Nova (plain REST, not the crate under test).
-struct Admin {
-    http: reqwest::Client,
-    token: String,
-    nova: String,
-}
-
-impl Admin {
-    async fn new(lab: &Lab) -> Admin {
-        let http = reqwest::Client::new();
-        let r = http
-            .post(format!("{}/auth/tokens", lab.var("OS_AUTH_URL")))
-            .json(&json!({"auth": {
-                "identity": {"methods": ["password"], "password": {"user": {
-                    "name": "admin", "domain": {"name": "Default"}, "password": lab.var("OS_PASSWORD")}}},
-                "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}))
-            .send()
-            .await
-            .expect("keystone");
-        assert!(r.status().is_success(), "admin token: {}", r.status());
-        let token = r.headers()["x-subject-token"].to_str().unwrap().to_owned();
-        Admin {
-            http,
-            token,
-            nova: lab.var("LAB_NOVA_URL").to_owned(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.nova))
-            .header("X-Auth-Token", &self.token)
-            .header("OpenStack-API-Version", "compute 2.74")
-            .send()
-            .await
-            .expect("nova");
-        let status = r.status();
-        let text = r.text().await.unwrap_or_default();
-        assert!(status.is_success(), "GET {path}: {status} {text}");
-        serde_json::from_str(&text).unwrap()
-    }
-
-    async fn server(&self, id: &str) -> Value {
-        self.get(&format!("/servers/{id}")).await["server"].clone()
-    }
-
-    /// How many times Nova was asked to evacuate this server (its instance actions).
-    async fn evacuations(&self, id: &str) -> usize {
-        let v = self
-            .get(&format!("/servers/{id}/os-instance-actions"))
-            .await;
-        v["instanceActions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| a["action"] == "evacuate")
-            .count()
-    }
-
-    async fn service(&self, host: &str) -> Value {
-        let v = self
-            .get(&format!("/os-services?binary=nova-compute&host={host}"))
-            .await;
-        v["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["host"] == host)
-            .cloned()
-            .unwrap_or_else(|| panic!("no service on {host}"))
-    }
 }
 
 /// A server booted by `lab.py boot`.

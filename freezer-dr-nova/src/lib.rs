@@ -17,6 +17,8 @@
 mod config;
 mod directory;
 mod evacuator;
+#[cfg(feature = "lab")]
+pub mod lab;
 mod microversion;
 mod monitor;
 mod nova;

@@ -12,217 +12,49 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use freezer_dr_core::testing::conformance;
 use freezer_dr_core::{
     Directory, Evacuator, Fenced, Health, HostHealth, HostId, Monitor, Progress, Secret,
 };
+use freezer_dr_nova::lab::{Admin, Lab, LabSpec};
 use freezer_dr_nova::{
-    AuthConfig, KeystoneConfig, KeystoneDirectory, Microversion, NovaConfig, NovaEvacuator,
-    NovaMonitor,
+    KeystoneConfig, KeystoneDirectory, Microversion, NovaConfig, NovaEvacuator, NovaMonitor,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const COMPUTES: &str = "compute1 compute10 compute2 compute3";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+/// The OpenStack half of the lab (`lab/openstack/up.sh`) with four computes.
+fn start_lab() -> Option<Lab> {
+    let mut lab = Lab::start(&LabSpec {
+        name: "the OpenStack lab",
+        up: "lab/openstack/up.sh",
+        down: "lab/openstack/down.sh",
+        install: "lab/openstack/install.sh",
+        args: vec!["--computes".into(), COMPUTES.into()],
+        skip_var: "FREEZER_DR_SKIP_OPENSTACK",
+        prefix: "fdr-nova-lab.",
+    })?;
+    for name in ["nova-api", "nova-conductor", "nova-scheduler", "keystone"]
+        .iter()
+        .map(|n| format!("{n}.log"))
+        .chain(COMPUTES.split(' ').map(|h| format!("nova-compute-{h}.log")))
+    {
+        lab.show_on_failure(format!("logs/{name}"), 25);
+    }
+    Some(lab)
 }
 
-/// A running lab; stopped (and its logs shown if the test failed) when dropped.
-struct Lab {
-    dir: tempfile::TempDir,
-    env: BTreeMap<String, String>,
-}
-
-impl Lab {
-    fn start() -> Option<Lab> {
-        if std::env::var("FREEZER_DR_SKIP_OPENSTACK").as_deref() == Ok("1") {
-            eprintln!("FREEZER_DR_SKIP_OPENSTACK=1: the real-Nova tests are skipped");
-            return None;
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("fdr-nova-lab.")
-            .tempdir_in("/tmp")
-            .expect("temp dir");
-        let started = Instant::now();
-        let out = Command::new("bash")
-            .arg(repo().join("lab/openstack/up.sh"))
-            .args(["--dir"])
-            .arg(dir.path())
-            .args(["--computes", COMPUTES])
-            .output()
-            .expect("run lab/openstack/up.sh");
-        if !out.status.success() {
-            panic!(
-                "the OpenStack lab did not start (lab/openstack/up.sh exited {}); this test needs it \
-                 (install: lab/openstack/install.sh; skip only with FREEZER_DR_SKIP_OPENSTACK=1)\n\
-                 --- stdout\n{}\n--- stderr\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        eprintln!("lab up in {:.0?}", started.elapsed());
-        let text = std::fs::read_to_string(dir.path().join("lab.env")).expect("lab.env");
-        let env = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
-            .collect();
-        Some(Lab { dir, env })
-    }
-
-    fn var(&self, k: &str) -> &str {
-        self.env
-            .get(k)
-            .unwrap_or_else(|| panic!("{k} missing from lab.env"))
-    }
-
-    fn compute(&self, action: &str, host: &str) {
-        let out = Command::new("bash")
-            .arg(repo().join("lab/openstack/compute.sh"))
-            .arg(self.dir.path())
-            .args([action, host])
-            .output()
-            .expect("run compute.sh");
-        assert!(
-            out.status.success(),
-            "compute.sh {action} {host}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn auth(&self) -> AuthConfig {
-        AuthConfig {
-            auth_url: Some(self.var("OS_AUTH_URL").to_owned()),
-            username: Some("admin".into()),
-            password: Some(Secret::new(self.var("OS_PASSWORD"))),
-            project_name: Some("admin".into()),
-            user_domain_name: Some("Default".into()),
-            project_domain_name: Some("Default".into()),
-            region_name: Some("RegionOne".into()),
-            ..Default::default()
-        }
-    }
-
-    fn nova(&self, cap: &str) -> NovaConfig {
-        NovaConfig {
-            auth: self.auth(),
-            heartbeat_timeout: Duration::from_secs(10),
-            microversion_cap: cap.parse().expect("microversion"),
-            page_size: 2,
-            ..Default::default()
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let logs = self.dir.path().join("logs");
-            for name in ["nova-api", "nova-conductor", "nova-scheduler", "keystone"]
-                .iter()
-                .map(|n| format!("{n}.log"))
-                .chain(COMPUTES.split(' ').map(|h| format!("nova-compute-{h}.log")))
-            {
-                let text = std::fs::read_to_string(logs.join(&name)).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(25).collect();
-                eprintln!("---- {name} (last lines)");
-                for l in tail.iter().rev() {
-                    eprintln!("{l}");
-                }
-            }
-        }
-        let _ = Command::new("bash")
-            .arg(repo().join("lab/openstack/down.sh"))
-            .arg(self.dir.path())
-            .output();
-    }
-}
-
-/// The test's own admin calls (booting servers, reading services): plain REST, not the crate under test.
-struct Admin {
-    http: reqwest::Client,
-    token: String,
-    nova: String,
-}
-
-impl Admin {
-    async fn new(lab: &Lab) -> Admin {
-        let http = reqwest::Client::new();
-        let r = http
-            .post(format!("{}/auth/tokens", lab.var("OS_AUTH_URL")))
-            .json(&json!({"auth": {
-                "identity": {"methods": ["password"], "password": {"user": {
-                    "name": "admin", "domain": {"name": "Default"}, "password": lab.var("OS_PASSWORD")}}},
-                "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}))
-            .send()
-            .await
-            .expect("keystone");
-        assert!(r.status().is_success(), "admin token: {}", r.status());
-        let token = r.headers()["x-subject-token"].to_str().unwrap().to_owned();
-        Admin {
-            http,
-            token,
-            nova: lab.var("LAB_NOVA_URL").to_owned(),
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.nova))
-            .header("X-Auth-Token", &self.token)
-            .header("OpenStack-API-Version", "compute 2.74");
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.expect("nova");
-        let status = r.status();
-        let text = r.text().await.unwrap_or_default();
-        assert!(status.is_success(), "{method} {path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
-    async fn boot(&self, name: &str, host: &str, project_meta: &str, image: &str) -> String {
-        let b = self
-            .call(
-                reqwest::Method::POST,
-                "/servers",
-                Some(json!({"server": {
-                    "name": name, "imageRef": image, "flavorRef": "lab-tiny", "networks": "none",
-                    "host": host, "metadata": {"ha": project_meta}}})),
-            )
-            .await;
-        b["server"]["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn server(&self, id: &str) -> Value {
-        self.call(reqwest::Method::GET, &format!("/servers/{id}"), None)
-            .await["server"]
-            .clone()
-    }
-
-    async fn service(&self, host: &str) -> Value {
-        let v = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/os-services?binary=nova-compute&host={host}"),
-                None,
-            )
-            .await;
-        v["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["host"] == host)
-            .cloned()
-            .unwrap_or_else(|| panic!("no service on {host}"))
+/// The test's Nova config: admin credentials, a 10 s heartbeat timeout, pages of two.
+fn nova(lab: &Lab, cap: &str) -> NovaConfig {
+    NovaConfig {
+        auth: lab.auth(),
+        heartbeat_timeout: Duration::from_secs(10),
+        microversion_cap: cap.parse().expect("microversion"),
+        page_size: 2,
+        ..Default::default()
     }
 }
 
@@ -311,7 +143,7 @@ async fn restore_until_ok(e: &NovaEvacuator, host: &str, within: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn real_nova_recovery_path() {
-    let Some(lab) = Lab::start() else { return };
+    let Some(lab) = start_lab() else { return };
     let admin = Admin::new(&lab).await;
     let image = lab.var("LAB_IMAGE_ID").to_owned();
 
@@ -334,7 +166,7 @@ async fn real_nova_recovery_path() {
     }
 
     // ---- Monitor on a healthy cloud.
-    let monitor = NovaMonitor::new(lab.nova("2.94")).expect("monitor");
+    let monitor = NovaMonitor::new(nova(&lab, "2.94")).expect("monitor");
     monitor.healthcheck().await.expect("monitor healthcheck");
     conformance::monitor(&monitor).await;
     let seen = monitor.observe().await.expect("observe");
@@ -345,7 +177,7 @@ async fn real_nova_recovery_path() {
     // ---- Crash compute1 and compute2; the monitor sees exactly them down within the window.
     // A second monitor with a heartbeat_timeout of 5 s (report_interval is 2 s here): it must see the
     // crash first, and still read the repaired host up (three beats do not fit in 5 s).
-    let mut fast_cfg = lab.nova("2.94");
+    let mut fast_cfg = nova(&lab, "2.94");
     fast_cfg.heartbeat_timeout = Duration::from_secs(5);
     let fast = NovaMonitor::new(fast_cfg).expect("fast monitor");
     let crashed = Instant::now();
@@ -391,7 +223,7 @@ async fn real_nova_recovery_path() {
     assert!(fast_seen < Duration::from_secs(9), "{fast_seen:?}");
 
     // ---- compute1: the core conformance suite, then the rest by hand.
-    let evac = NovaEvacuator::new(lab.nova("2.94")).expect("evacuator");
+    let evac = NovaEvacuator::new(nova(&lab, "2.94")).expect("evacuator");
     assert_eq!(
         evac.microversion().await.unwrap(),
         Microversion::DEFAULT_CAP
@@ -495,7 +327,7 @@ async fn real_nova_recovery_path() {
         ("2.95", false),
         ("2.95", true),
     ] {
-        let mut cfg = lab.nova(cap);
+        let mut cfg = nova(&lab, cap);
         cfg.restore_power_state = restore_power;
         let e = NovaEvacuator::new(cfg).expect("evacuator");
         assert_eq!(e.microversion().await.unwrap().to_string(), cap);
@@ -627,7 +459,7 @@ async fn real_nova_recovery_path() {
     );
 
     // ---- Wrong credentials: a permanent auth error that shows no secret.
-    let mut bad = lab.nova("2.94");
+    let mut bad = nova(&lab, "2.94");
     bad.auth.password = Some(Secret::new("not-the-password-x9"));
     let m = NovaMonitor::new(bad).unwrap();
     let err = m.observe().await.expect_err("wrong password");
