@@ -9,19 +9,7 @@
 # Idempotent: a second run checks and returns in a second or two.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-
-PACKAGES=(openipmi ipmitool python3-aiosmtpd procps
-    # to build freezer-dr with its default features (libvirt, etcd)
-    build-essential pkg-config libvirt-dev protobuf-compiler libprotobuf-dev)
-missing=()
-for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    $SUDO apt-get -o DPkg::Lock::Timeout=600 update
-    $SUDO env DEBIAN_FRONTEND=noninteractive \
-        apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"
-fi
+# What the lab needs, and what building freezer-dr with its default features (libvirt, etcd) needs.
+"$HERE/../tools/apt-install.sh" openipmi ipmitool python3-aiosmtpd procps \
+    build-essential pkg-config libvirt-dev protobuf-compiler libprotobuf-dev
 "$HERE/openstack/install.sh"

@@ -9,12 +9,6 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    SUDO="sudo"
-fi
-
-# What the build and the tests need (driver crates add their packages here as they land).
 PACKAGES=(build-essential pkg-config
     # freezer-dr-drivers-libvirt: libvirt's C library to build; libvirtd, virsh and SASL (saslpasswd2, DIGEST-MD5) for its tests.
     libvirt-dev libvirt-daemon libvirt-clients sasl2-bin libsasl2-modules
@@ -28,15 +22,7 @@ PACKAGES=(build-essential pkg-config
     # libvirt-dev), curl to read the emulator back; libvirtd and openssl are listed above.
     python3-venv python3-dev curl
 )
-missing=()
-for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    $SUDO apt-get -o DPkg::Lock::Timeout=600 update
-    $SUDO env DEBIAN_FRONTEND=noninteractive \
-        apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"
-fi
+bash tools/apt-install.sh "${PACKAGES[@]}"
 
 # ---- The lab (lab/install.sh): the OpenStack lab of freezer-dr-nova (MariaDB + RabbitMQ from Debian,
 # never started by apt; keystone, openstack-placement and nova from PyPI into a venv outside the

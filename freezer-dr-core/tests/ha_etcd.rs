@@ -15,14 +15,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use freezer_dr_core::config::{HaConfig, LocalRootDisk, RecoveryConfig};
+use freezer_dr_core::config::{HaConfig, RecoveryConfig};
 use freezer_dr_core::engine::{HostRecord, OperatorRequest};
 use freezer_dr_core::ha::Candidate;
 use freezer_dr_core::journal::{Batch, OutboxEntry};
 use freezer_dr_core::runtime::Pipeline;
 use freezer_dr_core::testing::{
     EtcdServer, FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, FakeNotifier, Op, World,
-    conformance,
+    conformance, fast_recovery,
 };
 use freezer_dr_core::{
     Audience, ErrorKind, HostHealth, HostId, Journal, Monitor, Report, ReportKind, Runtime, Secret,
@@ -61,17 +61,12 @@ fn host_batch(name: &str) -> Batch {
 }
 
 fn recovery() -> RecoveryConfig {
-    let mut cfg = RecoveryConfig::default();
+    // Slower observations and progress reads than `fast_recovery`: three candidates share one etcd.
+    let mut cfg = fast_recovery();
     cfg.interval = Duration::from_millis(300);
-    cfg.strikes = 2;
-    cfg.call_timeout = Duration::from_secs(5);
-    cfg.call_attempts = 2;
-    cfg.call_backoff = Duration::from_millis(100);
-    cfg.storm.max_fraction = 0.5;
-    cfg.fencing.poll_interval = Duration::from_millis(100);
+    cfg.fencing.confirm_timeout = RecoveryConfig::default().fencing.confirm_timeout;
     cfg.evacuation.poll_interval = Duration::from_millis(200);
     cfg.evacuation.retry_delay = Duration::from_millis(500);
-    cfg.policy.local_root_disk = LocalRootDisk::Evacuate;
     cfg
 }
 

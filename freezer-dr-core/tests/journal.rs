@@ -11,26 +11,11 @@ use freezer_dr_core::engine::{
     EngineMeta, HistoryEvent, HostRecord, InstanceRecord, InstanceState, OperatorRequest, Stage,
 };
 use freezer_dr_core::journal::{Batch, MemoryJournal, OutboxEntry, RedbJournal};
-use freezer_dr_core::testing::conformance;
-use freezer_dr_core::{
-    Audience, ErrorKind, HostId, Instance, Journal, Report, ReportKind, Timestamp,
-};
+use freezer_dr_core::testing::{conformance, instance};
+use freezer_dr_core::{Audience, ErrorKind, HostId, Journal, Report, ReportKind, Timestamp};
 
 const CHILD_COMMIT_ENV: &str = "FREEZER_DR_TEST_CHILD_COMMIT";
 const CHILD_SUBMIT_ENV: &str = "FREEZER_DR_TEST_CHILD_SUBMIT";
-
-fn instance(id: &str, host: &str) -> Instance {
-    Instance {
-        id: id.into(),
-        name: id.into(),
-        project: "p1".into(),
-        user: "u1".into(),
-        status: "ACTIVE".into(),
-        host: HostId::from(host),
-        metadata: Default::default(),
-        volume_backed: true,
-    }
-}
 
 /// Batch number `n` of the kill test: every table carries `n`, so a half-written batch shows.
 fn numbered_batch(n: u64) -> Batch {

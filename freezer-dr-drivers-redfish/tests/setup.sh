@@ -10,20 +10,9 @@ set -euo pipefail
 
 VENV="${FREEZER_DR_REDFISH_VENV:-/opt/freezer-dr-redfish-venv}"
 PYTHON="${FREEZER_DR_REDFISH_PYTHON:-/usr/bin/python3}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+TOOLS="$(cd "$(dirname "$0")/../../tools" && pwd)"
 
 # Pinned to the versions the tests were written against; bump together.
 PY_PACKAGES=("sushy-tools==2.2.0" "libvirt-python==12.8.0")
-stamp="$VENV/.freezer-dr-redfish-installed"
-want="$(printf '%s\n' "${PY_PACKAGES[@]}")"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    exit 0
-fi
-$SUDO mkdir -p "$(dirname "$VENV")"
-if [ ! -x "$VENV/bin/python" ]; then
-    $SUDO "$PYTHON" -m venv "$VENV"
-fi
-$SUDO "$VENV/bin/pip" install --quiet "${PY_PACKAGES[@]}"
-printf '%s\n' "${PY_PACKAGES[@]}" | $SUDO tee "$stamp" >/dev/null
-echo "redfish tests: sushy-tools installed into $VENV"
+"$TOOLS/venv-install.sh" "$VENV" "$PYTHON" .freezer-dr-redfish-installed "redfish tests: sushy-tools installed" \
+    "${PY_PACKAGES[@]}"

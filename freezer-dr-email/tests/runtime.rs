@@ -14,27 +14,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use freezer_dr_core::config::{LocalRootDisk, RecoveryConfig};
+use freezer_dr_core::config::RecoveryConfig;
 use freezer_dr_core::engine::{HistoryEvent, OperatorRequest, Snapshot};
 use freezer_dr_core::journal::{Batch, MemoryJournal, OutboxEntry, PendingRequest};
 use freezer_dr_core::runtime::Pipeline;
-use freezer_dr_core::testing::{FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, World};
+use freezer_dr_core::testing::{
+    FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, World, fast_recovery,
+};
 use freezer_dr_core::{Error, ErrorKind, Journal, Result, Runtime};
 use freezer_dr_email::EmailNotifier;
 
 fn recovery_config() -> RecoveryConfig {
-    let mut cfg = RecoveryConfig::default();
-    cfg.interval = Duration::from_millis(200);
+    // One down observation fences; a call is tried once and given 3 s.
+    let mut cfg = fast_recovery();
     cfg.strikes = 1;
     cfg.call_timeout = Duration::from_secs(3);
     cfg.call_attempts = 1;
-    cfg.call_backoff = Duration::from_millis(100);
-    cfg.storm.max_fraction = 0.5;
-    cfg.fencing.poll_interval = Duration::from_millis(100);
-    cfg.fencing.confirm_timeout = Duration::from_secs(5);
-    cfg.evacuation.poll_interval = Duration::from_millis(100);
-    cfg.evacuation.retry_delay = Duration::from_millis(200);
-    cfg.policy.local_root_disk = LocalRootDisk::Evacuate;
     cfg
 }
 

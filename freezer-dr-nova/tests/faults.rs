@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use common::scripted::{Fault, Scripted};
-use freezer_dr_core::{
-    ErrorKind, Evacuator, Fenced, Health, HostId, Instance, Monitor, Progress, Secret,
-};
+use freezer_dr_core::testing::instance;
+use freezer_dr_core::{ErrorKind, Evacuator, Fenced, Health, HostId, Monitor, Progress, Secret};
 use freezer_dr_nova::{AuthConfig, NovaConfig, NovaEvacuator, NovaMonitor};
 use serde_json::json;
 
@@ -41,19 +40,6 @@ async fn cloud() -> Scripted {
         s.add_server(&format!("b{i}"), "c10");
     }
     s
-}
-
-fn instance(id: &str, host: &str) -> Instance {
-    Instance {
-        id: id.into(),
-        name: id.into(),
-        project: "p1".into(),
-        user: "u1".into(),
-        status: "ACTIVE".into(),
-        host: HostId::from(host),
-        metadata: Default::default(),
-        volume_backed: true,
-    }
 }
 
 /// The next action on server `id` gets Nova's 409 with `message`.

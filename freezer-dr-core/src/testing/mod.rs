@@ -18,6 +18,7 @@ mod etcd;
 mod examples;
 mod fakes;
 mod recovery;
+mod sample;
 mod world;
 
 #[cfg(feature = "etcd")]
@@ -25,4 +26,5 @@ pub use etcd::EtcdServer;
 pub use examples::{Built, BuiltExample, EXAMPLE_SECRET, build_examples, build_examples_with};
 pub use fakes::{FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, FakeNotifier};
 pub use recovery::fast_recovery;
+pub use sample::instance;
 pub use world::{Call, Delivered, Op, SimHost, SimInstance, World};
