@@ -284,15 +284,7 @@ async fn the_standby_takes_over_mid_recovery_without_repeating_anything() {
         return;
     };
     let ttl = 2;
-    let w = World::new()
-        .host("c1")
-        .host("c2")
-        .host("c3")
-        .host("c4")
-        .instances("c1", 3)
-        .instances("c2", 3)
-        .instances("c3", 3)
-        .instances("c4", 3);
+    let w = World::grid(4, 3);
     w.evacuation_takes(15);
     let on_c1: Vec<String> = w.instances_on("c1").into_iter().map(|i| i.id).collect();
 

@@ -13,9 +13,7 @@ use freezer_dr_core::config::{LocalRootDisk, RecoveryConfig};
 use freezer_dr_core::engine::{InstanceState, OperatorRequest, Stage};
 use freezer_dr_core::journal::MemoryJournal;
 use freezer_dr_core::runtime::{Pipeline, Summary};
-use freezer_dr_core::testing::{
-    Call, FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, FakeNotifier, Op, World,
-};
+use freezer_dr_core::testing::{Call, FakeDirectory, Op, World, fake_pipeline};
 use freezer_dr_core::{ErrorKind, HostId, Journal, PowerState, Runtime};
 
 fn config() -> RecoveryConfig {
@@ -36,30 +34,14 @@ fn config() -> RecoveryConfig {
 
 /// Four hosts with three instances each; `c1` dies.
 fn world() -> World {
-    let w = World::new()
-        .host("c1")
-        .host("c2")
-        .host("c3")
-        .host("c4")
-        .instances("c1", 3)
-        .instances("c2", 3)
-        .instances("c3", 3)
-        .instances("c4", 3);
+    let w = World::grid(4, 3);
     w.evacuation_takes(2);
     w.kill("c1");
     w
 }
 
 fn pipeline(w: &World, levels: usize) -> Pipeline {
-    Pipeline {
-        monitor: Arc::new(FakeMonitor::new(w)),
-        fencers: (0..levels)
-            .map(|l| Arc::new(FakeFencer::new(w).level(l)) as _)
-            .collect(),
-        evacuator: Arc::new(FakeEvacuator::new(w)),
-        directory: Some(Arc::new(FakeDirectory::new(w))),
-        notifiers: vec![Arc::new(FakeNotifier::new(w))],
-    }
+    fake_pipeline(w, levels)
 }
 
 fn runtime(w: &World, journal: &MemoryJournal, cfg: RecoveryConfig) -> Runtime {

@@ -18,9 +18,7 @@ use freezer_dr_core::config::RecoveryConfig;
 use freezer_dr_core::engine::{HistoryEvent, OperatorRequest, Snapshot};
 use freezer_dr_core::journal::{Batch, MemoryJournal, OutboxEntry, PendingRequest};
 use freezer_dr_core::runtime::Pipeline;
-use freezer_dr_core::testing::{
-    FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, World, fast_recovery,
-};
+use freezer_dr_core::testing::{FakeDirectory, World, fake_pipeline, fast_recovery};
 use freezer_dr_core::{Error, ErrorKind, Journal, Result, Runtime};
 use freezer_dr_email::EmailNotifier;
 
@@ -35,15 +33,7 @@ fn recovery_config() -> RecoveryConfig {
 
 /// Four hosts with three instances each (projects a, b, c); `c1` dies.
 fn world() -> World {
-    let w = World::new()
-        .host("c1")
-        .host("c2")
-        .host("c3")
-        .host("c4")
-        .instances("c1", 3)
-        .instances("c2", 3)
-        .instances("c3", 3)
-        .instances("c4", 3);
+    let w = World::grid(4, 3);
     w.evacuation_takes(1);
     w.kill("c1");
     w
@@ -51,11 +41,8 @@ fn world() -> World {
 
 fn pipeline(w: &World, notifier: EmailNotifier) -> Pipeline {
     Pipeline {
-        monitor: Arc::new(FakeMonitor::new(w)),
-        fencers: vec![Arc::new(FakeFencer::new(w))],
-        evacuator: Arc::new(FakeEvacuator::new(w)),
-        directory: Some(Arc::new(FakeDirectory::new(w))),
         notifiers: vec![Arc::new(notifier)],
+        ..fake_pipeline(w, 1)
     }
 }
 

@@ -437,3 +437,17 @@ impl Notifier for FakeNotifier {
         .await
     }
 }
+
+/// A pipeline of fakes over `w`: its monitor, `levels` fencing levels (`FakeFencer` at level 0, 1, ...),
+/// its evacuator and directory, one `FakeNotifier`. Replace a field to try a real driver in one role.
+pub fn fake_pipeline(w: &World, levels: usize) -> crate::runtime::Pipeline {
+    crate::runtime::Pipeline {
+        monitor: std::sync::Arc::new(FakeMonitor::new(w)),
+        fencers: (0..levels)
+            .map(|l| std::sync::Arc::new(FakeFencer::new(w).level(l)) as _)
+            .collect(),
+        evacuator: std::sync::Arc::new(FakeEvacuator::new(w)),
+        directory: Some(std::sync::Arc::new(FakeDirectory::new(w))),
+        notifiers: vec![std::sync::Arc::new(FakeNotifier::new(w))],
+    }
+}

@@ -24,7 +24,9 @@ mod world;
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdServer;
 pub use examples::{Built, BuiltExample, EXAMPLE_SECRET, build_examples, build_examples_with};
-pub use fakes::{FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, FakeNotifier};
+pub use fakes::{
+    FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, FakeNotifier, fake_pipeline,
+};
 pub use recovery::fast_recovery;
 pub use sample::instance;
 pub use world::{Call, Delivered, Op, SimHost, SimInstance, World};

@@ -286,6 +286,17 @@ impl World {
         true
     }
 
+    /// `hosts` hosts `c1`, `c2`, ... with `per_host` instances each (see [`World::instances`]), as
+    /// `World::new().host("c1")...instances("c1", per_host)...` builds them.
+    #[must_use]
+    pub fn grid(hosts: usize, per_host: usize) -> Self {
+        let names: Vec<String> = (1..=hosts).map(|i| format!("c{i}")).collect();
+        let w = names.iter().fold(Self::new(), |w, h| w.host(h.as_str()));
+        names
+            .iter()
+            .fold(w, |w, h| w.instances(h.as_str(), per_host))
+    }
+
     /// Adds `n` ACTIVE, volume-backed instances on `host`, spread over three projects (`project-a`,
     /// `project-b`, `project-c`, owned by `user-of-<project>`). Ids are `<host>-vm-<k>`.
     #[must_use]
