@@ -5,62 +5,23 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use common::{Chassis, Sim};
+use freezer_dr_core::HostId;
 use freezer_dr_core::registry::{self, BuildContext};
-use freezer_dr_core::{Fencer, HostId};
+use freezer_dr_core::testing::{CapturedLog, exercise_fencer};
 use freezer_dr_drivers_ipmi::{Backend, IpmiConfig, IpmiFencer, import_servers};
 
 const CANARY: &str = "Leak-Canary-9137";
 const REAL: &str = "real-pass-42";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-async fn exercise(f: &IpmiFencer, host: &HostId, seen: &mut Vec<String>) {
-    let mut record = |what: &str, r: Result<String, freezer_dr_core::Error>| match r {
-        Ok(v) => seen.push(format!("{what}: ok {v}")),
-        Err(e) => {
-            seen.push(format!("{what}: {e}"));
-            seen.push(format!("{what}: {e:?}"));
-            seen.push(format!("{what}: {}", e.to_failure()));
-        }
-    };
-    record("power_off", f.power_off(host).await.map(|()| String::new()));
-    record(
-        "power_status",
-        f.power_status(host).await.map(|s| s.to_string()),
-    );
-    record("power_on", f.power_on(host).await.map(|()| String::new()));
-    record("healthcheck", f.healthcheck().await.map(|()| String::new()));
-    seen.push(format!("{f:?}"));
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_failure_path_shows_the_password() {
     if common::skip() {
         return;
     }
-    let captured = Captured::default();
-    let sink = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .try_init()
-        .unwrap();
+    let captured = CapturedLog::install().unwrap();
 
     let host = HostId::from("compute-1");
     let mut seen = Vec::new();
@@ -72,34 +33,34 @@ async fn no_failure_path_shows_the_password() {
     for backend in [Backend::Native, Backend::Ipmitool, Backend::Auto] {
         // Wrong password (the canary is the wrong one).
         let f = common::fencer(vec![("compute-1", wrong_bmc.bmc(CANARY, backend))], "");
-        exercise(&f, &host, &mut seen).await;
+        exercise_fencer(&f, &host, &mut seen).await;
         // Nothing listens.
         let f = common::fencer(
             vec![("compute-1", common::bmc_at(silent_port, CANARY, backend))],
             "",
         );
-        exercise(&f, &host, &mut seen).await;
+        exercise_fencer(&f, &host, &mut seen).await;
         // No ASF pong (auto falls back to ipmitool), wrong password.
         let f = common::fencer(
             vec![("compute-1", common::bmc_at(relay.port, CANARY, backend))],
             "",
         );
-        exercise(&f, &host, &mut seen).await;
+        exercise_fencer(&f, &host, &mut seen).await;
         // Accepts the power-off, stays on, past power_timeout.
         let f = common::fencer(
             vec![("compute-1", stuck_bmc.bmc(CANARY, backend))],
             "power_timeout = 0",
         );
-        exercise(&f, &host, &mut seen).await;
+        exercise_fencer(&f, &host, &mut seen).await;
         // A host that is not in the inventory.
-        exercise(&f, &HostId::from("compute-2"), &mut seen).await;
+        exercise_fencer(&f, &HostId::from("compute-2"), &mut seen).await;
     }
     // ipmitool missing.
     let f = common::fencer(
         vec![("compute-1", wrong_bmc.bmc(CANARY, Backend::Ipmitool))],
         "ipmitool = \"/nonexistent/ipmitool\"",
     );
-    exercise(&f, &host, &mut seen).await;
+    exercise_fencer(&f, &host, &mut seen).await;
 
     // Config errors, through the typed constructor and through the registry.
     let long = format!("{CANARY}{CANARY}");
@@ -144,7 +105,7 @@ async fn no_failure_path_shows_the_password() {
         );
     }
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let logs = captured.text();
     assert!(
         logs.contains("ipmi-rs cannot talk to this BMC"),
         "the fallback path was not exercised:\n{logs}"

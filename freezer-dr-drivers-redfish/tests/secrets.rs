@@ -5,63 +5,24 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use common::scripted::{Reset, SYSTEM, Scripted, TARGET};
 use common::{Certs, Emulator, Libvirtd, Options};
+use freezer_dr_core::HostId;
 use freezer_dr_core::registry::{self, BuildContext};
-use freezer_dr_core::{Fencer, HostId};
+use freezer_dr_core::testing::{CapturedLog, exercise_fencer};
 use freezer_dr_drivers_redfish::{RedfishConfig, RedfishFencer};
 use serde_json::json;
 
 const CANARY: &str = "Leak-Canary-5521";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-async fn exercise(f: &RedfishFencer, host: &HostId, seen: &mut Vec<String>) {
-    let mut record = |what: &str, r: Result<String, freezer_dr_core::Error>| match r {
-        Ok(v) => seen.push(format!("{what}: ok {v}")),
-        Err(e) => {
-            seen.push(format!("{what}: {e}"));
-            seen.push(format!("{what}: {e:?}"));
-            seen.push(format!("{what}: {}", e.to_failure()));
-        }
-    };
-    record("power_off", f.power_off(host).await.map(|()| String::new()));
-    record(
-        "power_status",
-        f.power_status(host).await.map(|s| s.to_string()),
-    );
-    record("power_on", f.power_on(host).await.map(|()| String::new()));
-    record("healthcheck", f.healthcheck().await.map(|()| String::new()));
-    seen.push(format!("{f:?}"));
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_failure_path_shows_the_password_or_a_token() {
     if common::skip() {
         return;
     }
-    let captured = Captured::default();
-    let sink = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .try_init()
-        .unwrap();
+    let captured = CapturedLog::install().unwrap();
     let host = HostId::from("compute-1");
     let mut seen = Vec::new();
 
@@ -82,7 +43,7 @@ async fn no_failure_path_shows_the_password_or_a_token() {
     );
     for extra in ["insecure = true", wrong_ca.as_str()] {
         let f = common::fencer(&common::one_host("compute-1", &bmc.url(), CANARY, extra));
-        exercise(&f, &host, &mut seen).await;
+        exercise_fencer(&f, &host, &mut seen).await;
     }
     // Nothing listens.
     let port = common::free_port();
@@ -92,7 +53,7 @@ async fn no_failure_path_shows_the_password_or_a_token() {
         CANARY,
         "",
     ));
-    exercise(&f, &host, &mut seen).await;
+    exercise_fencer(&f, &host, &mut seen).await;
 
     // The scripted BMC, whose real password is the canary: tokens expire, errors echo the password
     // and the token, tasks fail, ForceOff is not allowed, it hangs.
@@ -100,11 +61,11 @@ async fn no_failure_path_shows_the_password_or_a_token() {
     let f = common::fencer(&s.section(CANARY, ""));
     let f_basic = common::fencer(&s.section(CANARY, "auth = \"basic\""));
     let wrong = common::fencer(&s.section("not-the-canary", ""));
-    exercise(&wrong, &host, &mut seen).await;
+    exercise_fencer(&wrong, &host, &mut seen).await;
     s.with(|st| st.token_uses = Some(1));
-    exercise(&f, &host, &mut seen).await;
+    exercise_fencer(&f, &host, &mut seen).await;
     s.with(|st| st.token_uses = Some(0));
-    exercise(&f, &host, &mut seen).await;
+    exercise_fencer(&f, &host, &mut seen).await;
     s.with(|st| st.token_uses = None);
     for fencer in [&f, &f_basic] {
         for path in [SYSTEM, TARGET] {
@@ -115,7 +76,7 @@ async fn no_failure_path_shows_the_password_or_a_token() {
                 "@Message.ExtendedInfo": [{"Message": format!("bad login {CANARY}")}]}}),
             );
             s.with(|st| st.power = "On");
-            exercise(fencer, &host, &mut seen).await;
+            exercise_fencer(fencer, &host, &mut seen).await;
         }
     }
     s.with(|st| {
@@ -125,19 +86,19 @@ async fn no_failure_path_shows_the_password_or_a_token() {
         }
     });
     s.with(|st| st.power = "On");
-    exercise(&f, &host, &mut seen).await;
+    exercise_fencer(&f, &host, &mut seen).await;
     s.with(|st| {
         st.reset = Reset::Sync;
         st.allowed = vec!["GracefulShutdown"];
     });
-    exercise(&f, &host, &mut seen).await;
-    exercise(&f, &HostId::from("compute-2"), &mut seen).await;
+    exercise_fencer(&f, &host, &mut seen).await;
+    exercise_fencer(&f, &HostId::from("compute-2"), &mut seen).await;
     s.with(|st| st.hang = true);
     let hung = common::fencer(
         &s.section(CANARY, "")
             .replace("timeout = \"2s\"", "timeout = \"300ms\""),
     );
-    exercise(&hung, &host, &mut seen).await;
+    exercise_fencer(&hung, &host, &mut seen).await;
 
     // Config errors, through the typed constructor and through the registry.
     let text =
@@ -172,7 +133,7 @@ async fn no_failure_path_shows_the_password_or_a_token() {
         }
     }
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let logs = captured.text();
     for want in [
         "401",
         "certificate",

@@ -19,6 +19,7 @@ mod examples;
 mod fakes;
 mod recovery;
 mod sample;
+mod secrets;
 mod world;
 
 #[cfg(feature = "etcd")]
@@ -29,4 +30,5 @@ pub use fakes::{
 };
 pub use recovery::fast_recovery;
 pub use sample::instance;
+pub use secrets::{CapturedLog, exercise_fencer};
 pub use world::{Call, Delivered, Op, SimHost, SimInstance, World};
