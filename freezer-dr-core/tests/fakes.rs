@@ -507,26 +507,16 @@ async fn the_examples_build_one_shared_world() {
                 .collect(),
         )
     };
-    let reg_m = registry::monitors()
-        .into_iter()
-        .find(|r| r.name == "testing")
-        .unwrap();
-    let reg_f = registry::fencers()
-        .into_iter()
-        .find(|r| r.name == "testing")
-        .unwrap();
-    let reg_e = registry::evacuators()
-        .into_iter()
-        .find(|r| r.name == "testing")
-        .unwrap();
-    let reg_d = registry::directories()
-        .into_iter()
-        .find(|r| r.name == "testing")
-        .unwrap();
-    let reg_n = registry::notifiers()
-        .into_iter()
-        .find(|r| r.name == "testing")
-        .unwrap();
+    fn testing<T: ?Sized>(
+        regs: Vec<&'static registry::Registration<T>>,
+    ) -> &'static registry::Registration<T> {
+        regs.into_iter().find(|r| r.name == "testing").unwrap()
+    }
+    let reg_m = testing(registry::monitors());
+    let reg_f = testing(registry::fencers());
+    let reg_e = testing(registry::evacuators());
+    let reg_d = testing(registry::directories());
+    let reg_n = testing(registry::notifiers());
 
     let monitor = (reg_m.build)(&ctx("monitor", ex(Kind::Monitor))).unwrap();
     let fencer = (reg_f.build)(&ctx("fencer[1]", ex(Kind::Fencer))).unwrap();

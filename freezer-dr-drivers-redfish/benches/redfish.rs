@@ -58,14 +58,7 @@ fn main() {
     let certs = Certs::generate();
     let lv = Libvirtd::start();
     let plain = Emulator::start(&lv, "compute-1", Options::default());
-    let tls = Emulator::start(
-        &lv,
-        "compute-1",
-        Options {
-            tls: Some(&certs),
-            ..Options::default()
-        },
-    );
+    let tls = Emulator::tls(&lv, "compute-1", &certs);
     let ca = format!("ca_file = \"{}\"", common::path_str(&certs.path("ca.pem")));
     let mut rows = Vec::new();
     rt.block_on(async {

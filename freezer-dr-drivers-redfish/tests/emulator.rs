@@ -91,14 +91,7 @@ async fn a_wrong_system_path_is_a_permanent_config_error_that_says_so() {
     let lv = Libvirtd::start();
     // Every domain listed: with SUSHY_EMULATOR_ALLOWED_INSTANCES, sushy-tools 2.2 answers an unknown
     // system with a 500 (an AttributeError in its access check) instead of a 404.
-    let bmc = Emulator::start(
-        &lv,
-        "compute-1",
-        Options {
-            all_domains: true,
-            ..Options::default()
-        },
-    );
+    let bmc = Emulator::all_domains(&lv, "compute-1");
     for system in [
         "/redfish/v1/Systems/no-such-system",
         "/redfish/v1/Systemz/1",
@@ -129,14 +122,7 @@ async fn several_systems_need_a_path_or_an_id_and_system_id_matches_the_uuid() {
         return;
     }
     let lv = Libvirtd::start();
-    let bmc = Emulator::start(
-        &lv,
-        "compute-1",
-        Options {
-            all_domains: true,
-            ..Options::default()
-        },
-    );
+    let bmc = Emulator::all_domains(&lv, "compute-1");
     let f = common::fencer(&common::one_host("compute-1", &bmc.url(), PASSWORD, ""));
     let e = f.power_off(&host()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
@@ -160,14 +146,7 @@ async fn tls_with_the_right_ca_works_a_wrong_ca_is_refused_and_insecure_is_expli
     }
     let certs = Certs::generate();
     let lv = Libvirtd::start();
-    let bmc = Emulator::start(
-        &lv,
-        "compute-1",
-        Options {
-            tls: Some(&certs),
-            ..Options::default()
-        },
-    );
+    let bmc = Emulator::tls(&lv, "compute-1", &certs);
     let ca = |name: &str| format!("ca_file = \"{}\"", common::path_str(&certs.path(name)));
 
     let wrong = common::fencer(&common::one_host(

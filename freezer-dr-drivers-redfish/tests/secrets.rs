@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::scripted::{Reset, SYSTEM, Scripted, TARGET};
-use common::{Certs, Emulator, Libvirtd, Options};
+use common::{Certs, Emulator, Libvirtd};
 use freezer_dr_core::HostId;
 use freezer_dr_core::registry::{self, BuildContext};
 use freezer_dr_core::testing::{CapturedLog, exercise_fencer};
@@ -29,14 +29,7 @@ async fn no_failure_path_shows_the_password_or_a_token() {
     // sushy-emulator: the canary is the wrong password; TLS with the wrong CA; insecure.
     let certs = Certs::generate();
     let lv = Libvirtd::start();
-    let bmc = Emulator::start(
-        &lv,
-        "compute-1",
-        Options {
-            tls: Some(&certs),
-            ..Options::default()
-        },
-    );
+    let bmc = Emulator::tls(&lv, "compute-1", &certs);
     let wrong_ca = format!(
         "ca_file = \"{}\"",
         common::path_str(&certs.path("other-ca.pem"))

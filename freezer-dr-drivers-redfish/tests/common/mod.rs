@@ -265,6 +265,24 @@ pub struct Emulator {
 }
 
 impl Emulator {
+    /// An emulator for `domain` that lists every domain of `libvirtd` (several systems).
+    pub fn all_domains(libvirtd: &Libvirtd, domain: &str) -> Emulator {
+        let opts = Options {
+            all_domains: true,
+            ..Options::default()
+        };
+        Self::start(libvirtd, domain, opts)
+    }
+
+    /// An emulator for `domain` over TLS with `certs`' server certificate.
+    pub fn tls(libvirtd: &Libvirtd, domain: &str, certs: &Certs) -> Emulator {
+        let opts = Options {
+            tls: Some(certs),
+            ..Options::default()
+        };
+        Self::start(libvirtd, domain, opts)
+    }
+
     pub fn start(libvirtd: &Libvirtd, domain: &str, opts: Options<'_>) -> Emulator {
         let venv = venv();
         let bin = venv.join("bin/sushy-emulator");
