@@ -96,13 +96,7 @@ async fn main() {
     );
 
     // 30 instances at concurrency 1, 5 polls each: 29 always wait for the slot.
-    let w = World::new()
-        .host("c1")
-        .host("c2")
-        .host("c3")
-        .instances("c1", 30);
-    w.evacuation_takes(5);
-    w.kill("c1");
+    let w = World::c1_failed(3, 30, 5);
     let all_moved = |w: &World| w.count(Op::Evacuate) >= 30 && w.instances_on("c1").is_empty();
     row(
         "30 instances, concurrency 1, 5 polls each (whole evacuation)",
@@ -116,13 +110,7 @@ async fn main() {
     );
 
     // The brake on with instances pending.
-    let w = World::new()
-        .host("c1")
-        .host("c2")
-        .host("c3")
-        .instances("c1", 30);
-    w.evacuation_takes(5);
-    w.kill("c1");
+    let w = World::c1_failed(3, 30, 5);
     let journal = MemoryJournal::new();
     let started = |w: &World| w.count(Op::Evacuate) >= 2;
     measure(&w, &journal, Duration::from_secs(30), started).await;

@@ -19,6 +19,19 @@ fn cloud() -> World {
         .instances("compute-10", 1)
 }
 
+/// [`cloud`] with `compute-1` dead and powered off by the fake fencer; each evacuation takes `polls`
+/// progress reads (0, as `World::new` leaves it: done at the first read).
+async fn fenced_cloud(polls: u32) -> World {
+    let world = cloud();
+    world.evacuation_takes(polls);
+    world.kill("compute-1");
+    FakeFencer::new(&world)
+        .power_off(&HostId::from("compute-1"))
+        .await
+        .unwrap();
+    world
+}
+
 /// Runs a suite in its own task; the message it panicked with (how a suite reports a violation).
 async fn suite_panic(fut: impl Future<Output = ()> + Send + 'static) -> String {
     let Err(e) = tokio::spawn(fut).await else {
@@ -78,25 +91,14 @@ async fn fencer_suite_catches_a_fencer_matching_names_loosely() {
 
 #[tokio::test(start_paused = true)]
 async fn fake_evacuator_passes_the_evacuator_suite() {
-    let world = cloud();
-    world.evacuation_takes(3);
-    world.kill("compute-1");
-    FakeFencer::new(&world)
-        .power_off(&HostId::from("compute-1"))
-        .await
-        .unwrap();
+    let world = fenced_cloud(3).await;
     conformance::evacuator(&FakeEvacuator::new(&world), &Fenced::for_tests("compute-1")).await;
     assert!(world.violations().is_empty(), "{:?}", world.violations());
 }
 
 #[tokio::test(start_paused = true)]
 async fn evacuator_suite_catches_an_evacuation_that_fails() {
-    let world = cloud();
-    world.kill("compute-1");
-    FakeFencer::new(&world)
-        .power_off(&HostId::from("compute-1"))
-        .await
-        .unwrap();
+    let world = fenced_cloud(0).await;
     world.evacuation_fails("compute-1-vm-0", 1);
     let e = FakeEvacuator::new(&world);
     let msg =
@@ -135,13 +137,7 @@ impl Evacuator for ForgetfulEvacuator {
 
 #[tokio::test(start_paused = true)]
 async fn evacuator_suite_catches_progress_forgetting_an_accepted_evacuation() {
-    let world = cloud();
-    world.evacuation_takes(2);
-    world.kill("compute-1");
-    FakeFencer::new(&world)
-        .power_off(&HostId::from("compute-1"))
-        .await
-        .unwrap();
+    let world = fenced_cloud(2).await;
     let e = ForgetfulEvacuator(FakeEvacuator::new(&world));
     let msg =
         suite_panic(

@@ -507,11 +507,6 @@ async fn the_examples_build_one_shared_world() {
                 .collect(),
         )
     };
-    fn testing<T: ?Sized>(
-        regs: Vec<&'static registry::Registration<T>>,
-    ) -> &'static registry::Registration<T> {
-        regs.into_iter().find(|r| r.name == "testing").unwrap()
-    }
     let reg_m = testing(registry::monitors());
     let reg_f = testing(registry::fencers());
     let reg_e = testing(registry::evacuators());
@@ -555,10 +550,7 @@ async fn the_examples_build_one_shared_world() {
 
 #[test]
 fn an_unknown_option_is_refused_naming_the_file_and_key() {
-    let reg = registry::monitors()
-        .into_iter()
-        .find(|r| r.name == "testing")
-        .unwrap();
+    let reg = testing(registry::monitors());
     let Err(e) = (reg.build)(&ctx(
         "monitor",
         "type = \"testing\"\nworld = \"typo\"\nhostz = []\n",
@@ -575,10 +567,7 @@ fn an_unknown_option_is_refused_naming_the_file_and_key() {
 
 #[test]
 fn a_down_host_missing_from_hosts_is_refused() {
-    let reg = registry::monitors()
-        .into_iter()
-        .find(|r| r.name == "testing")
-        .unwrap();
+    let reg = testing(registry::monitors());
     let Err(e) = (reg.build)(&ctx(
         "monitor",
         "world = \"down-check\"\nhosts = [\"compute-1\"]\ndown = [\"compute-9\"]\n",
@@ -590,4 +579,11 @@ fn a_down_host_missing_from_hosts_is_refused() {
         World::named("down-check").hosts().is_empty(),
         "nothing built on error"
     );
+}
+
+/// The `testing` driver among `regs`.
+fn testing<T: ?Sized>(
+    regs: Vec<&'static registry::Registration<T>>,
+) -> &'static registry::Registration<T> {
+    regs.into_iter().find(|r| r.name == "testing").unwrap()
 }

@@ -628,13 +628,7 @@ async fn a_delivery_refused_for_good_is_kept_and_retried_slowly() {
 
 #[tokio::test(start_paused = true)]
 async fn instances_waiting_for_an_evacuation_slot_cost_no_loop_turns() {
-    let w = World::new()
-        .host("c1")
-        .host("c2")
-        .host("c3")
-        .instances("c1", 30);
-    w.evacuation_takes(5);
-    w.kill("c1");
+    let w = World::c1_failed(3, 30, 5);
     let mut cfg = config();
     cfg.storm.max_fraction = 1.0;
     cfg.evacuation.concurrency = 1;

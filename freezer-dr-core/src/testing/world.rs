@@ -297,6 +297,18 @@ impl World {
             .fold(w, |w, h| w.instances(h.as_str(), per_host))
     }
 
+    /// `hosts` hosts `c1`, `c2`, ... with `instances` instances on `c1`, which has died; each evacuation
+    /// takes `polls` progress reads.
+    #[must_use]
+    pub fn c1_failed(hosts: usize, instances: usize, polls: u32) -> Self {
+        let w = (1..=hosts)
+            .fold(Self::new(), |w, i| w.host(format!("c{i}").as_str()))
+            .instances("c1", instances);
+        w.evacuation_takes(polls);
+        w.kill("c1");
+        w
+    }
+
     /// Adds `n` ACTIVE, volume-backed instances on `host`, spread over three projects (`project-a`,
     /// `project-b`, `project-c`, owned by `user-of-<project>`). Ids are `<host>-vm-<k>`.
     #[must_use]
