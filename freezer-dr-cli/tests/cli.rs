@@ -3,6 +3,8 @@
 // Test helpers panic on a broken test environment, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -95,21 +97,13 @@ type = "testing"
 type = "testing"
 "#;
 
-const TESTING_DRIVERS_ALL_UP: &str = r#"
-[recovery]
-interval = "10ms"
-strikes = 2
-
-[monitor]
-type = "testing"
-hosts = ["compute-1", "compute-2"]
-
-[[fencer]]
-type = "testing"
-
-[evacuator]
-type = "testing"
-"#;
+/// Fast observations over the `testing` drivers, every host up.
+fn testing_drivers_all_up() -> String {
+    format!(
+        "[recovery]\ninterval = \"10ms\"\nstrikes = 2\n{}",
+        common::TESTING_DRIVERS
+    )
+}
 
 #[test]
 fn a_typo_in_the_config_names_file_line_key_and_fix_and_exits_1() {
@@ -156,7 +150,7 @@ fn help_documents_the_exit_codes() {
 
 #[test]
 fn confirm_off_without_the_flag_refuses_and_stores_nothing() {
-    let (dir, path) = config(TESTING_DRIVERS_ALL_UP);
+    let (dir, path) = config(&testing_drivers_all_up());
     let r = freezer_dr(
         dir.path(),
         &with_config(&path, &["confirm-off", "compute-1"]),
@@ -406,7 +400,7 @@ fn an_unknown_example_lists_the_registered_drivers() {
 
 #[test]
 fn run_once_with_nothing_down_prints_no_failed_nodes_and_exits_0() {
-    let (dir, path) = config(TESTING_DRIVERS_ALL_UP);
+    let (dir, path) = config(&testing_drivers_all_up());
     let r = freezer_dr(dir.path(), &with_config(&path, &["run", "--once"]));
     assert_eq!(r.code, Some(0), "{}", r.show());
     assert_eq!(r.stdout, "No failed nodes\n", "{}", r.show());
@@ -447,7 +441,7 @@ fn run_once_dry_run_prints_the_plan_and_touches_nothing() {
 
 #[test]
 fn pause_then_status_shows_the_brake_request() {
-    let (dir, path) = config(TESTING_DRIVERS_ALL_UP);
+    let (dir, path) = config(&testing_drivers_all_up());
     let r = freezer_dr(
         dir.path(),
         &with_config(&path, &["pause", "--reason", "switch upgrade"]),
@@ -492,7 +486,7 @@ fn the_readme_config_example_is_valid() {
 
 #[test]
 fn recover_despite_storm_and_forget_are_stored_as_requests() {
-    let (dir, path) = config(TESTING_DRIVERS_ALL_UP);
+    let (dir, path) = config(&testing_drivers_all_up());
     let r = freezer_dr(
         dir.path(),
         &with_config(&path, &["recover", "compute-1", "--despite-storm"]),
@@ -519,7 +513,7 @@ fn recover_despite_storm_and_forget_are_stored_as_requests() {
 
 #[test]
 fn without_ha_run_and_validate_warn_that_exactly_one_daemon_may_watch_the_cloud() {
-    let (dir, path) = config(TESTING_DRIVERS_ALL_UP);
+    let (dir, path) = config(&testing_drivers_all_up());
     let r = freezer_dr(dir.path(), &with_config(&path, &["validate"]));
     assert_eq!(r.code, Some(0), "{}", r.show());
     assert!(

@@ -431,6 +431,24 @@ fn assert_mails(
     }
 }
 
+/// Keystone's lab users with an email, by project (lab/openstack/lab.py): carol has none; bob is a
+/// member through a group.
+fn lab_users() -> BTreeMap<&'static str, Vec<&'static str>> {
+    BTreeMap::from([
+        ("demo", vec!["alice@example.org", "bob@example.org"]),
+        ("other", vec!["dave@example.org"]),
+    ])
+}
+
+/// How many operators' digests of `host`'s recovery were received.
+fn digests(mails: &[Mail], host: &str) -> usize {
+    let subject = format!("recovery finished: {host}");
+    mails
+        .iter()
+        .filter(|m| m.subject.contains(&subject))
+        .count()
+}
+
 fn assert_no_mail_twice(mails: &[Mail]) {
     let mut seen = BTreeSet::new();
     for m in mails {
@@ -460,11 +478,7 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
         "demo:compute3:1",
         "other:compute3:1",
     ]);
-    // Keystone's lab users (lab/openstack/lab.py): carol has no email; bob is a member through a group.
-    let users = BTreeMap::from([
-        ("demo", vec!["alice@example.org", "bob@example.org"]),
-        ("other", vec!["dave@example.org"]),
-    ]);
+    let users = lab_users();
 
     // ---- 1. compute1 hangs, watched with a short heartbeat_timeout (the lab's report_interval is 2 s).
     let cfg = std::fs::read_to_string(lab.config()).unwrap();
@@ -508,13 +522,7 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
     wait_for(
         "compute1's recovery and its digest",
         Duration::from_secs(150),
-        || async {
-            lab.mails()
-                .iter()
-                .filter(|m| m.subject.contains("recovery finished: compute1"))
-                .count()
-                == OPERATORS.len()
-        },
+        || async { digests(&lab.mails(), "compute1") == OPERATORS.len() },
     )
     .await;
     eprintln!(
@@ -639,13 +647,7 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
     wait_for(
         "compute2's recovery after the restart",
         Duration::from_secs(150),
-        || async {
-            lab.mails()
-                .iter()
-                .filter(|m| m.subject.contains("recovery finished: compute2"))
-                .count()
-                == OPERATORS.len()
-        },
+        || async { digests(&lab.mails(), "compute2") == OPERATORS.len() },
     )
     .await;
     assert!(
@@ -754,10 +756,7 @@ async fn two_daemons_without_ha_recover_a_failed_compute_once() {
         "other:compute2:1",
         "demo:compute1:1",
     ]);
-    let users = BTreeMap::from([
-        ("demo", vec!["alice@example.org", "bob@example.org"]),
-        ("other", vec!["dave@example.org"]),
-    ]);
+    let users = lab_users();
     let cfg = std::fs::read_to_string(lab.config()).unwrap();
     let journal_a = lab.path("freezer-dr/journal.redb");
     let journal_b = lab.path("freezer-dr-b/journal.redb");
@@ -834,11 +833,8 @@ async fn two_daemons_without_ha_recover_a_failed_compute_once() {
         Duration::from_secs(180),
         || async {
             let mails = lab.mails();
-            let digests = mails
-                .iter()
-                .filter(|m| m.subject.contains("recovery finished: compute2"))
-                .count();
-            digests >= OPERATORS.len() && alerted(&mails).len() >= OPERATORS.len()
+            digests(&mails, "compute2") >= OPERATORS.len()
+                && alerted(&mails).len() >= OPERATORS.len()
         },
     )
     .await;

@@ -4,6 +4,8 @@
 #![cfg(feature = "etcd")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,18 +72,9 @@ lease_ttl = "2s"
 
 [recovery]
 interval = "100ms"
-
-[monitor]
-type = "testing"
-hosts = ["compute-1", "compute-2"]
-
-[[fencer]]
-type = "testing"
-
-[evacuator]
-type = "testing"
-"#,
-            etcd.endpoint()
+{}"#,
+            etcd.endpoint(),
+            common::TESTING_DRIVERS
         ),
     )
     .unwrap();
