@@ -309,6 +309,23 @@ fn history_has(lab: &Lab, host: Option<&str>, text: &str, since: u64) -> bool {
     })
 }
 
+/// Waits until `host` is in service again in Nova (enabled, not forced down, up) and freezer-dr's history
+/// says it returned it to service after `since`.
+async fn wait_back_in_service(lab: &Lab, admin: &Admin, host: &str, since: u64) {
+    wait_for(
+        &format!("{host} back in service (in Nova and in the journal)"),
+        Duration::from_secs(120),
+        || async {
+            let s = admin.service(host).await;
+            s["status"] == "enabled"
+                && s["forced_down"] == false
+                && s["state"] == "up"
+                && history_has(lab, Some(host), "returned to service", since)
+        },
+    )
+    .await;
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -583,18 +600,7 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
     // Repaired: power on through the BMC starts nova-compute; freezer-dr returns it to service.
     let powered_on = now_ms();
     assert!(lab.bmc("compute1", &["power", "on"]).contains("Up/On"));
-    wait_for(
-        "compute1 back in service (in Nova and in the journal)",
-        Duration::from_secs(120),
-        || async {
-            let s = admin.service("compute1").await;
-            s["status"] == "enabled"
-                && s["forced_down"] == false
-                && s["state"] == "up"
-                && history_has(&lab, Some("compute1"), "returned to service", powered_on)
-        },
-    )
-    .await;
+    wait_back_in_service(&lab, &admin, "compute1", powered_on).await;
     eprintln!(
         "heartbeat_timeout 5s: power on of compute1 → returned to service in {:.1?}",
         Duration::from_millis(now_ms().saturating_sub(powered_on))
@@ -666,18 +672,7 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
     );
     let powered_on = now_ms();
     lab.bmc("compute2", &["power", "on"]);
-    wait_for(
-        "compute2 back in service (in Nova and in the journal)",
-        Duration::from_secs(120),
-        || async {
-            let s = admin.service("compute2").await;
-            s["status"] == "enabled"
-                && s["forced_down"] == false
-                && s["state"] == "up"
-                && history_has(&lab, Some("compute2"), "returned to service", powered_on)
-        },
-    )
-    .await;
+    wait_back_in_service(&lab, &admin, "compute2", powered_on).await;
 
     // ---- 3. Storm: compute1 and compute3 fail at once; the budget is one host.
     let storm_at = now_ms();
