@@ -17,6 +17,15 @@ done
 [ "${#missing[@]}" -gt 0 ] || exit 0
 
 restore_policy=""
+# Put the machine's policy back however this ends (a failed apt-get included): a refusing policy-rc.d left
+# behind would stop every service install on this machine from starting its service.
+restore() {
+    case "$restore_policy" in
+        yes) $SUDO mv /usr/sbin/policy-rc.d.freezer-dr /usr/sbin/policy-rc.d ;;
+        remove) $SUDO rm -f /usr/sbin/policy-rc.d ;;
+    esac
+}
+trap restore EXIT
 if [ -n "$NO_START" ]; then
     if [ -e /usr/sbin/policy-rc.d ] && ! grep -q "exit 101" /usr/sbin/policy-rc.d; then
         $SUDO cp /usr/sbin/policy-rc.d /usr/sbin/policy-rc.d.freezer-dr
@@ -31,7 +40,3 @@ fi
 $SUDO apt-get -o DPkg::Lock::Timeout=600 update
 $SUDO env DEBIAN_FRONTEND=noninteractive \
     apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"
-case "$restore_policy" in
-    yes) $SUDO mv /usr/sbin/policy-rc.d.freezer-dr /usr/sbin/policy-rc.d ;;
-    remove) $SUDO rm -f /usr/sbin/policy-rc.d ;;
-esac

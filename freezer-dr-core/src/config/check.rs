@@ -81,6 +81,19 @@ pub(super) fn check_recovery(r: &RecoveryConfig) -> Vec<(String, String)> {
         "to stop all fencing use `freezer-dr pause`",
     );
 
+    // The pause before listing a fenced host's instances (two daemons racing): a few seconds is what it
+    // takes; more only delays every recovery.
+    let settle_max = Duration::from_secs(60);
+    if r.isolation_settle > settle_max {
+        problems.push((
+            "recovery.isolation_settle".to_owned(),
+            format!(
+                "at most 1m (it delays every evacuation), found {}; e.g. `isolation_settle = \"2s\"`",
+                humantime::format_duration(r.isolation_settle)
+            ),
+        ));
+    }
+
     let f = r.storm.max_fraction;
     if !(f > 0.0 && f <= 1.0) {
         problems.push((

@@ -474,3 +474,17 @@ fn ha_errors_name_the_key_and_the_fix() {
         "{e}"
     );
 }
+
+#[test]
+fn the_isolation_settle_is_bounded_and_zero_is_allowed() {
+    // A pause of an hour would hold every recovery an hour after its host was fenced: refused.
+    let e = err(&format!("[recovery]\nisolation_settle = \"1h\"\n{DRIVERS}"));
+    assert!(
+        e.contains(":2: recovery.isolation_settle: at most 1m"),
+        "{e}"
+    );
+    let c = parse(&format!("[recovery]\nisolation_settle = \"0s\"\n{DRIVERS}")).unwrap();
+    assert!(c.recovery.isolation_settle.is_zero());
+    let c = parse(&format!("[recovery]\nisolation_settle = \"1m\"\n{DRIVERS}")).unwrap();
+    assert_eq!(c.recovery.isolation_settle, Duration::from_secs(60));
+}
