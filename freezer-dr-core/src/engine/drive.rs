@@ -95,38 +95,24 @@ impl Engine {
         let busy: Vec<HostId> = self
             .hosts
             .values()
-            .filter(|h| {
-                matches!(
-                    h.stage,
-                    Stage::Fencing { .. }
-                        | Stage::Verifying { .. }
-                        | Stage::Isolating { .. }
-                        | Stage::Evacuating
-                        | Stage::Restoring
-                )
-            })
+            .filter(|h| h.stage.under_way())
             .map(|h| h.host.clone())
             .collect();
         let mut active = self.active_evacuations();
         for host in &busy {
-            self.drive_host(now, host, paused, &mut active, out);
+            if self.stage_of(host) == Some(&Stage::Evacuating) {
+                self.drive_instances(now, host, paused, &mut active, out);
+            } else {
+                self.drive_host(now, host, paused, out);
+            }
         }
     }
 
-    fn drive_host(
-        &mut self,
-        now: Timestamp,
-        host: &HostId,
-        paused: bool,
-        active: &mut usize,
-        out: &mut Vec<Command>,
-    ) {
+    /// Drives a host at a stage of its own (every stage under way but `Evacuating`).
+    fn drive_host(&mut self, now: Timestamp, host: &HostId, paused: bool, out: &mut Vec<Command>) {
         let Some(rec) = self.hosts.get_mut(host) else {
             return;
         };
-        if rec.stage == Stage::Evacuating {
-            return self.drive_instances(now, host, paused, active, out);
-        }
         if let Some(why) = restore_overdue(rec, now, self.cfg.restore_timeout) {
             return self.needs_operator(now, host, why, out);
         }

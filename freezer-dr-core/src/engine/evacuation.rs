@@ -20,13 +20,8 @@ impl Engine {
         result: Result<(), Failure>,
         out: &mut Vec<Command>,
     ) {
-        if !self.take_pending(host, HostCall::Isolate) {
-            return;
-        }
-        if !matches!(
-            self.stage_of(host),
-            Some(Stage::Isolating { isolated: false })
-        ) {
+        let made_for = |s: &Stage| *s == Stage::Isolating { isolated: false };
+        if !self.take_answer(host, HostCall::Isolate, made_for) {
             return;
         }
         match result {
@@ -72,13 +67,8 @@ impl Engine {
         result: Result<Vec<Instance>, Failure>,
         out: &mut Vec<Command>,
     ) {
-        if !self.take_pending(host, HostCall::Instances) {
-            return;
-        }
-        if !matches!(
-            self.stage_of(host),
-            Some(Stage::Isolating { isolated: true })
-        ) {
+        let made_for = |s: &Stage| *s == Stage::Isolating { isolated: true };
+        if !self.take_answer(host, HostCall::Instances, made_for) {
             return;
         }
         let list = match result {

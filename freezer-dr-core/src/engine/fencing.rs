@@ -14,15 +14,10 @@ impl Engine {
         result: Result<(), Failure>,
         out: &mut Vec<Command>,
     ) {
-        if !self.take_pending(host, HostCall::PowerOff(level)) {
-            return;
-        }
-        let Some(rec) = self.hosts.get(host) else {
-            return;
-        };
-        // The in-flight call carried the level (checked above); only the stage may have moved on (an
-        // operator confirmed the host off meanwhile).
-        if !matches!(rec.stage, Stage::Fencing { .. }) {
+        // The in-flight call carries the level; only the stage may have moved on (an operator confirmed
+        // the host off meanwhile).
+        let made_for = |s: &Stage| matches!(s, Stage::Fencing { .. });
+        if !self.take_answer(host, HostCall::PowerOff(level), made_for) {
             return;
         }
         match result {

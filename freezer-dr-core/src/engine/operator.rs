@@ -87,15 +87,7 @@ impl Engine {
                 "operator asked to forget an unknown host: ignored".into(),
             );
         };
-        let under_way = matches!(
-            rec.stage,
-            Stage::Fencing { .. }
-                | Stage::Verifying { .. }
-                | Stage::Isolating { .. }
-                | Stage::Evacuating
-                | Stage::Restoring
-        );
-        if rec.stage == Stage::Healthy || (under_way && rec.absent_since.is_none()) {
+        if rec.stage == Stage::Healthy || (rec.stage.under_way() && rec.absent_since.is_none()) {
             let what = format!(
                 "operator asked to forget it at stage {}: refused (nothing to forget, or a recovery of a \
                  host the monitors list is under way: `freezer-dr pause` first)",

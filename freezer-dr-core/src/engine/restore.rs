@@ -84,10 +84,7 @@ impl Engine {
         result: Result<(), Failure>,
         out: &mut Vec<Command>,
     ) {
-        if !self.take_pending(host, HostCall::Restore) {
-            return;
-        }
-        if self.stage_of(host) != Some(&Stage::Restoring) {
+        if !self.take_answer(host, HostCall::Restore, |s| *s == Stage::Restoring) {
             return;
         }
         match result {

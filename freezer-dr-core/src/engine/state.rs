@@ -77,6 +77,12 @@ impl Stage {
     pub fn in_recovery(&self) -> bool {
         !matches!(self, Self::Healthy | Self::Suspect { .. })
     }
+
+    /// True at a stage the engine drives on by itself: in recovery, and not parked at `Evacuated` (waiting
+    /// for the host to come up) or `NeedsOperator`.
+    pub fn under_way(&self) -> bool {
+        self.in_recovery() && !matches!(self, Self::Evacuated | Self::NeedsOperator { .. })
+    }
 }
 
 /// A host and its recovery.

@@ -84,6 +84,17 @@ impl Engine {
         }
     }
 
+    /// [`take_pending`](Self::take_pending), then true only if the host is still at the stage `call` was
+    /// made for (an operator or a restart may have moved it on meanwhile): false, ignore the result.
+    pub(super) fn take_answer(
+        &mut self,
+        host: &HostId,
+        call: HostCall,
+        made_for: impl FnOnce(&Stage) -> bool,
+    ) -> bool {
+        self.take_pending(host, call) && self.stage_of(host).is_some_and(made_for)
+    }
+
     pub(super) fn set_stage(
         &mut self,
         now: Timestamp,
