@@ -22,10 +22,7 @@ fn an_unknown_health_neither_strikes_nor_clears() {
     let mut b = Bench::default();
     b.observe(&["c1"]);
     b.advance(10);
-    let mut obs: Vec<HostHealth> = HOSTS
-        .iter()
-        .map(|h| HostHealth::new(*h, Health::Up))
-        .collect();
+    let mut obs = b.all_up();
     obs[0].health = Health::Unknown {
         reason: "no data".into(),
     };
@@ -40,9 +37,7 @@ fn an_unknown_health_neither_strikes_nor_clears() {
 #[test]
 fn strikes_stop_at_the_strike_count_while_fencing_waits() {
     let mut b = Bench::default();
-    b.step(Input::Operator(OperatorRequest::Pause {
-        reason: "x".into(),
-    }));
+    b.step(pause("x"));
     for _ in 0..6 {
         b.observe(&["c1"]);
         b.advance(10);
@@ -203,18 +198,12 @@ fn the_observation_alert_comes_at_the_strike_count_not_before() {
 #[test]
 fn hosts_disabled_by_an_operator_are_left_alone_and_not_counted() {
     let mut b = Bench::default();
+    let up = b.all_up();
     let obs = |down: bool| {
-        let mut v: Vec<HostHealth> = HOSTS
-            .iter()
-            .map(|h| HostHealth::new(*h, Health::Up))
-            .collect();
+        let mut v = up.clone();
         for h in v.iter_mut().take(3) {
             h.health = Health::down("maintenance");
-            h.admin = AdminState {
-                disabled: true,
-                disabled_reason: Some("kernel upgrade".into()),
-                forced_down: false,
-            };
+            h.admin = disabled("kernel upgrade", false);
         }
         if down {
             v[3].health = Health::down("state=down");
@@ -262,11 +251,7 @@ fn a_host_in_recovery_that_vanishes_is_reported_then_forgotten_and_stops_countin
     b.advance(300);
     assert!(b.observe(&[]).is_empty());
     b.advance(300);
-    let cmds = b.raw(Input::Observed(Ok(b
-        .hosts
-        .iter()
-        .map(|h| HostHealth::new(*h, Health::Up))
-        .collect())));
+    let cmds = b.raw(Input::Observed(Ok(b.all_up())));
     let rendered: Vec<String> = cmds.iter().map(render).collect();
     assert_eq!(rendered, ["notify needs_operator c1"]);
     assert!(

@@ -481,9 +481,7 @@ fn a_start_waits_for_the_brake_and_is_sent_again_after_a_restart() {
     let mut b = Bench::default();
     b.fence_and_list("c1", vec![instance("a", "c1")]);
     b.sent("c1", "a", Ok(()));
-    b.step(Input::Operator(OperatorRequest::Pause {
-        reason: "maintenance".into(),
-    }));
+    b.step(pause("maintenance"));
     b.advance(2);
     assert_eq!(b.step(Input::Tick), ["progress a on c1"], "reads go on");
     assert!(
@@ -495,7 +493,7 @@ fn a_start_waits_for_the_brake_and_is_sent_again_after_a_restart() {
         Some(b.now.after(Duration::from_secs(298))),
         "under the brake only the evacuation timeout (from the accepted request) is due"
     );
-    b.step(Input::Operator(OperatorRequest::Resume));
+    b.step(resume());
     restart(&mut b);
     assert_eq!(b.step(Input::Tick), ["start a from c1"]);
     // A permanent refusal leaves it stopped on its new host, and says so.

@@ -125,30 +125,16 @@ fn only_one_host_level_call_is_in_flight_per_host() {
 #[test]
 fn recover_after_the_host_was_seen_alive_reads_its_power_and_fences_again() {
     let mut b = Bench::default();
-    b.fence_and_list("c1", vec![]);
     // Repaired: up for the strike count, restore fails for good.
-    assert_eq!(b.up_for_strikes(), ["restore c1"]);
+    b.restoring("c1");
     let cmds = b.restored("c1", Err(fail(ErrorKind::Auth)));
     assert_eq!(cmds, ["notify needs_operator c1"]);
     // Seen alive (it heartbeats) while still carrying our isolation: the old proof is void, and it stays
     // for an operator.
     assert_eq!(b.engine.host(&"c1".into()).unwrap().fence, None);
     b.advance(10);
-    let obs = b
-        .hosts
-        .iter()
-        .map(|h| {
-            let mut hh = HostHealth::new(*h, Health::Up);
-            if *h == "c1" {
-                hh.admin = AdminState {
-                    disabled: true,
-                    disabled_reason: Some(crate::isolation_marker("j1", "c1@1", Timestamp(1))),
-                    forced_down: false,
-                };
-            }
-            hh
-        })
-        .collect();
+    let mut obs = b.all_up();
+    obs[0].admin = disabled(&crate::isolation_marker("j1", "c1@1", Timestamp(1)), false);
     assert!(b.step(Input::Observed(Ok(obs))).is_empty());
     assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
     // Its new instances are on it now. `recover` reads the power first, and fences again as it reads on.
@@ -161,9 +147,7 @@ fn recover_after_the_host_was_seen_alive_reads_its_power_and_fences_again() {
 #[test]
 fn recover_with_a_proof_from_before_still_reads_the_power_first() {
     let mut b = Bench::default();
-    b.confirmed_off("c1");
-    b.isolated_with("c1", Err(fail(ErrorKind::Auth)));
-    assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
+    b.isolation_refused("c1");
     // Someone powered it back on meanwhile: no isolation, no evacuation on the old proof.
     assert_eq!(b.step(recover("c1")), ["power_status c1 #0"]);
     assert_eq!(b.power_read("c1", 0, PowerState::On), ["power_off c1 #0"]);

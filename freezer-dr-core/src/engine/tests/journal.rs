@@ -92,9 +92,7 @@ fn after_a_restart_a_requested_evacuation_is_read_not_sent_again() {
 #[test]
 fn after_a_restart_the_brake_and_refusal_episodes_hold() {
     let mut b = Bench::default();
-    b.step(Input::Operator(OperatorRequest::Pause {
-        reason: "x".into(),
-    }));
+    b.step(pause("x"));
     b.observe(&HOSTS);
     restart(&mut b);
     assert!(b.observe(&HOSTS).is_empty(), "no second all-stale alert");
@@ -224,10 +222,8 @@ fn a_quiet_observation_writes_nothing_engine_wide() {
 #[test]
 fn report_ids_are_unique_and_history_records_transitions() {
     let mut b = Bench::default();
-    b.step(Input::Operator(OperatorRequest::Pause {
-        reason: "a".into(),
-    }));
-    b.step(Input::Operator(OperatorRequest::Resume));
+    b.step(pause("a"));
+    b.step(resume());
     let c = b.engine.take_changes();
     assert_eq!(c.meta.as_ref().unwrap().report_seq, 2);
     assert!(
@@ -236,11 +232,9 @@ fn report_ids_are_unique_and_history_records_transitions() {
             .any(|h| h.what.contains("paused by an operator: a"))
     );
     let mut b = Bench::default();
-    let cmds = b.raw(Input::Operator(OperatorRequest::Pause {
-        reason: "a".into(),
-    }));
+    let cmds = b.raw(pause("a"));
     let mut ids: Vec<String> = notified(&cmds).iter().map(|r| r.id.clone()).collect();
-    let cmds = b.raw(Input::Operator(OperatorRequest::Resume));
+    let cmds = b.raw(resume());
     ids.extend(notified(&cmds).iter().map(|r| r.id.clone()));
     assert_eq!(ids.len(), 2);
     assert_ne!(ids[0], ids[1]);

@@ -56,6 +56,15 @@ fn instance(id: &str, host: &str) -> Instance {
     }
 }
 
+/// The admin state of a host disabled with `reason`, forced down or not.
+fn disabled(reason: &str, forced_down: bool) -> AdminState {
+    AdminState {
+        disabled: true,
+        disabled_reason: Some(reason.into()),
+        forced_down,
+    }
+}
+
 fn fail(kind: ErrorKind) -> Failure {
     Failure::new(kind, "boom")
 }
@@ -110,6 +119,15 @@ impl Bench {
             })
             .collect();
         self.step(Input::Observed(Ok(obs)))
+    }
+
+    /// What the monitors report when every host of the bench is up (a test then edits the hosts it is
+    /// about).
+    fn all_up(&self) -> Vec<HostHealth> {
+        self.hosts
+            .iter()
+            .map(|h| HostHealth::new(*h, Health::Up))
+            .collect()
     }
 
     /// Observes `down` until the strike count is reached; returns the last step's commands.
@@ -235,6 +253,14 @@ impl Bench {
         self.power_read(host, 0, PowerState::Off);
     }
 
+    /// Drives `host` to confirmed off, then has its isolation refused (an auth failure): it needs an
+    /// operator, and holds a fence proof.
+    fn isolation_refused(&mut self, host: &str) {
+        self.confirmed_off(host);
+        self.isolated_with(host, Err(fail(ErrorKind::Auth)));
+        assert!(matches!(self.stage(host), Stage::NeedsOperator { .. }));
+    }
+
     /// Reads `host`'s power off through the first fencer; returns the proof its isolation carries.
     fn proof(&mut self, host: &str) -> Fenced {
         let cmds = self.raw(Input::PowerRead {
@@ -255,6 +281,13 @@ impl Bench {
         self.sent(host, id, Ok(()));
         self.advance(2);
         self.step(Input::Tick);
+    }
+
+    /// Drives `host` through a recovery with no instances until it is repaired: up for the strike count,
+    /// its return to service sent.
+    fn restoring(&mut self, host: &'static str) {
+        self.fence_and_list(host, vec![]);
+        assert_eq!(self.up_for_strikes(), [format!("restore {host}")]);
     }
 
     /// Drives `host` from healthy to `Evacuating` with `instances`; returns the commands after listing.
@@ -348,6 +381,36 @@ fn recover(host: &str) -> Input {
         host: host.into(),
         despite_storm: false,
     })
+}
+
+/// An operator's `recover --despite-storm HOST`.
+fn recover_despite_storm(host: &str) -> Input {
+    Input::Operator(OperatorRequest::Recover {
+        host: host.into(),
+        despite_storm: true,
+    })
+}
+
+/// An operator's `pause` (the brake), with `reason`.
+fn pause(reason: &str) -> Input {
+    Input::Operator(OperatorRequest::Pause {
+        reason: reason.into(),
+    })
+}
+
+/// An operator's `resume`.
+fn resume() -> Input {
+    Input::Operator(OperatorRequest::Resume)
+}
+
+/// An operator's `confirm-off HOST`.
+fn confirm_off(host: &str) -> Input {
+    Input::Operator(OperatorRequest::ConfirmOff { host: host.into() })
+}
+
+/// An operator's `forget HOST`.
+fn forget(host: &str) -> Input {
+    Input::Operator(OperatorRequest::Forget { host: host.into() })
 }
 
 mod detection;

@@ -7,16 +7,9 @@ use super::*;
 #[test]
 fn a_host_carrying_our_marker_without_a_journal_record_needs_an_operator() {
     let mut b = Bench::default();
-    let mut obs: Vec<HostHealth> = HOSTS
-        .iter()
-        .map(|h| HostHealth::new(*h, Health::Up))
-        .collect();
+    let mut obs = b.all_up();
     obs[0].health = Health::down("forced down");
-    obs[0].admin = AdminState {
-        disabled: true,
-        disabled_reason: Some(crate::isolation_marker("j1", "c1@1", Timestamp(5))),
-        forced_down: true,
-    };
+    obs[0].admin = disabled(&crate::isolation_marker("j1", "c1@1", Timestamp(5)), true);
     // The operators are told (this report was dropped before).
     assert_eq!(
         b.step(Input::Observed(Ok(obs))),
@@ -60,17 +53,9 @@ fn the_marker_names_this_journal_and_keeps_the_observed_admin_state() {
     assert!(!fenced.observed().disabled);
     // An operator recovers a host they had disabled themselves: the proof carries that disable, so the
     // evacuator can tell it from one made by someone else since.
-    let mut obs: Vec<HostHealth> = b
-        .hosts
-        .iter()
-        .map(|h| HostHealth::new(*h, Health::Up))
-        .collect();
+    let mut obs = b.all_up();
     obs[1].health = Health::down("state=down");
-    obs[1].admin = AdminState {
-        disabled: true,
-        disabled_reason: Some("maintenance, ticket 7".into()),
-        forced_down: false,
-    };
+    obs[1].admin = disabled("maintenance, ticket 7", false);
     b.step(Input::Observed(Ok(obs)));
     assert_eq!(b.step(recover("c2")), ["power_off c2 #0"]);
     b.powered_off("c2", 0, Ok(()));

@@ -6,22 +6,14 @@ use super::*;
 #[test]
 fn paused_engine_observes_and_reports_but_never_fences() {
     let mut b = Bench::default();
-    assert_eq!(
-        b.step(Input::Operator(OperatorRequest::Pause {
-            reason: "network work".into()
-        })),
-        ["notify brake"]
-    );
+    assert_eq!(b.step(pause("network work")), ["notify brake"]);
     let mut all = Vec::new();
     for _ in 0..6 {
         all.extend(b.observe(&["c1"]));
         b.advance(10);
     }
     assert_eq!(all, ["notify brake c1"], "one report per host per pause");
-    assert_eq!(
-        b.step(Input::Operator(OperatorRequest::Resume)),
-        ["notify brake"]
-    );
+    assert_eq!(b.step(resume()), ["notify brake"]);
     assert_eq!(b.observe(&["c1"]), ["power_off c1 #0"]);
 }
 
@@ -30,9 +22,7 @@ fn pause_mid_recovery_holds_destructive_steps_but_keeps_reading() {
     let mut b = Bench::default();
     b.fence_and_list("c1", vec![instance("a", "c1"), instance("b", "c1")]);
     b.sent("c1", "a", Ok(()));
-    b.step(Input::Operator(OperatorRequest::Pause {
-        reason: "x".into(),
-    }));
+    b.step(pause("x"));
     b.sent("c1", "b", Err(fail(ErrorKind::NotFound).clone_permanent()));
     b.advance(10);
     assert_eq!(
@@ -44,41 +34,20 @@ fn pause_mid_recovery_holds_destructive_steps_but_keeps_reading() {
         b.instance_state("c1", "b"),
         InstanceState::Pending { .. }
     ));
-    assert_eq!(
-        b.step(Input::Operator(OperatorRequest::Resume)),
-        ["notify brake", "evacuate b from c1"]
-    );
+    assert_eq!(b.step(resume()), ["notify brake", "evacuate b from c1"]);
 }
 
 #[test]
 fn operator_recover_fences_a_host_without_waiting_for_strikes_and_still_verifies() {
     let mut b = Bench::default();
     b.observe(&[]);
-    assert_eq!(
-        b.step(Input::Operator(OperatorRequest::Recover {
-            host: "c2".into(),
-            despite_storm: false,
-        })),
-        ["power_off c2 #0"]
-    );
+    assert_eq!(b.step(recover("c2")), ["power_off c2 #0"]);
     assert_eq!(b.powered_off("c2", 0, Ok(())), ["power_status c2 #0"]);
     // A second request while it runs is refused (one recovery per host).
-    assert!(
-        b.step(Input::Operator(OperatorRequest::Recover {
-            host: "c2".into(),
-            despite_storm: false,
-        }))
-        .is_empty()
-    );
+    assert!(b.step(recover("c2")).is_empty());
     assert!(matches!(b.stage("c2"), Stage::Verifying { .. }));
     // Unknown hosts are refused, not created.
-    assert!(
-        b.step(Input::Operator(OperatorRequest::Recover {
-            host: "c22".into(),
-            despite_storm: false,
-        }))
-        .is_empty()
-    );
+    assert!(b.step(recover("c22")).is_empty());
     assert!(b.engine.host(&"c22".into()).is_none());
 }
 
@@ -88,36 +57,18 @@ fn operator_confirm_off_lets_a_host_with_unconfirmed_fencing_continue() {
     b.down_for_strikes(&["c1"]);
     b.powered_off("c1", 0, Err(fail(ErrorKind::Auth)));
     assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
-    assert_eq!(
-        b.step(Input::Operator(OperatorRequest::ConfirmOff {
-            host: "c1".into()
-        })),
-        ["isolate c1"]
-    );
+    assert_eq!(b.step(confirm_off("c1")), ["isolate c1"]);
     let rec = b.engine.host(&"c1".into()).unwrap();
     assert_eq!(rec.fence.as_ref().unwrap().proof, FenceProof::Operator);
     // Confirming again changes nothing.
-    assert!(
-        b.step(Input::Operator(OperatorRequest::ConfirmOff {
-            host: "c1".into()
-        }))
-        .is_empty()
-    );
+    assert!(b.step(confirm_off("c1")).is_empty());
 }
 
 #[test]
 fn recover_after_a_post_fencing_failure_reads_the_power_then_resumes_from_isolation() {
     let mut b = Bench::default();
-    b.confirmed_off("c1");
-    b.isolated_with("c1", Err(fail(ErrorKind::Auth)));
-    assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
-    assert_eq!(
-        b.step(Input::Operator(OperatorRequest::Recover {
-            host: "c1".into(),
-            despite_storm: false,
-        })),
-        ["power_status c1 #0"]
-    );
+    b.isolation_refused("c1");
+    assert_eq!(b.step(recover("c1")), ["power_status c1 #0"]);
     assert_eq!(b.power_read("c1", 0, PowerState::Off), ["isolate c1"]);
 }
 
@@ -128,13 +79,7 @@ fn recover_after_failed_fencing_fences_again_from_the_first_level() {
     b.dead.push("c1");
     b.powered_off("c1", 0, Err(fail(ErrorKind::Auth)));
     // Its power is read first (a recover never trusts what it knew before)...
-    assert_eq!(
-        b.step(Input::Operator(OperatorRequest::Recover {
-            host: "c1".into(),
-            despite_storm: false,
-        })),
-        ["power_status c1 #0"]
-    );
+    assert_eq!(b.step(recover("c1")), ["power_status c1 #0"]);
     // ...and it is powered off again from the first level as it reads on.
     assert_eq!(b.power_read("c1", 0, PowerState::On), ["power_off c1 #0"]);
 }
@@ -176,10 +121,7 @@ fn recover_during_a_storm_needs_despite_storm_and_tells_the_operators() {
     let cmds = b.step(recover("c4"));
     assert_eq!(cmds, ["notify needs_operator c4"], "refused, and said so");
     assert_eq!(b.stage("c4"), Stage::Healthy);
-    let cmds = b.raw(Input::Operator(OperatorRequest::Recover {
-        host: "c4".into(),
-        despite_storm: true,
-    }));
+    let cmds = b.raw(recover_despite_storm("c4"));
     let rendered: Vec<String> = cmds.iter().map(render).collect();
     assert_eq!(rendered, ["notify storm c4", "power_off c4 #0"]);
     assert!(
@@ -209,7 +151,6 @@ fn an_operator_can_forget_a_vanished_host_but_not_one_being_recovered() {
     let mut b = Bench::default();
     b.down_for_strikes(&["c1"]);
     assert!(matches!(b.stage("c1"), Stage::Fencing { .. }));
-    let forget = |h: &str| Input::Operator(OperatorRequest::Forget { host: h.into() });
     assert!(
         b.step(forget("c1")).is_empty(),
         "refused: listed and being fenced"
@@ -236,8 +177,7 @@ fn a_never_isolated_host_that_comes_back_is_healthy_again() {
 #[test]
 fn a_host_isolated_before_needing_an_operator_stays_put_when_it_comes_back() {
     let mut b = Bench::default();
-    b.confirmed_off("c1");
-    b.isolated_with("c1", Err(fail(ErrorKind::Auth)));
+    b.isolation_refused("c1");
     assert!(b.observe(&[]).is_empty());
     assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
 }

@@ -33,15 +33,8 @@ fn manual_return_to_service_waits_for_an_operator_to_enable_the_host() {
     cfg.return_to_service = ReturnToService::Manual;
     let mut b = Bench::new(cfg, 1);
     b.fence_and_list("c1", vec![]);
-    let mut forced: Vec<HostHealth> = HOSTS
-        .iter()
-        .map(|h| HostHealth::new(*h, Health::Up))
-        .collect();
-    forced[0].admin = AdminState {
-        disabled: true,
-        disabled_reason: Some(crate::isolation_marker("j1", "c1@1", Timestamp(1))),
-        forced_down: true,
-    };
+    let mut forced = b.all_up();
+    forced[0].admin = disabled(&crate::isolation_marker("j1", "c1@1", Timestamp(1)), true);
     assert!(b.step(Input::Observed(Ok(forced))).is_empty());
     assert_eq!(b.stage("c1"), Stage::Evacuated);
     assert!(b.observe(&[]).is_empty());
@@ -54,11 +47,9 @@ fn manual_return_to_service_needs_both_enabled_and_not_forced_down() {
     cfg.return_to_service = ReturnToService::Manual;
     let mut b = Bench::new(cfg, 1);
     b.fence_and_list("c1", vec![]);
+    let up = b.all_up();
     let with_admin = |disabled: bool, forced_down: bool| {
-        let mut v: Vec<HostHealth> = HOSTS
-            .iter()
-            .map(|h| HostHealth::new(*h, Health::Up))
-            .collect();
+        let mut v = up.clone();
         v[0].admin = AdminState {
             disabled,
             disabled_reason: None,
@@ -78,22 +69,16 @@ fn manual_return_to_service_needs_both_enabled_and_not_forced_down() {
 fn paused_engine_does_not_return_a_repaired_host_to_service() {
     let mut b = Bench::default();
     b.fence_and_list("c1", vec![]);
-    b.step(Input::Operator(OperatorRequest::Pause {
-        reason: "x".into(),
-    }));
+    b.step(pause("x"));
     assert!(b.up_for_strikes().is_empty());
     assert_eq!(b.stage("c1"), Stage::Restoring);
-    assert_eq!(
-        b.step(Input::Operator(OperatorRequest::Resume)),
-        ["notify brake", "restore c1"]
-    );
+    assert_eq!(b.step(resume()), ["notify brake", "restore c1"]);
 }
 
 #[test]
 fn a_failed_restore_is_retried_later_and_the_operators_told_after_three() {
     let mut b = Bench::default();
-    b.fence_and_list("c1", vec![]);
-    assert_eq!(b.up_for_strikes(), ["restore c1"]);
+    b.restoring("c1");
     let mut all = Vec::new();
     for _ in 0..3 {
         all.extend(b.restored("c1", Err(fail(ErrorKind::PeerFailure))));
@@ -124,8 +109,7 @@ fn a_failed_restore_is_retried_later_and_the_operators_told_after_three() {
 #[test]
 fn a_restore_that_never_succeeds_is_handed_to_the_operators_after_its_timeout() {
     let mut b = Bench::default();
-    b.fence_and_list("c1", vec![]);
-    assert_eq!(b.up_for_strikes(), ["restore c1"]);
+    b.restoring("c1");
     let mut all = Vec::new();
     for _ in 0..70 {
         all.extend(b.restored("c1", Err(fail(ErrorKind::Conflict))));
@@ -169,8 +153,7 @@ fn a_host_that_dies_again_while_restoring_is_fenced_again() {
 #[test]
 fn one_down_observation_between_up_ones_while_restoring_is_no_new_failure() {
     let mut b = Bench::default();
-    b.fence_and_list("c1", vec![]);
-    assert_eq!(b.up_for_strikes(), ["restore c1"]);
+    b.restoring("c1");
     b.restored("c1", Err(fail(ErrorKind::Conflict)));
     // Down, down, up, down, down: never three downs in a row.
     for down in [true, true, false, true, true] {
@@ -184,8 +167,7 @@ fn one_down_observation_between_up_ones_while_restoring_is_no_new_failure() {
 #[test]
 fn a_host_that_reports_up_while_restoring_is_never_fenced_again() {
     let mut b = Bench::default();
-    b.fence_and_list("c1", vec![]);
-    assert_eq!(b.up_for_strikes(), ["restore c1"]);
+    b.restoring("c1");
     for _ in 0..5 {
         b.restored("c1", Err(fail(ErrorKind::Conflict)));
         b.advance(10);
@@ -198,8 +180,7 @@ fn a_host_that_reports_up_while_restoring_is_never_fenced_again() {
 #[test]
 fn an_unknown_observation_while_restoring_neither_counts_down_nor_clears() {
     let mut b = Bench::default();
-    b.fence_and_list("c1", vec![]);
-    assert_eq!(b.up_for_strikes(), ["restore c1"]);
+    b.restoring("c1");
     b.restored("c1", Err(fail(ErrorKind::Conflict)));
     b.advance(10);
     b.observe(&["c1"]);

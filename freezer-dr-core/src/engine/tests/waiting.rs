@@ -56,9 +56,7 @@ fn instances_waiting_for_a_slot_do_not_wake_the_loop() {
 fn writes_held_by_the_brake_do_not_wake_the_loop() {
     let mut b = Bench::default();
     b.fence_and_list("c1", vec![instance("a", "c1"), instance("b", "c1")]);
-    b.step(Input::Operator(OperatorRequest::Pause {
-        reason: "maintenance".into(),
-    }));
+    b.step(pause("maintenance"));
     // `a` is refused and falls due for a retry while the brake is on; `b` never left.
     b.sent("c1", "a", Err(fail(ErrorKind::Conflict)));
     b.sent("c1", "b", Err(fail(ErrorKind::Conflict)));
@@ -76,9 +74,7 @@ fn writes_held_by_the_brake_do_not_wake_the_loop() {
     b.advance(10);
     b.up_for_strikes();
     assert_eq!(b.stage("c2"), Stage::Restoring);
-    b.step(Input::Operator(OperatorRequest::Pause {
-        reason: "maintenance".into(),
-    }));
+    b.step(pause("maintenance"));
     b.restored("c2", Err(fail(ErrorKind::Unreachable)));
     b.advance(60);
     assert!(b.step(Input::Tick).is_empty());
