@@ -144,23 +144,26 @@ fn recover_after_the_host_was_seen_alive_reads_its_power_and_fences_again() {
     assert_eq!(b.power_read("c1", 0, PowerState::Off), ["isolate c1"]);
 }
 
+/// Also what `recover` does after a failure past fencing: it reads the power, then resumes from isolation.
 #[test]
 fn recover_with_a_proof_from_before_still_reads_the_power_first() {
-    let mut b = Bench::default();
-    b.isolation_refused("c1");
-    // Someone powered it back on meanwhile: no isolation, no evacuation on the old proof.
-    assert_eq!(b.step(recover("c1")), ["power_status c1 #0"]);
-    assert_eq!(b.power_read("c1", 0, PowerState::On), ["power_off c1 #0"]);
-    // Still off: no second power-off, on to isolation with a fresh proof.
-    let mut b = Bench::default();
-    b.confirmed_off("c1");
-    let first = b.engine.host(&"c1".into()).unwrap().fence.clone().unwrap();
-    b.isolated_with("c1", Err(fail(ErrorKind::Auth)));
-    b.advance(60);
-    assert_eq!(b.step(recover("c1")), ["power_status c1 #0"]);
-    assert_eq!(b.power_read("c1", 0, PowerState::Off), ["isolate c1"]);
-    let fresh = b.engine.host(&"c1".into()).unwrap().fence.clone().unwrap();
-    assert!(fresh.at > first.at, "{fresh:?} vs {first:?}");
+    // Someone powered it back on meanwhile: no isolation, no evacuation on the old proof. Still off: no
+    // second power-off, on to isolation with a fresh proof.
+    for (power, next) in [
+        (PowerState::On, "power_off c1 #0"),
+        (PowerState::Off, "isolate c1"),
+    ] {
+        let mut b = Bench::default();
+        b.isolation_refused("c1");
+        let first = b.engine.host(&"c1".into()).unwrap().fence.clone().unwrap();
+        b.advance(60);
+        assert_eq!(b.step(recover("c1")), ["power_status c1 #0"]);
+        assert_eq!(b.power_read("c1", 0, power), [next]);
+        if power == PowerState::Off {
+            let fresh = b.engine.host(&"c1".into()).unwrap().fence.clone().unwrap();
+            assert!(fresh.at > first.at, "{fresh:?} vs {first:?}");
+        }
+    }
 }
 
 #[test]

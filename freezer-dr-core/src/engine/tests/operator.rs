@@ -64,13 +64,8 @@ fn operator_confirm_off_lets_a_host_with_unconfirmed_fencing_continue() {
     assert!(b.step(confirm_off("c1")).is_empty());
 }
 
-#[test]
-fn recover_after_a_post_fencing_failure_reads_the_power_then_resumes_from_isolation() {
-    let mut b = Bench::default();
-    b.isolation_refused("c1");
-    assert_eq!(b.step(recover("c1")), ["power_status c1 #0"]);
-    assert_eq!(b.power_read("c1", 0, PowerState::Off), ["isolate c1"]);
-}
+// `recover` after a failure past fencing (reads the power, then resumes from isolation):
+// `fencing::recover_with_a_proof_from_before_still_reads_the_power_first`.
 
 #[test]
 fn recover_after_failed_fencing_fences_again_from_the_first_level() {
