@@ -46,7 +46,7 @@ use crate::journal::{Batch, Journal, OutboxEntry, PendingRequest};
 use crate::{Error, ErrorKind, HostId, Result, Timestamp};
 
 mod calls;
-use calls::Ops;
+use calls::{Ops, by_key};
 
 /// The [`Journal`] in etcd, for HA mode.
 ///
@@ -347,17 +347,10 @@ impl Journal for EtcdJournal {
             return Ok(Vec::new());
         }
         // Each key holds at least one line, so `limit` keys are enough.
+        let newest =
+            by_key(SortOrder::Descend).with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
         let resp = self
-            .get(
-                "read the history",
-                self.inner.keys.history(),
-                Some(
-                    GetOptions::new()
-                        .with_prefix()
-                        .with_sort(SortTarget::Key, SortOrder::Descend)
-                        .with_limit(i64::try_from(limit).unwrap_or(i64::MAX)),
-                ),
-            )
+            .get("read the history", self.inner.keys.history(), Some(newest))
             .await?;
         let mut newest_first = Vec::new();
         'keys: for kv in resp.kvs() {
@@ -415,15 +408,12 @@ impl Journal for EtcdJournal {
     }
 
     async fn requests(&self) -> Result<Vec<PendingRequest>> {
+        let oldest = by_key(SortOrder::Ascend);
         let resp = self
             .get(
                 "read the operator requests",
                 self.inner.keys.requests(),
-                Some(
-                    GetOptions::new()
-                        .with_prefix()
-                        .with_sort(SortTarget::Key, SortOrder::Ascend),
-                ),
+                Some(oldest),
             )
             .await?;
         resp.kvs().iter().map(decode).collect()

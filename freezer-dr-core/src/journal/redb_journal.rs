@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use redb::{
-    ConcurrencyMode, Database, DatabaseError, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata, TableDefinition, WriteTransaction,
+    AccessGuard, ConcurrencyMode, Database, DatabaseError, Key, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, StorageError, TableDefinition, WriteTransaction,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -241,11 +241,7 @@ impl RedbJournal {
                 None => String::new(),
             };
             let hosts_t = tx.open_table(HOSTS).map_err(db_err)?;
-            let mut hosts = Vec::new();
-            for row in hosts_t.iter().map_err(db_err)? {
-                let (k, v) = row.map_err(db_err)?;
-                hosts.push(decode::<HostRecord>(v.value(), "hosts", k.value())?);
-            }
+            let mut hosts: Vec<HostRecord> = decode_rows(hosts_t.iter().map_err(db_err)?, "hosts")?;
             let inst_t = tx.open_table(INSTANCES).map_err(db_err)?;
             for host in &mut hosts {
                 let name = host.host.as_str();
@@ -373,11 +369,7 @@ impl RedbJournal {
     fn outbox_sync(&self) -> Result<Vec<OutboxEntry>> {
         self.read(|tx| {
             let t = tx.open_table(OUTBOX).map_err(db_err)?;
-            let mut v = Vec::new();
-            for row in t.iter().map_err(db_err)? {
-                let (k, val) = row.map_err(db_err)?;
-                v.push(decode::<StoredOutbox>(val.value(), "outbox", k.value())?);
-            }
+            let mut v: Vec<StoredOutbox> = decode_rows(t.iter().map_err(db_err)?, "outbox")?;
             v.sort_by_key(|s| s.seq);
             Ok(v.into_iter().map(|s| s.entry).collect())
         })
@@ -417,15 +409,8 @@ impl RedbJournal {
     fn history_sync(&self, limit: usize) -> Result<Vec<HistoryEvent>> {
         self.read(|tx| {
             let t = tx.open_table(HISTORY).map_err(db_err)?;
-            let mut v = Vec::new();
-            for row in t.iter().map_err(db_err)?.rev().take(limit) {
-                let (k, val) = row.map_err(db_err)?;
-                v.push(decode::<HistoryEvent>(
-                    val.value(),
-                    "history",
-                    &k.value().to_string(),
-                )?);
-            }
+            let newest = t.iter().map_err(db_err)?.rev().take(limit);
+            let mut v: Vec<HistoryEvent> = decode_rows(newest, "history")?;
             v.reverse();
             Ok(v)
         })
@@ -451,16 +436,7 @@ impl RedbJournal {
     fn requests_sync(&self) -> Result<Vec<PendingRequest>> {
         self.read(|tx| {
             let t = tx.open_table(REQUESTS).map_err(db_err)?;
-            let mut v = Vec::new();
-            for row in t.iter().map_err(db_err)? {
-                let (k, val) = row.map_err(db_err)?;
-                v.push(decode::<PendingRequest>(
-                    val.value(),
-                    "requests",
-                    &k.value().to_string(),
-                )?);
-            }
-            Ok(v)
+            decode_rows(t.iter().map_err(db_err)?, "requests")
         })
     }
 }
@@ -526,6 +502,28 @@ fn decode<T: DeserializeOwned>(json: &str, table: &str, key: &str) -> Result<T> 
         .with_context("key", key)
         .with_source(e)
     })
+}
+
+/// Decodes the records of `rows`, read from `table`, in their order.
+fn decode_rows<'a, K, T>(
+    rows: impl Iterator<
+        Item = std::result::Result<
+            (AccessGuard<'a, K>, AccessGuard<'a, &'static str>),
+            StorageError,
+        >,
+    >,
+    table: &str,
+) -> Result<Vec<T>>
+where
+    K: Key + 'static,
+    for<'b> K::SelfType<'b>: ToString,
+    T: DeserializeOwned,
+{
+    rows.map(|row| {
+        let (k, v) = row.map_err(db_err)?;
+        decode(v.value(), table, &k.value().to_string())
+    })
+    .collect()
 }
 
 fn db_err(e: impl Into<redb::Error>) -> Error {

@@ -62,23 +62,26 @@ impl EtcdJournal {
     /// stable id if it has none yet (a fresh journal, or one written by release 0.1).
     pub(crate) async fn check_schema(&self) -> Result<()> {
         self.check_layout().await?;
+        let id = encode(&crate::journal::new_journal_id())?;
+        self.put_if_absent("give the journal its id", self.inner.keys.journal_id(), id)
+            .await
+    }
+
+    /// As the leader, writes `key` if it does not exist. A failed compare means it exists already
+    /// (another writer got there first), or that we were deposed, which the next commit finds out. A
+    /// process that does not lead writes nothing.
+    async fn put_if_absent(&self, what: &str, key: String, value: String) -> Result<()> {
         let Some(lead) = &self.inner.leadership else {
             return Ok(());
         };
-        let key = self.inner.keys.journal_id();
         let txn = Txn::new()
             .when([
                 lead.compare(&self.inner.keys),
                 Compare::version(key.clone(), CompareOp::Equal, 0),
             ])
-            .and_then([TxnOp::put(
-                key,
-                encode(&crate::journal::new_journal_id())?,
-                None,
-            )]);
+            .and_then([TxnOp::put(key, value, None)]);
         let mut c = self.client();
-        // A failed compare: it has an id already (or we were deposed, which the next commit finds out).
-        self.call("give the journal its id", c.txn(txn)).await?;
+        self.call(what, c.txn(txn)).await?;
         Ok(())
     }
 
@@ -102,21 +105,9 @@ impl EtcdJournal {
                 Ok(())
             }
             None => {
-                let Some(lead) = &self.inner.leadership else {
-                    return Ok(());
-                };
-                let schema = self.inner.keys.schema();
-                let txn = Txn::new()
-                    .when([
-                        lead.compare(&self.inner.keys),
-                        Compare::version(schema.clone(), CompareOp::Equal, 0),
-                    ])
-                    .and_then([TxnOp::put(schema, encode(&SCHEMA)?, None)]);
-                let mut c = self.client();
-                // A failed compare means another writer got there first (or we were deposed, which the
-                // next commit finds out).
-                self.call("write the journal layout", c.txn(txn)).await?;
-                Ok(())
+                let layout = encode(&SCHEMA)?;
+                self.put_if_absent("write the journal layout", self.inner.keys.schema(), layout)
+                    .await
             }
         }
     }
@@ -197,17 +188,12 @@ impl EtcdJournal {
 
     /// The next history sequence number: one past the newest history key.
     pub(super) async fn next_history_seq(&self) -> Result<u64> {
+        let newest = by_key(SortOrder::Descend).with_limit(1).with_keys_only();
         let resp = self
             .get(
                 "read the newest history key",
                 self.inner.keys.history(),
-                Some(
-                    GetOptions::new()
-                        .with_prefix()
-                        .with_sort(SortTarget::Key, SortOrder::Descend)
-                        .with_limit(1)
-                        .with_keys_only(),
-                ),
+                Some(newest),
             )
             .await?;
         Ok(match resp.kvs().first() {
@@ -239,4 +225,11 @@ impl Ops {
         self.bytes += 2 * key.len() + 16;
         self.ops.push(TxnOp::delete(key, opts));
     }
+}
+
+/// Every key under the prefix, sorted by key in `order`.
+pub(super) fn by_key(order: SortOrder) -> GetOptions {
+    GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Key, order)
 }
