@@ -169,18 +169,23 @@ async fn fake_directory_passes_the_directory_suite() {
     conformance::directory(&FakeDirectory::new(&cloud()), "project-a").await;
 }
 
-#[tokio::test]
-async fn fake_notifier_passes_the_notifier_suite() {
-    let world = cloud();
-    let n = FakeNotifier::new(&world);
-    let report = Report::new(
+/// The report the notifier suite sends.
+fn storm_report() -> Report {
+    Report::new(
         "r1",
         Timestamp(0),
         ReportKind::Storm,
         Audience::Operators,
         None,
         "storm",
-    );
+    )
+}
+
+#[tokio::test]
+async fn fake_notifier_passes_the_notifier_suite() {
+    let world = cloud();
+    let n = FakeNotifier::new(&world);
+    let report = storm_report();
     conformance::notifier(&n, &report).await;
     assert_eq!(n.delivered().len(), 2);
 }
@@ -204,14 +209,7 @@ impl Notifier for DedupRefusingNotifier {
 async fn notifier_suite_catches_a_refused_retry() {
     let world = cloud();
     let n = DedupRefusingNotifier(FakeNotifier::new(&world));
-    let report = Report::new(
-        "r1",
-        Timestamp(0),
-        ReportKind::Storm,
-        Audience::Operators,
-        None,
-        "storm",
-    );
+    let report = storm_report();
     let msg = suite_panic(async move { conformance::notifier(&n, &report).await }).await;
     assert!(msg.contains("second notify"), "{msg}");
 }

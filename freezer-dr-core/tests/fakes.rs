@@ -550,13 +550,7 @@ async fn the_examples_build_one_shared_world() {
 
 #[test]
 fn an_unknown_option_is_refused_naming_the_file_and_key() {
-    let reg = testing(registry::monitors());
-    let Err(e) = (reg.build)(&ctx(
-        "monitor",
-        "type = \"testing\"\nworld = \"typo\"\nhostz = []\n",
-    )) else {
-        panic!("hostz accepted");
-    };
+    let e = monitor_refused("type = \"testing\"\nworld = \"typo\"\nhostz = []\n");
     assert_eq!(e.kind(), ErrorKind::Config);
     let msg = e.to_string();
     assert!(
@@ -567,18 +561,23 @@ fn an_unknown_option_is_refused_naming_the_file_and_key() {
 
 #[test]
 fn a_down_host_missing_from_hosts_is_refused() {
-    let reg = testing(registry::monitors());
-    let Err(e) = (reg.build)(&ctx(
-        "monitor",
+    let e = monitor_refused(
         "world = \"down-check\"\nhosts = [\"compute-1\"]\ndown = [\"compute-9\"]\n",
-    )) else {
-        panic!("accepted");
-    };
+    );
     assert!(e.to_string().contains("monitor.down"), "{e}");
     assert!(
         World::named("down-check").hosts().is_empty(),
         "nothing built on error"
     );
+}
+
+/// Why the `testing` monitor refuses the `[monitor]` section `toml_src`.
+fn monitor_refused(toml_src: &str) -> freezer_dr_core::Error {
+    let reg = testing(registry::monitors());
+    match (reg.build)(&ctx("monitor", toml_src)) {
+        Ok(_) => panic!("accepted: {toml_src}"),
+        Err(e) => e,
+    }
 }
 
 /// The `testing` driver among `regs`.

@@ -259,42 +259,21 @@ impl World {
 
     /// The next `times` calls of `op` fail with `kind` (its default retry class), before any effect.
     pub fn fail(&self, op: Op, times: usize, kind: ErrorKind) {
-        self.script(
-            op,
-            None,
-            times,
-            Failure::new(kind, "scripted failure"),
-            false,
-        );
+        let failure = Failure::new(kind, "scripted failure");
+        self.fail_with(op, None, times, failure, false);
     }
 
     /// The next `times` calls of `op` about `target` (a host, an instance id, a project, a report id or a
     /// notifier name) fail with `kind`, before any effect.
     pub fn fail_on(&self, op: Op, target: &str, times: usize, kind: ErrorKind) {
-        self.script(
-            op,
-            Some(target),
-            times,
-            Failure::new(kind, "scripted failure"),
-            false,
-        );
+        let failure = Failure::new(kind, "scripted failure");
+        self.fail_with(op, Some(target), times, failure, false);
     }
 
     /// Full control: the next `times` calls of `op` (about `target`, if given) fail with `failure`. With
     /// `after_effect`, the call takes effect and then reports the failure (a lost reply: the caller
     /// cannot tell whether it happened).
     pub fn fail_with(
-        &self,
-        op: Op,
-        target: Option<&str>,
-        times: usize,
-        failure: Failure,
-        after_effect: bool,
-    ) {
-        self.script(op, target, times, failure, after_effect);
-    }
-
-    fn script(
         &self,
         op: Op,
         target: Option<&str>,
