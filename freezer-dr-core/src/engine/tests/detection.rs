@@ -166,9 +166,7 @@ fn an_empty_observation_is_not_every_host_stale() {
 #[test]
 fn a_failed_observation_is_no_information_and_is_reported_once_per_episode() {
     let mut b = Bench::default();
-    b.observe(&["c1"]);
-    b.advance(10);
-    b.observe(&["c1"]);
+    b.down_short_of_strikes("c1");
     let mut all = Vec::new();
     for _ in 0..6 {
         b.advance(10);

@@ -224,16 +224,7 @@ fn a_refused_evacuation_uses_the_budget_and_an_ambiguous_one_is_checked_first() 
         b.sent("c1", "a", Err(fail(ErrorKind::Timeout))),
         ["progress a on c1"]
     );
-    assert!(
-        b.progress(
-            "c1",
-            "a",
-            Progress::InProgress {
-                detail: "rebuilding".into()
-            }
-        )
-        .is_empty()
-    );
+    assert!(b.in_progress("c1", "a", "rebuilding").is_empty());
     assert!(matches!(
         b.instance_state("c1", "a"),
         InstanceState::Rebuilding { .. }
@@ -263,13 +254,7 @@ fn an_instance_that_never_finishes_times_out_and_is_not_sent_again() {
         b.advance(2);
         for c in b.step(Input::Tick) {
             if c.starts_with("progress") {
-                all.extend(b.progress(
-                    "c1",
-                    "a",
-                    Progress::InProgress {
-                        detail: "rebuilding".into(),
-                    },
-                ));
+                all.extend(b.in_progress("c1", "a", "rebuilding"));
             } else {
                 all.push(c);
             }
@@ -306,16 +291,7 @@ fn evacuations_respect_the_global_concurrency() {
         ["progress a on c1", "progress b on c1"]
     );
     assert_eq!(b.done("c1", "a", "c2"), ["evacuate c from c1"]);
-    assert!(
-        b.progress(
-            "c1",
-            "b",
-            Progress::InProgress {
-                detail: "spawning".into()
-            }
-        )
-        .is_empty()
-    );
+    assert!(b.in_progress("c1", "b", "spawning").is_empty());
 }
 
 #[test]

@@ -6,9 +6,7 @@ use super::*;
 #[test]
 fn the_power_off_intent_is_recorded_before_the_command_leaves() {
     let mut b = Bench::default();
-    b.observe(&["c1"]);
-    b.advance(10);
-    b.observe(&["c1"]);
+    b.down_short_of_strikes("c1");
     b.engine.take_changes();
     b.advance(10);
     assert_eq!(b.observe(&["c1"]), ["power_off c1 #0"]);
@@ -64,16 +62,7 @@ fn after_a_restart_a_requested_evacuation_is_read_not_sent_again() {
     b.sent("c1", "b", Ok(()));
     restart(&mut b);
     assert_eq!(b.step(Input::Tick), ["progress a on c1"]);
-    assert!(
-        b.progress(
-            "c1",
-            "a",
-            Progress::InProgress {
-                detail: "rebuilding".into()
-            }
-        )
-        .is_empty()
-    );
+    assert!(b.in_progress("c1", "a", "rebuilding").is_empty());
     b.advance(2);
     assert_eq!(
         b.step(Input::Tick),
@@ -110,13 +99,7 @@ fn the_evacuation_timeout_counts_from_the_request_even_across_a_restart() {
     b.advance(200);
     restart(&mut b);
     assert_eq!(b.step(Input::Tick), ["progress a on c1"]);
-    b.progress(
-        "c1",
-        "a",
-        Progress::InProgress {
-            detail: "rebuilding".into(),
-        },
-    );
+    b.in_progress("c1", "a", "rebuilding");
     b.advance(100);
     assert_eq!(
         b.step(Input::Tick),
@@ -148,13 +131,7 @@ fn progress_reads_that_change_nothing_are_not_journaled() {
     b.engine.take_changes();
     b.advance(2);
     b.step(Input::Tick);
-    b.progress(
-        "c1",
-        "a",
-        Progress::InProgress {
-            detail: "spawning".into(),
-        },
-    );
+    b.in_progress("c1", "a", "spawning");
     assert_eq!(
         b.engine.take_changes().instances.len(),
         1,
@@ -162,13 +139,7 @@ fn progress_reads_that_change_nothing_are_not_journaled() {
     );
     b.advance(2);
     b.step(Input::Tick);
-    b.progress(
-        "c1",
-        "a",
-        Progress::InProgress {
-            detail: "spawning".into(),
-        },
-    );
+    b.in_progress("c1", "a", "spawning");
     assert!(
         b.engine.take_changes().instances.is_empty(),
         "the same detail is not"

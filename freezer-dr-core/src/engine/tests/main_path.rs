@@ -32,14 +32,7 @@ fn one_host_down_is_fully_recovered_and_returned_to_service() {
         ["progress a on c1", "progress b on c1"]
     );
     assert!(b.done("c1", "a", "c2").is_empty());
-    let last = b.raw(Input::ProgressRead {
-        host: "c1".into(),
-        instance: "b".into(),
-        result: Ok(Progress::Done {
-            host: "c3".into(),
-            status: "ACTIVE".into(),
-        }),
-    });
+    let last = b.raw(read_done("c1", "b", "c3"));
     assert_eq!(
         last.iter().map(render).collect::<Vec<_>>(),
         ["notify recovered c1"]

@@ -65,6 +65,11 @@ fn disabled(reason: &str, forced_down: bool) -> AdminState {
     }
 }
 
+/// What a driver answers when another actor recovers the host or instance: `why`.
+fn other_actor(why: &str) -> Failure {
+    Failure::new(ErrorKind::OtherActor, why)
+}
+
 fn fail(kind: ErrorKind) -> Failure {
     Failure::new(kind, "boom")
 }
@@ -207,15 +212,14 @@ impl Bench {
         })
     }
 
+    /// A progress read of `id`: still under way, at `detail`.
+    fn in_progress(&mut self, host: &str, id: &str, detail: &str) -> Vec<String> {
+        let detail = detail.into();
+        self.progress(host, id, Progress::InProgress { detail })
+    }
+
     fn done(&mut self, host: &str, id: &str, to: &str) -> Vec<String> {
-        self.progress(
-            host,
-            id,
-            Progress::Done {
-                host: to.into(),
-                status: "ACTIVE".into(),
-            },
-        )
+        self.step(read_done(host, id, to))
     }
 
     fn stage(&self, host: &str) -> Stage {
@@ -229,6 +233,16 @@ impl Bench {
         self.engine.host(&HostId::from(host)).unwrap().instances[id]
             .state
             .clone()
+    }
+
+    /// Observes `host` down one time short of the strike count, 10 s apart (the next down observation
+    /// is the last strike).
+    fn down_short_of_strikes(&mut self, host: &str) {
+        self.observe(&[host]);
+        for _ in 2..self.engine.config().strikes {
+            self.advance(10);
+            self.observe(&[host]);
+        }
     }
 
     /// Observes every host up until the strike count is reached; returns the last step's commands.
@@ -339,6 +353,18 @@ fn render(c: &Command) -> String {
                 None => format!("notify {kind}"),
             }
         }
+    }
+}
+
+/// A progress read of `id` (evacuated from `host`): done, active on `to`.
+fn read_done(host: &str, id: &str, to: &str) -> Input {
+    Input::ProgressRead {
+        host: host.into(),
+        instance: id.into(),
+        result: Ok(Progress::Done {
+            host: to.into(),
+            status: "ACTIVE".into(),
+        }),
     }
 }
 

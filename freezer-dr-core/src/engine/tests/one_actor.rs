@@ -69,10 +69,7 @@ fn another_actor_at_isolation_stops_the_recovery_and_tells_the_operators() {
     b.confirmed_off("c1");
     let cmds = b.raw(Input::Isolated {
         host: "c1".into(),
-        result: Err(Failure::new(
-            ErrorKind::OtherActor,
-            "another freezer-dr (journal j42) isolated c1",
-        )),
+        result: Err(other_actor("another freezer-dr (journal j42) isolated c1")),
     });
     let rendered: Vec<String> = cmds.iter().map(render).collect();
     assert_eq!(
@@ -100,10 +97,7 @@ fn another_actor_seen_at_listing_stops_before_any_evacuation() {
     b.isolated("c1");
     let cmds = b.step(Input::Listed {
         host: "c1".into(),
-        result: Err(Failure::new(
-            ErrorKind::OtherActor,
-            "journal j42 isolated it right after",
-        )),
+        result: Err(other_actor("journal j42 isolated it right after")),
     });
     assert_eq!(cmds, ["notify needs_operator c1"]);
     assert!(matches!(b.stage("c1"), Stage::NeedsOperator { .. }));
@@ -113,8 +107,7 @@ fn another_actor_seen_at_listing_stops_before_any_evacuation() {
 fn an_instance_someone_else_evacuates_is_followed_not_requested_again() {
     let mut b = Bench::default();
     b.fence_and_list("c1", vec![instance("a", "c1")]);
-    let other = Failure::new(
-        ErrorKind::OtherActor,
+    let other = other_actor(
         "an evacuation of a from c1 is under way (migration 7), not requested by this freezer-dr",
     );
     assert!(b.sent("c1", "a", Err(other)).is_empty());
@@ -122,14 +115,7 @@ fn an_instance_someone_else_evacuates_is_followed_not_requested_again() {
     assert!(rec.by_other && rec.attempts == 1, "{rec:?}");
     b.advance(2);
     assert_eq!(b.step(Input::Tick), ["progress a on c1"]);
-    let cmds = b.raw(Input::ProgressRead {
-        host: "c1".into(),
-        instance: "a".into(),
-        result: Ok(Progress::Done {
-            host: "c3".into(),
-            status: "ACTIVE".into(),
-        }),
-    });
+    let cmds = b.raw(read_done("c1", "a", "c3"));
     let r = notified(&cmds)[0];
     assert!(
         r.details.iter().any(|d| d.contains("another actor")),

@@ -135,9 +135,7 @@ fn a_host_that_dies_again_while_restoring_is_fenced_again() {
     b.restored("c1", Err(fail(ErrorKind::Conflict)));
     // It dies again (after forced_down was unset, before it was enabled).
     b.advance(10);
-    b.observe(&["c1"]);
-    b.advance(10);
-    b.observe(&["c1"]);
+    b.down_short_of_strikes("c1");
     b.advance(10);
     b.engine.take_changes();
     let cmds = b.observe(&["c1"]);
@@ -183,24 +181,12 @@ fn an_unknown_observation_while_restoring_neither_counts_down_nor_clears() {
     b.restoring("c1");
     b.restored("c1", Err(fail(ErrorKind::Conflict)));
     b.advance(10);
-    b.observe(&["c1"]);
+    b.down_short_of_strikes("c1");
     b.advance(10);
-    b.observe(&["c1"]);
-    b.advance(10);
-    let obs = b
-        .hosts
-        .iter()
-        .map(|h| {
-            let health = if *h == "c1" {
-                Health::Unknown {
-                    reason: "its cell does not answer".into(),
-                }
-            } else {
-                Health::Up
-            };
-            HostHealth::new(*h, health)
-        })
-        .collect();
+    let mut obs = b.all_up();
+    obs[0].health = Health::Unknown {
+        reason: "its cell does not answer".into(),
+    };
     let cmds = b.step(Input::Observed(Ok(obs)));
     assert!(!cmds.iter().any(|c| c.starts_with("power")), "{cmds:?}");
     // The retried restore (due meanwhile) fails again.
