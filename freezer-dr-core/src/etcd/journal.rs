@@ -408,13 +408,10 @@ impl Journal for EtcdJournal {
     }
 
     async fn requests(&self) -> Result<Vec<PendingRequest>> {
+        let k = &self.inner.keys;
         let oldest = by_key(SortOrder::Ascend);
         let resp = self
-            .get(
-                "read the operator requests",
-                self.inner.keys.requests(),
-                Some(oldest),
-            )
+            .get("read the operator requests", k.requests(), Some(oldest))
             .await?;
         resp.kvs().iter().map(decode).collect()
     }

@@ -245,6 +245,11 @@ impl Bench {
         }
     }
 
+    /// The name of the state `id` is at (`pending`, `rebuilding`...).
+    fn instance_at(&self, host: &str, id: &str) -> &'static str {
+        self.instance_state(host, id).name()
+    }
+
     /// Observes every host up until the strike count is reached; returns the last step's commands.
     fn up_for_strikes(&mut self) -> Vec<String> {
         let n = self.engine.config().strikes;

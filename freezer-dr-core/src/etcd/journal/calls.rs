@@ -188,13 +188,10 @@ impl EtcdJournal {
 
     /// The next history sequence number: one past the newest history key.
     pub(super) async fn next_history_seq(&self) -> Result<u64> {
+        let k = &self.inner.keys;
         let newest = by_key(SortOrder::Descend).with_limit(1).with_keys_only();
         let resp = self
-            .get(
-                "read the newest history key",
-                self.inner.keys.history(),
-                Some(newest),
-            )
+            .get("read the newest history key", k.history(), Some(newest))
             .await?;
         Ok(match resp.kvs().first() {
             Some(kv) => {
