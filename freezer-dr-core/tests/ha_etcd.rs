@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use freezer_dr_core::config::{HaConfig, RecoveryConfig};
 use freezer_dr_core::engine::{HostRecord, OperatorRequest};
-use freezer_dr_core::ha::Candidate;
+use freezer_dr_core::ha::{Candidate, EtcdJournal, Leadership};
 use freezer_dr_core::journal::{Batch, OutboxEntry};
 use freezer_dr_core::runtime::Pipeline;
 use freezer_dr_core::testing::{
@@ -33,6 +33,8 @@ use freezer_dr_core::{
 
 trait EtcdExt {
     fn ha(&self, election: &str, ttl_secs: u64) -> HaConfig;
+    /// A candidate of `election` (leases of `ttl_secs`), connected.
+    async fn candidate(&self, election: &str, ttl_secs: u64) -> Candidate;
     async fn raw(&self) -> etcd_client::Client;
 }
 
@@ -45,6 +47,12 @@ impl EtcdExt for EtcdServer {
         cfg
     }
 
+    async fn candidate(&self, election: &str, ttl_secs: u64) -> Candidate {
+        Candidate::connect(self.ha(election, ttl_secs))
+            .await
+            .unwrap()
+    }
+
     async fn raw(&self) -> etcd_client::Client {
         etcd_client::Client::connect([self.endpoint()], None)
             .await
@@ -53,6 +61,19 @@ impl EtcdExt for EtcdServer {
 }
 
 // ---- helpers ----
+
+trait CandidateExt {
+    /// Campaigns until elected: the leadership and the leader's journal.
+    async fn lead(&self) -> (Leadership, EtcdJournal);
+}
+
+impl CandidateExt for Candidate {
+    async fn lead(&self) -> (Leadership, EtcdJournal) {
+        let l = self.campaign().await.unwrap();
+        let j = self.leader_journal(&l).await.unwrap();
+        (l, j)
+    }
+}
 
 fn host_batch(name: &str) -> Batch {
     let mut b = Batch::default();
@@ -136,15 +157,12 @@ async fn the_etcd_journal_passes_the_journal_conformance_suite() {
     let Some(etcd) = EtcdServer::start() else {
         return;
     };
-    let cand = Candidate::connect(etcd.ha("conformance", 10))
-        .await
-        .unwrap();
-    let leadership = cand.campaign().await.unwrap();
-    let j = cand.leader_journal(&leadership).await.unwrap();
+    let cand = etcd.candidate("conformance", 10).await;
+    let (_lead, j) = cand.lead().await;
     conformance::journal(&j).await;
 
     // A second election is another journal: nothing leaks across prefixes.
-    let other = Candidate::connect(etcd.ha("other", 10)).await.unwrap();
+    let other = etcd.candidate("other", 10).await;
     assert!(other.journal().load().await.unwrap().hosts.is_empty());
 }
 
@@ -153,16 +171,9 @@ async fn a_standby_submits_requests_but_cannot_commit() {
     let Some(etcd) = EtcdServer::start() else {
         return;
     };
-    let leader = Candidate::connect(etcd.ha("requests", 10))
-        .await
-        .unwrap()
-        .named("leader");
-    let l = leader.campaign().await.unwrap();
-    let lj = leader.leader_journal(&l).await.unwrap();
-    let cli = Candidate::connect(etcd.ha("requests", 10))
-        .await
-        .unwrap()
-        .named("cli");
+    let leader = etcd.candidate("requests", 10).await.named("leader");
+    let (l, lj) = leader.lead().await;
+    let cli = etcd.candidate("requests", 10).await.named("cli");
     let id = cli
         .journal()
         .submit(OperatorRequest::Pause {
@@ -190,9 +201,8 @@ async fn a_batch_too_big_for_one_transaction_is_refused_whole() {
     let Some(etcd) = EtcdServer::start() else {
         return;
     };
-    let cand = Candidate::connect(etcd.ha("big", 10)).await.unwrap();
-    let l = cand.campaign().await.unwrap();
-    let j = cand.leader_journal(&l).await.unwrap();
+    let cand = etcd.candidate("big", 10).await;
+    let (_lead, j) = cand.lead().await;
     let mut b = host_batch("compute-1");
     for n in 0..200 {
         b.outbox.push(OutboxEntry {
@@ -228,16 +238,9 @@ async fn a_deposed_leaders_late_commit_is_rejected_by_the_token_check() {
     let Some(etcd) = EtcdServer::start() else {
         return;
     };
-    let a = Candidate::connect(etcd.ha("token", 10))
-        .await
-        .unwrap()
-        .named("a");
-    let b = Candidate::connect(etcd.ha("token", 10))
-        .await
-        .unwrap()
-        .named("b");
-    let la = a.campaign().await.unwrap();
-    let ja = a.leader_journal(&la).await.unwrap();
+    let a = etcd.candidate("token", 10).await.named("a");
+    let b = etcd.candidate("token", 10).await.named("b");
+    let (la, ja) = a.lead().await;
     ja.commit(host_batch("before")).await.unwrap();
 
     // The leader key goes while `a` still believes it leads (its lease is alive and renewed): an
@@ -288,18 +291,9 @@ async fn the_standby_takes_over_mid_recovery_without_repeating_anything() {
     w.evacuation_takes(15);
     let on_c1: Vec<String> = w.instances_on("c1").into_iter().map(|i| i.id).collect();
 
-    let a = Candidate::connect(etcd.ha("failover", ttl))
-        .await
-        .unwrap()
-        .named("a");
-    let b = Candidate::connect(etcd.ha("failover", ttl))
-        .await
-        .unwrap()
-        .named("b");
-    let status = Candidate::connect(etcd.ha("failover", ttl))
-        .await
-        .unwrap()
-        .named("status");
+    let a = etcd.candidate("failover", ttl).await.named("a");
+    let b = etcd.candidate("failover", ttl).await.named("b");
+    let status = etcd.candidate("failover", ttl).await.named("status");
     let (task_a, mut lead_a, seen_a) = spawn_candidate(a, &w);
     tokio::time::timeout(Duration::from_secs(10), lead_a.wait_for(Option::is_some))
         .await
@@ -408,20 +402,11 @@ async fn a_frozen_etcd_stops_the_leader_by_its_local_deadline_and_one_leads_afte
         .host("c4")
         .instances("c1", 2)
         .instances("c2", 2);
-    let a = Candidate::connect(etcd.ha("frozen", ttl))
-        .await
-        .unwrap()
-        .named("a");
-    let b = Candidate::connect(etcd.ha("frozen", ttl))
-        .await
-        .unwrap()
-        .named("b");
+    let a = etcd.candidate("frozen", ttl).await.named("a");
+    let b = etcd.candidate("frozen", ttl).await.named("b");
     // A leader outside any runtime, to show a commit is refused locally once its deadline passed.
-    let c = Candidate::connect(etcd.ha("frozen-journal", ttl))
-        .await
-        .unwrap();
-    let lc = c.campaign().await.unwrap();
-    let jc = c.leader_journal(&lc).await.unwrap();
+    let c = etcd.candidate("frozen-journal", ttl).await;
+    let (lc, jc) = c.lead().await;
     jc.commit(host_batch("x")).await.unwrap();
 
     let (task_a, mut lead_a, seen_a) = spawn_candidate(a, &w);
@@ -585,10 +570,7 @@ async fn a_power_off_queued_behind_a_slot_is_not_sent_once_the_token_is_lost() {
     let mut cfg = recovery();
     cfg.storm.max_new_fencings_per_cycle = 2;
     cfg.fencing.concurrency = 1;
-    let a = Candidate::connect(etcd.ha("guard", 10))
-        .await
-        .unwrap()
-        .named("a");
+    let a = etcd.candidate("guard", 10).await.named("a");
     let observed = Arc::new(AtomicUsize::new(0));
     let mut p = pipeline(&w, &observed);
     p.fencers = vec![Arc::new(SlowFirst {
@@ -624,10 +606,7 @@ async fn a_power_off_queued_behind_a_slot_is_not_sent_once_the_token_is_lost() {
     );
     // The leader key goes while `a` still believes it leads (its local deadline is far), and `b` takes
     // the lead (it runs no runtime: whatever is powered off from here was sent by a deposed `a`).
-    let b = Candidate::connect(etcd.ha("guard", 10))
-        .await
-        .unwrap()
-        .named("b");
+    let b = etcd.candidate("guard", 10).await.named("b");
     let mut raw = etcd.raw().await;
     raw.delete("/freezer-dr/guard/leader", None).await.unwrap();
     let _lb = tokio::time::timeout(Duration::from_secs(10), b.campaign())
