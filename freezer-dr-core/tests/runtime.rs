@@ -259,10 +259,7 @@ async fn a_down_mail_server_delays_reports_but_never_blocks_recovery_or_loses_th
     w.fail(Op::Notify, 5, ErrorKind::Unreachable);
     let journal = MemoryJournal::new();
     let rt = runtime(&w, &journal, config());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(rt.run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(rt);
     // Recovery completes while every delivery fails.
     wait_for(|| w.instances_on("c1").is_empty(), 600).await;
     // Deliveries retry with backoff until they get through, and only then leave the outbox.
@@ -285,8 +282,7 @@ async fn a_down_mail_server_delays_reports_but_never_blocks_recovery_or_loses_th
         w.count(Op::Notify) >= kinds.len() + 5,
         "the five failures were real attempts"
     );
-    let _ = stop.send(());
-    handle.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -324,16 +320,12 @@ async fn shutdown_drains_in_flight_calls_and_journals_them() {
     w.latency(Op::PowerOff, Duration::from_secs(5));
     let journal = MemoryJournal::new();
     let rt = runtime(&w, &journal, config());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(rt.run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(rt);
     // Strike 2 at t=10 s sends the power-off, which takes 5 s: stop in the middle of it.
     wait_for(|| w.count(Op::Observe) >= 2, 120).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(w.power_offs("c1"), 0, "still in flight");
-    let _ = stop.send(());
-    handle.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     assert_eq!(w.power_offs("c1"), 1);
     let snap = journal.load().await.unwrap();
     let c1 = snap.hosts.iter().find(|h| h.host == "c1".into()).unwrap();
@@ -347,6 +339,28 @@ async fn shutdown_drains_in_flight_calls_and_journals_them() {
         0,
         "nothing new started while draining"
     );
+}
+
+/// A runtime running in a task until it is stopped.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<freezer_dr_core::Result<()>>,
+}
+
+impl Running {
+    fn start(rt: Runtime) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(rt.run(async {
+            let _ = stopped.await;
+        }));
+        Self { stop, handle }
+    }
+
+    /// Shuts it down: what its run returned.
+    async fn stop(self) -> freezer_dr_core::Result<()> {
+        let _ = self.stop.send(());
+        self.handle.await.unwrap()
+    }
 }
 
 async fn wait_for(mut cond: impl FnMut() -> bool, max_secs: u64) {
@@ -381,15 +395,11 @@ fn recovered(w: &World) -> bool {
 
 async fn run_until_recovered(w: &World, journal: &MemoryJournal) {
     let rt = runtime(w, journal, config());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(rt.run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(rt);
     wait_for(|| recovered(w), 1200).await;
     // Let the outbox settle.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let _ = stop.send(());
-    handle.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }
 
 /// Checks the crash invariants on the call log: no power-off after a power status read off (a confirmed
@@ -490,18 +500,14 @@ async fn a_destructive_command_always_goes_through_a_journal_commit() {
     cfg.call_attempts = 1;
     cfg.step_retry = Duration::from_secs(5);
     let rt = runtime(&w, &journal, cfg);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(rt.run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(rt);
     wait_for(|| w.count(Op::Isolate) >= 2, 600).await;
     // The second failure is journaled at once; the retry 5 s later changes nothing but must still commit.
     let before = journal.commits();
     journal.fail_next_commits(1000);
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let _ = stop.send(());
     assert!(
-        handle.await.unwrap().is_err(),
+        running.stop().await.is_err(),
         "the runtime stops on a refused commit"
     );
     assert_eq!(journal.commits(), before);
@@ -571,18 +577,14 @@ async fn a_delivery_the_journal_could_not_record_is_not_delivered_again() {
         failures: Arc::new(std::sync::atomic::AtomicUsize::new(20)),
     };
     let rt = Runtime::new(config(), pipeline(&w, 1), Arc::new(journal.clone()));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(rt.run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(rt);
     for _ in 0..3600 {
         if recovered(&w) && journal.inner.outbox().await.unwrap().is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let _ = stop.send(());
-    handle.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     assert!(
         journal.inner.outbox().await.unwrap().is_empty(),
         "recorded in the end"
@@ -599,10 +601,7 @@ async fn a_delivery_refused_for_good_is_kept_and_retried_slowly() {
     w.fail(Op::Notify, 1, ErrorKind::Auth);
     let journal = MemoryJournal::new();
     let rt = runtime(&w, &journal, config());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(rt.run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(rt);
     wait_for(|| w.count(Op::Notify) >= 1, 600).await;
     let first = w.count(Op::Notify);
     let entry = journal.outbox().await.unwrap();
@@ -622,8 +621,7 @@ async fn a_delivery_refused_for_good_is_kept_and_retried_slowly() {
         "retried after 15 min"
     );
     assert!(w.count(Op::Notify) > first);
-    let _ = stop.send(());
-    handle.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -662,16 +660,12 @@ async fn a_result_drained_at_shutdown_costs_no_evacuation_attempt() {
     cfg.evacuation.attempts = 1;
     let journal = MemoryJournal::new();
     let rt = runtime(&w, &journal, cfg.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(rt.run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(rt);
     // The first instance is accepted; its progress read (due 2 s later) takes 3 s: stop in the middle.
     wait_for(|| w.count(Op::Evacuate) >= 1, 120).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(w.count(Op::Progress), 0, "the read is still in flight");
-    let _ = stop.send(());
-    handle.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     assert_eq!(w.count(Op::Evacuate), 1, "nothing new left while draining");
     // The next run evacuates the second instance: its only attempt was not spent on a request that
     // never left.
@@ -737,10 +731,7 @@ async fn a_failed_lookup_does_not_hold_back_the_digest() {
     let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let journal = MemoryJournal::new();
     let rt = Runtime::new(config(), patchy(&w, &broken), Arc::new(journal.clone()));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(rt.run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(rt);
 
     // The report goes out while project-b cannot be looked up, naming it, with everyone else's users.
     wait_for(|| !deliveries_of(&w, &Recovered).is_empty(), 600).await;
@@ -798,8 +789,7 @@ async fn a_failed_lookup_does_not_hold_back_the_digest() {
     assert!(later.told.operators, "the operators are not told twice");
     assert_eq!(later.told.projects, names(&["project-a", "project-c"]));
     assert!(later.recipients.contains_key("project-b"));
-    let _ = stop.send(());
-    handle.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -809,29 +799,21 @@ async fn after_a_restart_only_the_projects_not_told_are_delivered() {
     let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let journal = MemoryJournal::new();
     let first = Runtime::new(config(), patchy(&w, &broken), Arc::new(journal.clone()));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(first.run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(first);
     wait_for(|| !deliveries_of(&w, &Recovered).is_empty(), 600).await;
-    let _ = stop.send(());
-    handle.await.unwrap().unwrap();
+    running.stop().await.unwrap();
 
     // A new process with the same journal: the directory works again.
     broken.store(false, std::sync::atomic::Ordering::SeqCst);
     let second = Runtime::new(config(), patchy(&w, &broken), Arc::new(journal.clone()));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(second.run(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::start(second);
     for _ in 0..3600 {
         if journal.outbox().await.unwrap().is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let _ = stop.send(());
-    handle.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     assert!(journal.outbox().await.unwrap().is_empty(), "outbox drained");
     let all = deliveries_of(&w, &Recovered);
     assert_eq!(all.len(), 2, "{all:?}");
