@@ -263,16 +263,7 @@ async fn a_down_mail_server_delays_reports_but_never_blocks_recovery_or_loses_th
     // Recovery completes while every delivery fails.
     wait_for(|| w.instances_on("c1").is_empty(), 600).await;
     // Deliveries retry with backoff until they get through, and only then leave the outbox.
-    for _ in 0..3600 {
-        if journal.outbox().await.unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    assert!(
-        journal.outbox().await.unwrap().is_empty(),
-        "outbox never emptied"
-    );
+    until_outbox_drained(&journal).await;
     let kinds = delivered_kinds(&w);
     assert!(
         kinds.contains(&"recovered".to_owned()) && kinds.contains(&"host_fenced".to_owned()),
@@ -373,6 +364,20 @@ async fn wait_for(mut cond: impl FnMut() -> bool, max_secs: u64) {
     assert!(
         cond(),
         "condition not reached within {max_secs} s of (paused) time"
+    );
+}
+
+/// Waits (up to an hour of paused time) until every report has left the outbox; fails if one never does.
+async fn until_outbox_drained(journal: &MemoryJournal) {
+    for _ in 0..3600 {
+        if journal.outbox().await.unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!(
+        "outbox never emptied: {:?}",
+        journal.outbox().await.unwrap()
     );
 }
 
@@ -702,14 +707,35 @@ impl freezer_dr_core::Directory for PatchyDirectory {
     }
 }
 
-fn patchy(w: &World, broken: &Arc<std::sync::atomic::AtomicBool>) -> Pipeline {
+/// A recovery whose digest has gone out while project-b could not be looked up: the world, the switch
+/// that breaks the lookup (still on), the journal, and the runtime still running.
+async fn digest_sent_during_a_failed_lookup() -> (
+    World,
+    Arc<std::sync::atomic::AtomicBool>,
+    MemoryJournal,
+    Running,
+) {
+    let w = world();
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let journal = MemoryJournal::new();
+    let running = Running::start(patchy_runtime(&w, &broken, &journal));
+    let recovered = freezer_dr_core::ReportKind::Recovered;
+    wait_for(|| !deliveries_of(&w, &recovered).is_empty(), 600).await;
+    (w, broken, journal, running)
+}
+
+fn patchy_runtime(
+    w: &World,
+    broken: &Arc<std::sync::atomic::AtomicBool>,
+    journal: &MemoryJournal,
+) -> Runtime {
     let mut p = pipeline(w, 1);
     p.directory = Some(Arc::new(PatchyDirectory {
         inner: FakeDirectory::new(w),
         project: "project-b",
         broken: broken.clone(),
     }));
-    p
+    Runtime::new(config(), p, Arc::new(journal.clone()))
 }
 
 fn deliveries_of(w: &World, kind: &freezer_dr_core::ReportKind) -> Vec<freezer_dr_core::Report> {
@@ -727,14 +753,8 @@ fn names(v: &[&str]) -> std::collections::BTreeSet<String> {
 #[tokio::test(start_paused = true)]
 async fn a_failed_lookup_does_not_hold_back_the_digest() {
     use freezer_dr_core::ReportKind::Recovered;
-    let w = world();
-    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let journal = MemoryJournal::new();
-    let rt = Runtime::new(config(), patchy(&w, &broken), Arc::new(journal.clone()));
-    let running = Running::start(rt);
-
     // The report goes out while project-b cannot be looked up, naming it, with everyone else's users.
-    wait_for(|| !deliveries_of(&w, &Recovered).is_empty(), 600).await;
+    let (w, broken, journal, running) = digest_sent_during_a_failed_lookup().await;
     let first = deliveries_of(&w, &Recovered).remove(0);
     assert_eq!(
         first.lookup_failed.keys().cloned().collect::<Vec<_>>(),
@@ -774,13 +794,7 @@ async fn a_failed_lookup_does_not_hold_back_the_digest() {
 
     // Once the directory answers, only project-b is delivered, and the entry leaves the outbox.
     broken.store(false, std::sync::atomic::Ordering::SeqCst);
-    for _ in 0..3600 {
-        if journal.outbox().await.unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    assert!(journal.outbox().await.unwrap().is_empty(), "outbox drained");
+    until_outbox_drained(&journal).await;
     let all = deliveries_of(&w, &Recovered);
     assert_eq!(all.len(), 2, "{all:?}");
     let later = &all[1];
@@ -795,24 +809,13 @@ async fn a_failed_lookup_does_not_hold_back_the_digest() {
 #[tokio::test(start_paused = true)]
 async fn after_a_restart_only_the_projects_not_told_are_delivered() {
     use freezer_dr_core::ReportKind::Recovered;
-    let w = world();
-    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let journal = MemoryJournal::new();
-    let first = Runtime::new(config(), patchy(&w, &broken), Arc::new(journal.clone()));
-    let running = Running::start(first);
-    wait_for(|| !deliveries_of(&w, &Recovered).is_empty(), 600).await;
+    let (w, broken, journal, running) = digest_sent_during_a_failed_lookup().await;
     running.stop().await.unwrap();
 
     // A new process with the same journal: the directory works again.
     broken.store(false, std::sync::atomic::Ordering::SeqCst);
-    let second = Runtime::new(config(), patchy(&w, &broken), Arc::new(journal.clone()));
-    let running = Running::start(second);
-    for _ in 0..3600 {
-        if journal.outbox().await.unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let running = Running::start(patchy_runtime(&w, &broken, &journal));
+    until_outbox_drained(&journal).await;
     running.stop().await.unwrap();
     assert!(journal.outbox().await.unwrap().is_empty(), "outbox drained");
     let all = deliveries_of(&w, &Recovered);
