@@ -48,6 +48,14 @@ fn runtime(w: &World, journal: &MemoryJournal, cfg: RecoveryConfig) -> Runtime {
     Runtime::new(cfg, pipeline(w, 1), Arc::new(journal.clone()))
 }
 
+/// One pass of a runtime of `w` with a fresh journal and the tests' `[recovery]`.
+async fn run_once(w: &World) -> Summary {
+    runtime(w, &MemoryJournal::new(), config())
+        .run_once()
+        .await
+        .unwrap()
+}
+
 fn delivered_kinds(w: &World) -> Vec<String> {
     w.delivered()
         .iter()
@@ -145,10 +153,7 @@ async fn one_pass_recovers_every_host_down_even_one_fencing_per_cycle() {
 async fn run_once_with_nothing_down_does_nothing() {
     let w = world();
     w.repair("c1");
-    let summary = runtime(&w, &MemoryJournal::new(), config())
-        .run_once()
-        .await
-        .unwrap();
+    let summary = run_once(&w).await;
     // A start tick and one observation.
     assert_eq!(
         summary,
@@ -194,10 +199,7 @@ async fn dry_run_plans_everything_and_touches_nothing() {
 async fn temporary_bmc_failures_are_retried_with_backoff() {
     let w = world();
     w.fail(Op::PowerOff, 2, ErrorKind::Unreachable);
-    let summary = runtime(&w, &MemoryJournal::new(), config())
-        .run_once()
-        .await
-        .unwrap();
+    let summary = run_once(&w).await;
     assert_eq!(summary.recovered, [HostId::from("c1")]);
     assert_eq!(w.power_offs("c1"), 3, "two failures then success");
     assert!(summary.needs_operator.is_empty());
@@ -207,10 +209,7 @@ async fn temporary_bmc_failures_are_retried_with_backoff() {
 async fn a_wrong_bmc_password_stops_recovery_before_any_evacuation_and_pages() {
     let w = world();
     w.fail(Op::PowerOff, 100, ErrorKind::Auth);
-    let summary = runtime(&w, &MemoryJournal::new(), config())
-        .run_once()
-        .await
-        .unwrap();
+    let summary = run_once(&w).await;
     assert_eq!(summary.needs_operator, [HostId::from("c1")]);
     assert_eq!(
         w.power_offs("c1"),
@@ -243,10 +242,7 @@ async fn a_hanging_bmc_times_out_and_the_host_needs_an_operator() {
 async fn power_status_that_never_reads_off_means_no_isolation_and_no_evacuation() {
     let w = world();
     w.power_never_off("c1");
-    let summary = runtime(&w, &MemoryJournal::new(), config())
-        .run_once()
-        .await
-        .unwrap();
+    let summary = run_once(&w).await;
     assert_eq!(summary.needs_operator, [HostId::from("c1")]);
     assert_eq!(w.count(Op::Isolate), 0);
     assert_eq!(w.count(Op::Evacuate), 0);
