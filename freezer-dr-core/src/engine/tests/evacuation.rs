@@ -55,16 +55,12 @@ fn the_policy_skips_opted_out_paused_and_local_disk_instances() {
     let mut cfg = config();
     cfg.policy.local_root_disk = LocalRootDisk::Skip;
     let mut b = Bench::new(cfg, 1);
-    let mut out = instance("out", "c1");
-    out.metadata
-        .insert("freezer_dr:evacuate".into(), "False".into());
+    let out = opted("out", "False");
     let mut paused = instance("paused", "c1");
     paused.status = "PAUSED".into();
     let mut local = instance("local", "c1");
     local.volume_backed = false;
-    let mut keep = instance("keep", "c1");
-    keep.metadata
-        .insert("freezer_dr:evacuate".into(), "yes".into());
+    let keep = opted("keep", "yes");
     let cmds = b.fence_and_list("c1", vec![out, paused, local, keep, instance("vol", "c1")]);
     assert_eq!(cmds, ["evacuate keep from c1", "evacuate vol from c1"]);
     for (id, needle) in [
@@ -84,13 +80,12 @@ fn opt_in_mode_evacuates_only_opted_in_instances() {
     let mut cfg = config();
     cfg.policy.mode = PolicyMode::OptIn;
     let mut b = Bench::new(cfg, 1);
-    let mut yes = instance("yes", "c1");
-    yes.metadata
-        .insert("freezer_dr:evacuate".into(), "true".into());
-    let mut no = instance("no", "c1");
-    no.metadata
-        .insert("freezer_dr:evacuate".into(), "maybe".into());
-    let cmds = b.fence_and_list("c1", vec![yes, no, instance("none", "c1")]);
+    let listed = vec![
+        opted("yes", "true"),
+        opted("no", "maybe"),
+        instance("none", "c1"),
+    ];
+    let cmds = b.fence_and_list("c1", listed);
     assert_eq!(cmds, ["evacuate yes from c1"]);
 }
 

@@ -217,9 +217,7 @@ fn the_history_records_the_evidence_and_the_policy_counts() {
     let mut cfg = config();
     cfg.policy.mode = PolicyMode::OptIn;
     let mut b = Bench::new(cfg, 1);
-    let mut yes = instance("yes", "c1");
-    yes.metadata
-        .insert("freezer_dr:evacuate".into(), "1".into());
+    let yes = opted("yes", "1");
     let mut yes2 = yes.clone();
     yes2.id = "yes2".into();
     b.fence_and_list("c1", vec![yes, yes2, instance("no", "c1")]);

@@ -56,6 +56,14 @@ fn instance(id: &str, host: &str) -> Instance {
     }
 }
 
+/// An instance of c1 whose `freezer_dr:evacuate` metadata says `evacuate`.
+fn opted(id: &str, evacuate: &str) -> Instance {
+    let mut i = instance(id, "c1");
+    i.metadata
+        .insert("freezer_dr:evacuate".into(), evacuate.into());
+    i
+}
+
 /// The admin state of a host disabled with `reason`, forced down or not.
 fn disabled(reason: &str, forced_down: bool) -> AdminState {
     AdminState {
