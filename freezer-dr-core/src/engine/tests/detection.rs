@@ -61,16 +61,14 @@ fn too_many_hosts_down_is_a_storm_nothing_is_fenced_and_one_alert_is_sent() {
 
 #[test]
 fn a_fraction_over_budget_is_a_storm_even_under_the_absolute_count() {
-    let mut cfg = config();
-    cfg.storm.max_hosts = 100;
-    cfg.storm.max_fraction = 0.25;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| {
+        cfg.storm.max_hosts = 100;
+        cfg.storm.max_fraction = 0.25;
+    });
     // 2 of 6 = 33% > 25%.
     assert_eq!(b.down_for_strikes(&["c1", "c2"]), ["notify storm"]);
     // 1 of 6 = 16% would have been fine.
-    let mut cfg = config();
-    cfg.storm.max_fraction = 0.25;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| cfg.storm.max_fraction = 0.25);
     assert_eq!(b.down_for_strikes(&["c1"]), ["power_off c1 #0"]);
 }
 
@@ -110,21 +108,21 @@ fn fencing_resumes_only_after_the_storm_calmed_for_the_cooldown() {
 
 #[test]
 fn at_most_the_configured_number_of_hosts_is_fenced_per_cycle() {
-    let mut cfg = config();
-    cfg.storm.max_hosts = 3;
-    cfg.storm.max_fraction = 1.0;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| {
+        cfg.storm.max_hosts = 3;
+        cfg.storm.max_fraction = 1.0;
+    });
     assert_eq!(b.down_for_strikes(&["c2", "c1"]), ["power_off c1 #0"]);
     assert_eq!(b.observe(&["c1", "c2"]), ["power_off c2 #0"]);
 }
 
 #[test]
 fn exactly_the_absolute_budget_is_still_within_it() {
-    let mut cfg = config();
-    cfg.storm.max_hosts = 2;
-    cfg.storm.max_fraction = 1.0;
-    cfg.storm.max_new_fencings_per_cycle = 2;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| {
+        cfg.storm.max_hosts = 2;
+        cfg.storm.max_fraction = 1.0;
+        cfg.storm.max_new_fencings_per_cycle = 2;
+    });
     assert_eq!(
         b.down_for_strikes(&["c1", "c2"]),
         ["power_off c1 #0", "power_off c2 #0"]
@@ -133,10 +131,10 @@ fn exactly_the_absolute_budget_is_still_within_it() {
 
 #[test]
 fn exactly_the_fraction_budget_is_still_within_it() {
-    let mut cfg = config();
-    cfg.storm.max_hosts = 10;
-    cfg.storm.max_fraction = 0.5;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| {
+        cfg.storm.max_hosts = 10;
+        cfg.storm.max_fraction = 0.5;
+    });
     assert_eq!(b.down_for_strikes(&["c1", "c2", "c3"]), ["power_off c1 #0"]);
 }
 
@@ -221,9 +219,7 @@ fn hosts_disabled_by_an_operator_are_left_alone_and_not_counted() {
 
 #[test]
 fn a_suspect_absent_from_an_observation_loses_its_strikes_and_is_never_fenced() {
-    let mut cfg = config();
-    cfg.storm.max_hosts = 3;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| cfg.storm.max_hosts = 3);
     // Two hosts reach the strike count together; the per-cycle cap fences one, the other waits.
     assert_eq!(b.down_for_strikes(&["c1", "c2"]), ["power_off c1 #0"]);
     assert!(matches!(b.stage("c2"), Stage::Suspect { strikes: 3, .. }));
@@ -238,9 +234,7 @@ fn a_suspect_absent_from_an_observation_loses_its_strikes_and_is_never_fenced() 
 
 #[test]
 fn a_host_in_recovery_that_vanishes_is_reported_then_forgotten_and_stops_counting() {
-    let mut cfg = config();
-    cfg.forget_after = Duration::from_secs(600);
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| cfg.forget_after = Duration::from_secs(600));
     b.fence_and_list("c1", vec![]);
     assert_eq!(b.stage("c1"), Stage::Evacuated);
     b.hosts.retain(|h| *h != "c1");

@@ -52,9 +52,7 @@ fn only_instances_on_exactly_that_host_are_evacuated() {
 
 #[test]
 fn the_policy_skips_opted_out_paused_and_local_disk_instances() {
-    let mut cfg = config();
-    cfg.policy.local_root_disk = LocalRootDisk::Skip;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| cfg.policy.local_root_disk = LocalRootDisk::Skip);
     let out = opted("out", "False");
     let mut paused = instance("paused", "c1");
     paused.status = "PAUSED".into();
@@ -77,9 +75,7 @@ fn the_policy_skips_opted_out_paused_and_local_disk_instances() {
 
 #[test]
 fn opt_in_mode_evacuates_only_opted_in_instances() {
-    let mut cfg = config();
-    cfg.policy.mode = PolicyMode::OptIn;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| cfg.policy.mode = PolicyMode::OptIn);
     let listed = vec![
         opted("yes", "true"),
         opted("no", "maybe"),
@@ -98,9 +94,7 @@ fn a_host_with_no_instances_is_reported_to_operators_only() {
 
 #[test]
 fn the_started_report_lists_each_instance_and_what_the_policy_decided() {
-    let mut cfg = config();
-    cfg.policy.local_root_disk = LocalRootDisk::Skip;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| cfg.policy.local_root_disk = LocalRootDisk::Skip);
     b.confirmed_off("c1");
     b.isolated("c1");
     let mut local = instance("local", "c1");
@@ -264,9 +258,7 @@ fn an_instance_that_never_finishes_times_out_and_is_not_sent_again() {
 
 #[test]
 fn evacuations_respect_the_global_concurrency() {
-    let mut cfg = config();
-    cfg.evacuation.concurrency = 2;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| cfg.evacuation.concurrency = 2);
     let list = ["a", "b", "c", "d"]
         .iter()
         .map(|i| instance(i, "c1"))
@@ -360,9 +352,7 @@ fn a_conflict_on_evacuate_is_asked_again_after_the_delay_and_the_report_says_why
 
 #[test]
 fn an_instance_busy_with_a_foreign_task_frees_its_slot_and_is_asked_again() {
-    let mut cfg = config();
-    cfg.evacuation.concurrency = 1;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| cfg.evacuation.concurrency = 1);
     assert_eq!(
         b.fence_and_list("c1", vec![instance("a", "c1"), instance("b", "c1")]),
         ["evacuate a from c1"]

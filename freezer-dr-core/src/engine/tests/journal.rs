@@ -214,9 +214,7 @@ fn the_history_records_the_evidence_and_the_policy_counts() {
         "{:?}",
         c.history
     );
-    let mut cfg = config();
-    cfg.policy.mode = PolicyMode::OptIn;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| cfg.policy.mode = PolicyMode::OptIn);
     let yes = opted("yes", "1");
     let mut yes2 = yes.clone();
     yes2.id = "yes2".into();

@@ -101,6 +101,13 @@ impl Bench {
         }
     }
 
+    /// A bench with `levels` fencers and the scenarios' `[recovery]` changed by `tune`.
+    fn with(levels: usize, tune: impl FnOnce(&mut RecoveryConfig)) -> Self {
+        let mut cfg = config();
+        tune(&mut cfg);
+        Self::new(cfg, levels)
+    }
+
     fn default() -> Self {
         Self::new(config(), 2)
     }

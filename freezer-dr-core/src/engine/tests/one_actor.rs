@@ -130,9 +130,7 @@ fn the_listing_waits_for_the_isolation_to_settle_and_a_restart_keeps_the_wait() 
     // Two daemons without [ha] that both read the service record before either wrote: the pause lets the
     // first writer's listing see the second one's marker (seen on the lab: the two writes were 50 ms
     // apart, and without a pause both daemons evacuated every server).
-    let mut cfg = config();
-    cfg.isolation_settle = Duration::from_secs(2);
-    let mut b = Bench::new(cfg, 2);
+    let mut b = Bench::with(2, |cfg| cfg.isolation_settle = Duration::from_secs(2));
     b.confirmed_off("c1");
     let isolated_at = b.now;
     assert!(b.isolated("c1").is_empty(), "no listing before the pause");

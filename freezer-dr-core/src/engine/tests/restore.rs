@@ -29,9 +29,7 @@ fn a_host_is_restored_only_after_every_evacuation_ended_and_it_reports_up() {
 
 #[test]
 fn manual_return_to_service_waits_for_an_operator_to_enable_the_host() {
-    let mut cfg = config();
-    cfg.return_to_service = ReturnToService::Manual;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| cfg.return_to_service = ReturnToService::Manual);
     b.fence_and_list("c1", vec![]);
     let mut forced = b.all_up();
     forced[0].admin = disabled(&crate::isolation_marker("j1", "c1@1", Timestamp(1)), true);
@@ -43,9 +41,7 @@ fn manual_return_to_service_waits_for_an_operator_to_enable_the_host() {
 
 #[test]
 fn manual_return_to_service_needs_both_enabled_and_not_forced_down() {
-    let mut cfg = config();
-    cfg.return_to_service = ReturnToService::Manual;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| cfg.return_to_service = ReturnToService::Manual);
     b.fence_and_list("c1", vec![]);
     let up = b.all_up();
     let with_admin = |disabled: bool, forced_down: bool| {

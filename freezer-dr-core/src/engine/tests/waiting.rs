@@ -37,9 +37,7 @@ fn next_wakeup_tracks_polls_and_deadlines() {
 
 #[test]
 fn instances_waiting_for_a_slot_do_not_wake_the_loop() {
-    let mut cfg = config();
-    cfg.evacuation.concurrency = 1;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| cfg.evacuation.concurrency = 1);
     let many: Vec<Instance> = (0..30)
         .map(|i| instance(&format!("i{i:02}"), "c1"))
         .collect();
@@ -103,10 +101,10 @@ fn is_settled_only_when_no_recovery_is_mid_way() {
 
 #[test]
 fn a_result_taken_in_while_draining_starts_nothing_and_counts_no_attempt() {
-    let mut cfg = config();
-    cfg.evacuation.concurrency = 1;
-    cfg.evacuation.attempts = 1;
-    let mut b = Bench::new(cfg, 1);
+    let mut b = Bench::with(1, |cfg| {
+        cfg.evacuation.concurrency = 1;
+        cfg.evacuation.attempts = 1;
+    });
     b.fence_and_list("c1", vec![instance("a", "c1"), instance("b", "c1")]);
     b.sent("c1", "a", Ok(()));
     b.advance(2);
