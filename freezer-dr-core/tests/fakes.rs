@@ -412,8 +412,10 @@ async fn crash_after_n_loses_the_nth_reply_and_hangs_every_call_until_restart() 
     let f = FakeFencer::new(&world);
     world.crash_after(2);
     f.power_status(&h("compute-1")).await.unwrap();
-    let hung = tokio::time::timeout(Duration::from_secs(60), f.power_off(&h("compute-1"))).await;
-    assert!(hung.is_err(), "the crash point's reply never arrives");
+    assert!(
+        hangs(60, f.power_off(&h("compute-1"))).await,
+        "the crash point's reply never arrives"
+    );
     assert_eq!(
         world.host_state("compute-1").unwrap().power,
         PowerState::Off,
@@ -423,8 +425,10 @@ async fn crash_after_n_loses_the_nth_reply_and_hangs_every_call_until_restart() 
         .await
         .expect("crashed() resolves");
     assert!(world.is_crashed());
-    let hung = tokio::time::timeout(Duration::from_secs(60), f.power_off(&h("compute-2"))).await;
-    assert!(hung.is_err(), "calls after the crash hang");
+    assert!(
+        hangs(60, f.power_off(&h("compute-2"))).await,
+        "calls after the crash hang"
+    );
     assert_eq!(world.host_state("compute-2").unwrap().power, PowerState::On);
     assert_eq!(world.calls().len(), 2, "hung calls are not logged");
     world.restart();
@@ -442,8 +446,7 @@ async fn crash_before_n_hangs_the_nth_call_before_its_effect() {
     let f = FakeFencer::new(&world);
     world.crash_before(2);
     f.power_off(&h("compute-1")).await.unwrap();
-    let hung = tokio::time::timeout(Duration::from_secs(60), f.power_off(&h("compute-2"))).await;
-    assert!(hung.is_err());
+    assert!(hangs(60, f.power_off(&h("compute-2"))).await);
     assert_eq!(world.host_state("compute-2").unwrap().power, PowerState::On);
     assert!(world.is_crashed());
     world.restart();
@@ -456,13 +459,15 @@ async fn a_crash_point_counts_calls_across_every_fake_of_the_world() {
     world.crash_after(3);
     FakeMonitor::new(&world).observe().await.unwrap();
     FakeDirectory::new(&world).recipients("p").await.unwrap();
-    let hung = tokio::time::timeout(
-        Duration::from_secs(5),
-        FakeNotifier::new(&world).notify(&report("r")),
-    )
-    .await;
-    assert!(hung.is_err());
+    assert!(hangs(5, FakeNotifier::new(&world).notify(&report("r"))).await);
     assert!(world.is_crashed());
+}
+
+/// True if `call` does not answer within `secs` (of paused time).
+async fn hangs(secs: u64, call: impl Future) -> bool {
+    tokio::time::timeout(Duration::from_secs(secs), call)
+        .await
+        .is_err()
 }
 
 // ---- registrations ----
