@@ -14,7 +14,7 @@ use crate::engine::{
     EngineMeta, FenceProof, FenceRecord, HistoryEvent, HostRecord, InstanceRecord, InstanceState,
     OperatorRequest, Stage,
 };
-use crate::journal::{Batch, OutboxEntry};
+use crate::journal::{Batch, OutboxEntry, PendingRequest};
 use crate::{
     Audience, Directory, Evacuator, Fenced, Fencer, Health, HostId, Instance, Journal, Monitor,
     Notifier, PowerState, Progress, Report, ReportKind, Timestamp,
@@ -323,35 +323,27 @@ pub async fn journal(j: &dyn Journal) {
         .expect("journal: outbox_done of an unknown key must succeed (idempotent)");
 
     // Requests: increasing ids, oldest first, removed when applied, ids never reused.
-    let r1 = j
-        .submit(OperatorRequest::Pause {
-            reason: "storm drill".into(),
-        })
-        .await
-        .expect("journal: submit failed");
-    let r2 = j
-        .submit(OperatorRequest::Recover {
-            host: HostId::from("compute-3"),
-            despite_storm: true,
-        })
-        .await
-        .expect("journal: submit failed");
+    let pause = OperatorRequest::Pause {
+        reason: "storm drill".into(),
+    };
+    let recover = OperatorRequest::Recover {
+        host: HostId::from("compute-3"),
+        despite_storm: true,
+    };
+    let r1 = submit(j, pause).await;
+    let r2 = submit(j, recover.clone()).await;
     assert!(
         r2 > r1,
         "journal: request ids must increase ({r1}, then {r2})"
     );
     let pending = j.requests().await.expect("journal: requests failed");
     assert_eq!(
-        pending.iter().map(|p| p.id).collect::<Vec<_>>(),
+        request_ids(&pending),
         vec![r1, r2],
         "journal: requests must be listed oldest first"
     );
     assert_eq!(
-        pending[1].request,
-        OperatorRequest::Recover {
-            host: HostId::from("compute-3"),
-            despite_storm: true,
-        },
+        pending[1].request, recover,
         "journal: a request must round-trip"
     );
     let applied = Batch {
@@ -361,14 +353,11 @@ pub async fn journal(j: &dyn Journal) {
     j.commit(applied).await.expect("journal: commit failed");
     let pending = j.requests().await.expect("journal: requests failed");
     assert_eq!(
-        pending.iter().map(|p| p.id).collect::<Vec<_>>(),
+        request_ids(&pending),
         vec![r1],
         "journal: an applied request must be removed, the others kept"
     );
-    let r3 = j
-        .submit(OperatorRequest::Resume)
-        .await
-        .expect("journal: submit failed");
+    let r3 = submit(j, OperatorRequest::Resume).await;
     assert!(
         r3 > r2,
         "journal: a request id must never be reused after removal ({r3} after {r2})"
@@ -629,4 +618,14 @@ pub async fn directory(d: &dyn Directory, project: &str) {
             );
         }
     }
+}
+
+/// Submits `request`; its id.
+async fn submit(j: &dyn Journal, request: OperatorRequest) -> u64 {
+    j.submit(request).await.expect("journal: submit failed")
+}
+
+/// The ids of `pending`, in order.
+fn request_ids(pending: &[PendingRequest]) -> Vec<u64> {
+    pending.iter().map(|p| p.id).collect()
 }
