@@ -182,11 +182,7 @@ async fn an_unreadable_node_file_is_a_permanent_config_error() {
 
 #[tokio::test]
 async fn an_unreachable_daemon_is_a_temporary_error_naming_the_host() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = freezer_dr_core::testing::free_port();
     let uri = format!("test+tcp://127.0.0.1:{port}/default");
     let mut cfg = LibvirtConfig::new(uri.clone(), ["compute-1"]);
     cfg.username = Some("fence".into());

@@ -8,10 +8,10 @@ mod common;
 use std::path::Path;
 
 use common::scripted::{Reset, SYSTEM, Scripted, TARGET};
-use common::{Certs, Emulator, Libvirtd};
+use common::{Emulator, Libvirtd};
 use freezer_dr_core::HostId;
 use freezer_dr_core::registry::{self, BuildContext};
-use freezer_dr_core::testing::{CapturedLog, exercise_fencer};
+use freezer_dr_core::testing::{CapturedLog, TestCerts, exercise_fencer};
 use freezer_dr_drivers_redfish::{RedfishConfig, RedfishFencer};
 use serde_json::json;
 
@@ -27,13 +27,10 @@ async fn no_failure_path_shows_the_password_or_a_token() {
     let mut seen = Vec::new();
 
     // sushy-emulator: the canary is the wrong password; TLS with the wrong CA; insecure.
-    let certs = Certs::generate();
+    let certs = TestCerts::generate();
     let lv = Libvirtd::start();
     let bmc = Emulator::tls(&lv, "compute-1", &certs);
-    let wrong_ca = format!(
-        "ca_file = \"{}\"",
-        common::path_str(&certs.path("other-ca.pem"))
-    );
+    let wrong_ca = format!("ca_file = \"{}\"", common::path_str(&certs.other_ca));
     for extra in ["insecure = true", wrong_ca.as_str()] {
         let f = common::fencer(&common::one_host("compute-1", &bmc.url(), CANARY, extra));
         exercise_fencer(&f, &host, &mut seen).await;

@@ -318,10 +318,7 @@ async fn isolate_and_restore_update_the_service_in_order() {
 
 #[tokio::test]
 async fn an_unreachable_api_is_temporary() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = freezer_dr_core::testing::free_port();
     let m = NovaMonitor::new(NovaConfig {
         auth: AuthConfig {
             auth_url: Some(format!("http://127.0.0.1:{port}/v3")),
