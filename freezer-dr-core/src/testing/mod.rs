@@ -36,5 +36,5 @@ pub use fakes::{
 pub use peer::{ChildGuard, free_port};
 pub use recovery::fast_recovery;
 pub use sample::instance;
-pub use secrets::{CapturedLog, exercise_fencer};
+pub use secrets::{CapturedLog, assert_not_shown, exercise_fencer, exercise_fencer_config};
 pub use world::{Call, Delivered, Op, SimHost, SimInstance, World};
