@@ -224,13 +224,7 @@ async fn a_bmc_that_does_not_listen_is_temporary_and_fails_the_healthcheck() {
     if common::skip() {
         return;
     }
-    let port = common::free_port();
-    let f = common::fencer(&common::one_host(
-        "compute-1",
-        &format!("http://127.0.0.1:{port}"),
-        PASSWORD,
-        "",
-    ));
+    let f = common::fencer_of_a_silent_bmc(PASSWORD);
     let e = f.power_status(&host()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unreachable, "{e}");
     assert!(e.is_temporary(), "{e}");

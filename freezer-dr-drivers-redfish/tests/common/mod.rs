@@ -366,6 +366,12 @@ pub fn one_host(name: &str, url: &str, password: &str, extra: &str) -> String {
     )
 }
 
+/// A fencer for `compute-1` whose BMC URL has nothing listening (a free port on 127.0.0.1).
+pub fn fencer_of_a_silent_bmc(password: &str) -> RedfishFencer {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    fencer(&one_host("compute-1", &url, password, ""))
+}
+
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
