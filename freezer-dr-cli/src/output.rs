@@ -387,10 +387,10 @@ mod tests {
         };
         assert_eq!(exit_code(&s), Exit::Refused);
         assert!(summary(&s, false).contains("Refused to act: storm"));
+        // The same refusal, and an instance that failed.
         let s = Summary {
-            refused: Some("storm".into()),
             failed_instances: 2,
-            ..Summary::default()
+            ..s
         };
         assert_eq!(exit_code(&s), Exit::NeedsOperator);
     }

@@ -288,6 +288,23 @@ impl Error {
         ))
     }
 
+    /// Runs `check` on each of `items` in turn (one at a time: the load on a shared management network
+    /// stays predictable) and folds the failures like [`Error::from_checks`].
+    pub async fn check_each<'a, T: 'a, F: Future<Output = Result<()>>>(
+        what: &str,
+        items: impl ExactSizeIterator<Item = &'a T>,
+        check: impl Fn(&'a T) -> F,
+    ) -> Result<()> {
+        let total = items.len();
+        let mut failures = Vec::new();
+        for item in items {
+            if let Err(e) = check(item).await {
+                failures.push(e);
+            }
+        }
+        Self::from_checks(what, total, failures)
+    }
+
     /// A cloneable, serializable summary, for the engine and the journal.
     pub fn to_failure(&self) -> Failure {
         Failure {
@@ -406,6 +423,19 @@ mod tests {
             e.to_string(),
             "2 of 3 BMCs failed:\na: refused\nb: no answer"
         );
+    }
+
+    #[tokio::test]
+    async fn check_each_checks_every_item_and_folds_the_failures() {
+        let e = Error::check_each("hosts failed", ["a", "b", "c"].iter(), |h| async move {
+            match *h {
+                "b" => Err(Error::new(ErrorKind::Timeout, "b: no answer")),
+                _ => Ok(()),
+            }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(e.to_string(), "1 of 3 hosts failed:\nb: no answer");
     }
 
     #[test]

@@ -43,6 +43,16 @@ impl BuildContext<'_> {
         crate::diagnostics::parse_section(self.file, &self.section, &self.options)
     }
 
+    /// Deserializes the section (like [`BuildContext::parse`]) and builds the driver with
+    /// `build(config, section key)`, for drivers whose own checks name keys under the section: their
+    /// errors get the file, like [`BuildContext::file_error`].
+    pub fn build<C: DeserializeOwned, T>(
+        &self,
+        build: impl FnOnce(C, &str) -> Result<T>,
+    ) -> Result<T> {
+        build(self.parse()?, &self.section).map_err(|e| self.file_error(e))
+    }
+
     /// A driver's own config error (one problem per line, each starting with its key) with every line
     /// prefixed by the file, as `<file>: <key>: problem` like core's own errors.
     pub fn file_error(&self, e: Error) -> Error {

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use freezer_dr_core::registry::{BuildContext, FencerRegistration};
+use freezer_dr_core::config::not_in_inventory;
+use freezer_dr_core::registry::FencerRegistration;
 use freezer_dr_core::{Error, ErrorKind, Fencer, HostId, PowerState, Result, async_trait};
 use tracing::{debug, info, warn};
 
@@ -77,12 +78,6 @@ impl IpmiFencer {
         })
     }
 
-    /// Builds from a config section (the registration's build function).
-    fn from_context(ctx: &BuildContext<'_>) -> Result<Self> {
-        let config: IpmiConfig = ctx.parse()?;
-        Self::build(config, &ctx.section).map_err(|e| ctx.file_error(e))
-    }
-
     /// The hosts in the inventory, sorted.
     pub fn hosts(&self) -> impl Iterator<Item = &HostId> {
         self.bmcs.keys()
@@ -99,15 +94,9 @@ impl IpmiFencer {
     }
 
     fn bmc(&self, host: &HostId) -> Result<&Arc<Bmc>> {
-        self.bmcs.get(host).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                "host is not in the ipmi fencer's inventory (add it under hosts, with its exact Nova \
-                 host name)",
-            )
-            .with_context("host", host)
-            .permanent()
-        })
+        self.bmcs
+            .get(host)
+            .ok_or_else(|| not_in_inventory("ipmi fencer", host))
     }
 
     fn remember(&self, host: &HostId, f: impl FnOnce(&mut Memory)) {
@@ -257,18 +246,12 @@ impl Fencer for IpmiFencer {
     }
 
     async fn healthcheck(&self) -> Result<()> {
-        let mut failures = Vec::new();
-        // One host at a time keeps the load on a shared management network predictable.
-        for host in self.bmcs.keys() {
-            if let Err(e) = self.power_status(host).await {
-                failures.push(e);
-            }
-        }
-        Error::from_checks(
+        Error::check_each(
             "BMCs did not answer a power-status read",
-            self.bmcs.len(),
-            failures,
+            self.bmcs.keys(),
+            |host| async move { self.power_status(host).await.map(drop) },
         )
+        .await
     }
 }
 
@@ -277,7 +260,7 @@ freezer_dr_core::register! {
         name: "ipmi",
         description: "Power control through each host's BMC over IPMI v2.0 LAN (RMCP+): ipmi-rs, or ipmitool.",
         example: EXAMPLE,
-        build: |ctx| Ok(Box::new(IpmiFencer::from_context(ctx)?)),
+        build: |ctx| Ok(Box::new(ctx.build(IpmiFencer::build)?)),
     }
 }
 

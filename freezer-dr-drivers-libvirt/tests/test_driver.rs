@@ -17,6 +17,11 @@ fn h(name: &str) -> HostId {
     HostId::from(name)
 }
 
+/// `host`'s power state as `f` reads it.
+async fn status(f: &dyn Fencer, host: &str) -> PowerState {
+    f.power_status(&h(host)).await.unwrap()
+}
+
 /// A fencer over a fresh node with compute-1..3 running and compute-4 shut off.
 fn lab(dir: &Path) -> LibvirtFencer {
     let uri = common::node_uri(dir, &common::COMPUTES, &["compute-4"]);
@@ -32,38 +37,23 @@ async fn fences_one_domain_and_leaves_the_others_running() {
     let dir = tempfile::tempdir().unwrap();
     let f = lab(dir.path());
     for c in common::COMPUTES {
-        assert_eq!(f.power_status(&h(c)).await.unwrap(), PowerState::On, "{c}");
+        assert_eq!(status(&f, c).await, PowerState::On, "{c}");
     }
     f.power_off(&h("compute-2")).await.unwrap();
-    assert_eq!(
-        f.power_status(&h("compute-2")).await.unwrap(),
-        PowerState::Off
-    );
-    assert_eq!(
-        f.power_status(&h("compute-1")).await.unwrap(),
-        PowerState::On
-    );
-    assert_eq!(
-        f.power_status(&h("compute-3")).await.unwrap(),
-        PowerState::On
-    );
+    assert_eq!(status(&f, "compute-2").await, PowerState::Off);
+    assert_eq!(status(&f, "compute-1").await, PowerState::On);
+    assert_eq!(status(&f, "compute-3").await, PowerState::On);
 }
 
 #[tokio::test]
 async fn power_off_of_a_domain_already_off_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let f = lab(dir.path());
-    assert_eq!(
-        f.power_status(&h("compute-4")).await.unwrap(),
-        PowerState::Off
-    );
+    assert_eq!(status(&f, "compute-4").await, PowerState::Off);
     f.power_off(&h("compute-4")).await.unwrap();
     f.power_off(&h("compute-1")).await.unwrap();
     f.power_off(&h("compute-1")).await.unwrap();
-    assert_eq!(
-        f.power_status(&h("compute-1")).await.unwrap(),
-        PowerState::Off
-    );
+    assert_eq!(status(&f, "compute-1").await, PowerState::Off);
 }
 
 #[tokio::test]
@@ -105,10 +95,7 @@ async fn a_host_not_listed_is_not_handled_and_never_powered_off() {
         assert!(!e.is_temporary());
     }
     // Nothing was touched: compute-1 (the only one it could reach) still runs.
-    assert_eq!(
-        f.power_status(&h("compute-1")).await.unwrap(),
-        PowerState::On
-    );
+    assert_eq!(status(&f, "compute-1").await, PowerState::On);
 }
 
 #[tokio::test]
@@ -124,14 +111,8 @@ async fn a_mapped_host_fences_its_own_domain() {
     assert!(!f.handles(&h("compute-3")));
     assert_eq!(f.domain_for(&h("nova-a.example.org")), Some("compute-3"));
     f.power_off(&h("nova-a.example.org")).await.unwrap();
-    assert_eq!(
-        f.power_status(&h("nova-a.example.org")).await.unwrap(),
-        PowerState::Off
-    );
-    assert_eq!(
-        f.power_status(&h("nova-b.example.org")).await.unwrap(),
-        PowerState::On
-    );
+    assert_eq!(status(&f, "nova-a.example.org").await, PowerState::Off);
+    assert_eq!(status(&f, "nova-b.example.org").await, PowerState::On);
 }
 
 #[tokio::test]
@@ -139,21 +120,12 @@ async fn power_on_starts_a_fenced_domain_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let f = lab(dir.path());
     f.power_on(&h("compute-4")).await.unwrap();
-    assert_eq!(
-        f.power_status(&h("compute-4")).await.unwrap(),
-        PowerState::On
-    );
+    assert_eq!(status(&f, "compute-4").await, PowerState::On);
     f.power_on(&h("compute-4")).await.unwrap();
     f.power_off(&h("compute-4")).await.unwrap();
-    assert_eq!(
-        f.power_status(&h("compute-4")).await.unwrap(),
-        PowerState::Off
-    );
+    assert_eq!(status(&f, "compute-4").await, PowerState::Off);
     f.power_on(&h("compute-4")).await.unwrap();
-    assert_eq!(
-        f.power_status(&h("compute-4")).await.unwrap(),
-        PowerState::On
-    );
+    assert_eq!(status(&f, "compute-4").await, PowerState::On);
     f.healthcheck().await.unwrap();
 }
 
@@ -162,10 +134,7 @@ async fn conformance_against_the_test_driver() {
     let dir = tempfile::tempdir().unwrap();
     let f = lab(dir.path());
     freezer_dr_core::testing::conformance::fencer(&f, &h("compute-2")).await;
-    assert_eq!(
-        f.power_status(&h("compute-1")).await.unwrap(),
-        PowerState::On
-    );
+    assert_eq!(status(&f, "compute-1").await, PowerState::On);
 }
 
 #[tokio::test]
@@ -182,11 +151,7 @@ async fn an_unreadable_node_file_is_a_permanent_config_error() {
 
 #[tokio::test]
 async fn an_unreachable_daemon_is_a_temporary_error_naming_the_host() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = freezer_dr_core::testing::free_port();
     let uri = format!("test+tcp://127.0.0.1:{port}/default");
     let mut cfg = LibvirtConfig::new(uri.clone(), ["compute-1"]);
     cfg.username = Some("fence".into());
@@ -261,10 +226,7 @@ async fn builds_from_its_registration_and_its_example() {
     ))
     .unwrap();
     f.power_off(&h("compute-1")).await.unwrap();
-    assert_eq!(
-        f.power_status(&h("compute-1")).await.unwrap(),
-        PowerState::Off
-    );
+    assert_eq!(status(f.as_ref(), "compute-1").await, PowerState::Off);
 }
 
 #[test]

@@ -13,7 +13,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::scripted::Scripted;
-use common::{Certs, Emulator, Libvirtd, Options, PASSWORD};
+use common::{Emulator, Libvirtd, Options, PASSWORD};
+use freezer_dr_core::testing::TestCerts;
 use freezer_dr_core::{Fencer, HostId, PowerState};
 use freezer_dr_drivers_redfish::RedfishFencer;
 
@@ -55,11 +56,11 @@ fn main() {
         "{:<36} {:<34} {:>10} {:>10} {:>10}",
         "BMC", "call", "min", "median", "p90"
     );
-    let certs = Certs::generate();
+    let certs = TestCerts::generate();
     let lv = Libvirtd::start();
     let plain = Emulator::start(&lv, "compute-1", Options::default());
     let tls = Emulator::tls(&lv, "compute-1", &certs);
-    let ca = format!("ca_file = \"{}\"", common::path_str(&certs.path("ca.pem")));
+    let ca = format!("ca_file = \"{}\"", common::path_str(&certs.ca));
     let mut rows = Vec::new();
     rt.block_on(async {
         let f = common::fencer(&common::one_host("compute-1", &plain.url(), PASSWORD, ""));

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use freezer_dr_core::registry::{BuildContext, FencerRegistration};
+use freezer_dr_core::config::not_in_inventory;
+use freezer_dr_core::registry::FencerRegistration;
 use freezer_dr_core::{Error, ErrorKind, Fencer, HostId, PowerState, Result, async_trait};
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
@@ -120,27 +121,15 @@ impl RedfishFencer {
         })
     }
 
-    /// Builds from a config section (the registration's build function).
-    fn from_context(ctx: &BuildContext<'_>) -> Result<Self> {
-        let config: RedfishConfig = ctx.parse()?;
-        Self::build(config, &ctx.section).map_err(|e| ctx.file_error(e))
-    }
-
     /// The hosts in the inventory, sorted.
     pub fn hosts(&self) -> impl Iterator<Item = &HostId> {
         self.clients.keys()
     }
 
     fn client(&self, host: &HostId) -> Result<&Arc<Client>> {
-        self.clients.get(host).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                "host is not in the redfish fencer's inventory (add it under hosts, with its exact \
-                 Nova host name)",
-            )
-            .with_context("host", host)
-            .permanent()
-        })
+        self.clients
+            .get(host)
+            .ok_or_else(|| not_in_inventory("redfish fencer", host))
     }
 
     /// The host's system resource URL: configured, or found once and remembered.
@@ -466,18 +455,12 @@ impl Fencer for RedfishFencer {
     }
 
     async fn healthcheck(&self) -> Result<()> {
-        let mut failures = Vec::new();
-        // One host at a time keeps the load on a shared management network predictable.
-        for host in self.clients.keys() {
-            if let Err(e) = self.check(host).await {
-                failures.push(e);
-            }
-        }
-        Error::from_checks(
+        Error::check_each(
             "Redfish BMCs failed the check (reachable, credentials accepted, system found)",
-            self.clients.len(),
-            failures,
+            self.clients.keys(),
+            |host| self.check(host),
         )
+        .await
     }
 }
 
@@ -486,7 +469,7 @@ freezer_dr_core::register! {
         name: "redfish",
         description: "Power control through each host's BMC over DMTF Redfish (iDRAC, iLO, XClarity, OpenBMC): Reset ForceOff, PowerState.",
         example: EXAMPLE,
-        build: |ctx| Ok(Box::new(RedfishFencer::from_context(ctx)?)),
+        build: |ctx| Ok(Box::new(ctx.build(RedfishFencer::build)?)),
     }
 }
 

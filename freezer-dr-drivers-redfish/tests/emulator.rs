@@ -5,10 +5,11 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Certs, Emulator, Libvirtd, Options, PASSWORD};
-use freezer_dr_core::testing::conformance;
+use common::{Emulator, Libvirtd, Options, PASSWORD};
+use freezer_dr_core::testing::{TestCerts, conformance};
 use freezer_dr_core::{ErrorKind, Fencer, HostId, PowerState};
 
 fn host() -> HostId {
@@ -144,16 +145,16 @@ async fn tls_with_the_right_ca_works_a_wrong_ca_is_refused_and_insecure_is_expli
     if common::skip() {
         return;
     }
-    let certs = Certs::generate();
+    let certs = TestCerts::generate();
     let lv = Libvirtd::start();
     let bmc = Emulator::tls(&lv, "compute-1", &certs);
-    let ca = |name: &str| format!("ca_file = \"{}\"", common::path_str(&certs.path(name)));
+    let ca = |name: &Path| format!("ca_file = \"{}\"", common::path_str(name));
 
     let wrong = common::fencer(&common::one_host(
         "compute-1",
         &bmc.url(),
         PASSWORD,
-        &ca("other-ca.pem"),
+        &ca(&certs.other_ca),
     ));
     let e = wrong.power_off(&host()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unreachable, "{e}");
@@ -182,7 +183,7 @@ async fn tls_with_the_right_ca_works_a_wrong_ca_is_refused_and_insecure_is_expli
         "compute-1",
         &bmc.url(),
         PASSWORD,
-        &ca("ca.pem"),
+        &ca(&certs.ca),
     ));
     right.power_off(&host()).await.unwrap();
     assert_eq!(lv.domstate("compute-1"), "shut off");
@@ -223,13 +224,7 @@ async fn a_bmc_that_does_not_listen_is_temporary_and_fails_the_healthcheck() {
     if common::skip() {
         return;
     }
-    let port = common::free_port();
-    let f = common::fencer(&common::one_host(
-        "compute-1",
-        &format!("http://127.0.0.1:{port}"),
-        PASSWORD,
-        "",
-    ));
+    let f = common::fencer_of_a_silent_bmc(PASSWORD);
     let e = f.power_status(&host()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unreachable, "{e}");
     assert!(e.is_temporary(), "{e}");

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use freezer_dr_core::testing::TestCerts;
 use freezer_dr_core::{ErrorKind, Notifier};
 use freezer_dr_email::{EmailConfig, Starttls};
 
@@ -85,7 +86,7 @@ async fn server_down_then_up_delivers_each_mail_once() {
 
 /// A server with the test certificate, over SMTPS or with STARTTLS required, and a config trusting the
 /// test CA.
-fn tls_server(certs: &Certs, smtps: bool) -> (SmtpServer, EmailConfig) {
+fn tls_server(certs: &TestCerts, smtps: bool) -> (SmtpServer, EmailConfig) {
     let server = SmtpServer::start(&ServerOptions {
         tls: Some((certs.cert.clone(), certs.key.clone())),
         require_starttls: !smtps,
@@ -108,7 +109,7 @@ async fn starttls_with_a_test_ca_and_a_wrong_ca_is_refused() {
     if skip() {
         return;
     }
-    let certs = Certs::generate();
+    let certs = TestCerts::generate();
     let (server, cfg) = tls_server(&certs, false);
     notifier(cfg.clone())
         .notify(&recovered("tls-1"))
@@ -168,7 +169,7 @@ async fn smtps_with_a_test_ca() {
     if skip() {
         return;
     }
-    let certs = Certs::generate();
+    let certs = TestCerts::generate();
     let (server, cfg) = tls_server(&certs, true);
     notifier(cfg).notify(&recovered("smtps-1")).await.unwrap();
     assert_eq!(server.messages().len(), 6);

@@ -102,6 +102,19 @@ fn cfg(addr: &str) -> NovaConfig {
     }
 }
 
+/// A duration in seconds, for the table.
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+/// How much longer `took` was than `ideal`, in percent.
+fn over(took: Duration, ideal: Duration) -> String {
+    format!(
+        "{:+.1}%",
+        (took.as_secs_f64() / ideal.as_secs_f64() - 1.0) * 100.0
+    )
+}
+
 async fn stats(addr: &str) -> Value {
     reqwest::get(format!("http://{addr}/stats"))
         .await
@@ -160,10 +173,7 @@ fn main() {
             "1".into(),
             format!("{:.1} ms", wall.as_secs_f64() * 1e3),
             format!("{:.1} ms", lat.as_secs_f64() * 1e3),
-            format!(
-                "{:+.1}%",
-                (wall.as_secs_f64() / lat.as_secs_f64() - 1.0) * 100.0
-            ),
+            over(wall, lat),
             format!("{:.1} ms", cpu_used.as_secs_f64() * 1e3),
         ]);
 
@@ -208,12 +218,9 @@ fn main() {
         rows.push([
             format!("evacuate {instances} (migrations+evacuate+progress calls)"),
             evac_calls.to_string(),
-            format!("{:.2} s", window.as_secs_f64()),
-            format!("{:.2} s", ideal.as_secs_f64()),
-            format!(
-                "{:+.1}%",
-                (window.as_secs_f64() / ideal.as_secs_f64() - 1.0) * 100.0
-            ),
+            secs(window),
+            secs(ideal),
+            over(window, ideal),
             "-".into(),
         ]);
         let ideal_all = lat * u32::try_from(calls - evac_calls).unwrap() + ideal;
@@ -223,13 +230,10 @@ fn main() {
                 calls - evac_calls
             ),
             calls.to_string(),
-            format!("{:.2} s", wall.as_secs_f64()),
-            format!("{:.2} s", ideal_all.as_secs_f64()),
-            format!(
-                "{:+.1}%",
-                (wall.as_secs_f64() / ideal_all.as_secs_f64() - 1.0) * 100.0
-            ),
-            format!("{:.2} s", cpu_used.as_secs_f64()),
+            secs(wall),
+            secs(ideal_all),
+            over(wall, ideal_all),
+            secs(cpu_used),
         ]);
     });
     drop(child.stdin.take());

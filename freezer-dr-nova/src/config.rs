@@ -207,6 +207,26 @@ pub(crate) enum Identity {
     },
 }
 
+impl Identity {
+    /// The id when set (it needs no domain), else the name within its domain; `None` when neither is.
+    fn from_fields(
+        id: &Option<String>,
+        name: &Option<String>,
+        domain_id: &Option<String>,
+        domain_name: &Option<String>,
+    ) -> Option<Self> {
+        match (id, name) {
+            (Some(id), _) => Some(Self::Id(id.clone())),
+            (None, Some(name)) => Some(Self::Name {
+                name: name.clone(),
+                domain_id: domain_id.clone(),
+                domain_name: domain_name.clone(),
+            }),
+            (None, None) => None,
+        }
+    }
+}
+
 /// Credentials with everything filled in, ready to authenticate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ResolvedAuth {
@@ -383,15 +403,12 @@ impl AuthConfig {
         let auth_url = normalise_auth_url(&auth_url).map_err(|e| {
             Error::config(format!("Keystone auth_url {auth_url:?} ({source}): {e}"))
         })?;
-        let user = match (&self.user_id, &self.username) {
-            (Some(id), _) => Some(Identity::Id(id.clone())),
-            (None, Some(name)) => Some(Identity::Name {
-                name: name.clone(),
-                domain_id: self.user_domain_id.clone(),
-                domain_name: self.user_domain_name.clone(),
-            }),
-            (None, None) => None,
-        };
+        let user = Identity::from_fields(
+            &self.user_id,
+            &self.username,
+            &self.user_domain_id,
+            &self.user_domain_name,
+        );
         let method = if let Some(secret) = self.application_credential_secret.clone() {
             if self.application_credential_id.is_none()
                 && self.application_credential_name.is_none()
@@ -412,15 +429,12 @@ impl AuthConfig {
         } else {
             let user = user.ok_or_else(|| missing("username (or an application credential)"))?;
             let password = self.password.clone().ok_or_else(|| missing("password"))?;
-            let project = match (&self.project_id, &self.project_name) {
-                (Some(id), _) => Some(Identity::Id(id.clone())),
-                (None, Some(name)) => Some(Identity::Name {
-                    name: name.clone(),
-                    domain_id: self.project_domain_id.clone(),
-                    domain_name: self.project_domain_name.clone(),
-                }),
-                (None, None) => None,
-            };
+            let project = Identity::from_fields(
+                &self.project_id,
+                &self.project_name,
+                &self.project_domain_id,
+                &self.project_domain_name,
+            );
             Method::Password {
                 user,
                 password,

@@ -251,28 +251,34 @@ impl Admin {
 
     /// How many times Nova was asked to evacuate this server (its instance actions).
     pub async fn evacuations(&self, id: &str) -> usize {
-        let v = self
-            .get(&format!("/servers/{id}/os-instance-actions"))
-            .await;
-        v["instanceActions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| a["action"] == "evacuate")
-            .count()
+        self.list(
+            &format!("/servers/{id}/os-instance-actions"),
+            "instanceActions",
+        )
+        .await
+        .iter()
+        .filter(|a| a["action"] == "evacuate")
+        .count()
     }
 
     /// The `nova-compute` service record of `host` (exactly that host).
     pub async fn service(&self, host: &str) -> Value {
-        let v = self
-            .get(&format!("/os-services?binary=nova-compute&host={host}"))
-            .await;
-        v["services"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["host"] == host)
-            .cloned()
-            .unwrap_or_else(|| panic!("no service on {host}"))
+        self.list(
+            &format!("/os-services?binary=nova-compute&host={host}"),
+            "services",
+        )
+        .await
+        .into_iter()
+        .find(|s| s["host"] == host)
+        .unwrap_or_else(|| panic!("no service on {host}"))
+    }
+
+    /// The array `key` of the reply to `GET path`.
+    async fn list(&self, path: &str, key: &str) -> Vec<Value> {
+        let v = self.get(path).await;
+        match v[key].as_array() {
+            Some(items) => items.clone(),
+            None => panic!("GET {path}: no `{key}` list in {v}"),
+        }
     }
 }

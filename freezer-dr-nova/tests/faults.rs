@@ -43,6 +43,12 @@ async fn cloud() -> Scripted {
 }
 
 /// The next action on server `id` gets Nova's 409 with `message`.
+/// The scripted cloud's service record of `host`.
+fn service(s: &Scripted, host: &str) -> serde_json::Value {
+    s.with(|st| st.services.iter().find(|v| v["host"] == host).cloned())
+        .unwrap_or_else(|| panic!("no service on {host}"))
+}
+
 fn refuse_action(s: &Scripted, id: &str, message: &str) {
     s.fault(
         Method::POST,
@@ -271,13 +277,7 @@ async fn isolate_and_restore_update_the_service_in_order() {
             "/compute/v2.1/os-services/svc-c2"
         ]
     );
-    let svc = s.with(|st| {
-        st.services
-            .iter()
-            .find(|v| v["host"] == "c2")
-            .cloned()
-            .unwrap()
-    });
+    let svc = service(&s, "c2");
     assert_eq!(svc["forced_down"], true);
     assert_eq!(svc["disabled_reason"], f.marker().as_str());
     // Repeating changes nothing.
@@ -289,13 +289,7 @@ async fn isolate_and_restore_update_the_service_in_order() {
         .await
         .expect_err("not up yet");
     assert!(err.is_temporary(), "{err}");
-    let svc = s.with(|st| {
-        st.services
-            .iter()
-            .find(|v| v["host"] == "c2")
-            .cloned()
-            .unwrap()
-    });
+    let svc = service(&s, "c2");
     assert_eq!(svc["status"], "disabled", "never enabled while down");
     s.with(|st| {
         for v in &mut st.services {
@@ -305,23 +299,14 @@ async fn isolate_and_restore_update_the_service_in_order() {
         }
     });
     e.restore(&HostId::from("c2")).await.unwrap();
-    let svc = s.with(|st| {
-        st.services
-            .iter()
-            .find(|v| v["host"] == "c2")
-            .cloned()
-            .unwrap()
-    });
+    let svc = service(&s, "c2");
     assert_eq!(svc["status"], "enabled");
     assert_eq!(svc["forced_down"], false);
 }
 
 #[tokio::test]
 async fn an_unreachable_api_is_temporary() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = freezer_dr_core::testing::free_port();
     let m = NovaMonitor::new(NovaConfig {
         auth: AuthConfig {
             auth_url: Some(format!("http://127.0.0.1:{port}/v3")),

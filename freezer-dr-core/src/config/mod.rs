@@ -225,6 +225,19 @@ pub fn resolve_hosts<T, V>(
     }
 }
 
+/// The error for a host that a driver's `hosts` inventory does not list (`driver` as in "the ipmi
+/// fencer"): permanent, and it says how to add the host.
+pub fn not_in_inventory(driver: &str, host: &crate::HostId) -> crate::Error {
+    crate::Error::new(
+        crate::ErrorKind::NotFound,
+        format!(
+            "host is not in the {driver}'s inventory (add it under hosts, with its exact Nova host name)"
+        ),
+    )
+    .with_context("host", host)
+    .permanent()
+}
+
 mod check;
 mod example;
 mod parse;

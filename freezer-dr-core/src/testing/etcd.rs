@@ -4,10 +4,11 @@
 //! cannot start fails the test with its log. The process is killed (after a SIGCONT, in case a test froze
 //! it) when the value is dropped, and its log is printed if the test is failing.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::free_port;
 
 /// A running etcd, owned by one test.
 #[derive(Debug)]
@@ -15,15 +16,6 @@ pub struct EtcdServer {
     child: Child,
     dir: PathBuf,
     endpoint: String,
-}
-
-fn free_port() -> u16 {
-    // Test code: a machine that cannot bind loopback cannot run these tests at all.
-    #[allow(clippy::expect_used)]
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("cannot bind a free port on 127.0.0.1")
-        .port()
 }
 
 impl EtcdServer {

@@ -9,26 +9,32 @@
 //! - [`conformance`] holds the suites that driver crates run against their real peers;
 //!   [`build_examples`] builds every driver a crate registers from its own example section.
 //! - [`fast_recovery`] is one `[recovery]` with every wait short, for tests that run a runtime in real time.
+//! - [`free_port`] and [`ChildGuard`] for tests that start a real peer process; [`TestCerts`] for those
+//!   that speak TLS to it.
 //! - `EtcdServer` (with feature `etcd`) starts a real etcd for HA tests.
 
+mod certs;
 pub mod conformance;
 pub mod drivers;
 #[cfg(feature = "etcd")]
 mod etcd;
 mod examples;
 mod fakes;
+mod peer;
 mod recovery;
 mod sample;
 mod secrets;
 mod world;
 
+pub use certs::TestCerts;
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdServer;
 pub use examples::{Built, BuiltExample, EXAMPLE_SECRET, build_examples, build_examples_with};
 pub use fakes::{
     FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, FakeNotifier, fake_pipeline,
 };
+pub use peer::{ChildGuard, free_port};
 pub use recovery::fast_recovery;
 pub use sample::instance;
-pub use secrets::{CapturedLog, exercise_fencer};
+pub use secrets::{CapturedLog, assert_not_shown, exercise_fencer, exercise_fencer_config};
 pub use world::{Call, Delivered, Op, SimHost, SimInstance, World};

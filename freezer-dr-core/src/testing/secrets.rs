@@ -79,3 +79,45 @@ pub async fn exercise_fencer<F: Fencer + Debug>(fencer: &F, host: &HostId, seen:
     );
     seen.push(format!("{fencer:?}"));
 }
+
+/// Builds the registered fencer `name` from each section body of `sections` (each must fail, as
+/// `fencer[0]` of `/etc/freezer-dr/freezer-dr.toml`) and appends each error's `Display` and `Debug` to
+/// `seen`. Panics when the fencer is not registered, a body is not TOML, or a section builds.
+pub fn exercise_fencer_config(name: &str, sections: &[String], seen: &mut Vec<String>) {
+    let Some(reg) = crate::registry::fencers()
+        .into_iter()
+        .find(|r| r.name == name)
+    else {
+        panic!("no fencer {name:?} is registered");
+    };
+    for options in sections {
+        let options = match toml::from_str(options) {
+            Ok(table) => table,
+            Err(e) => panic!("not a TOML section ({e}):\n{options}"),
+        };
+        let ctx = crate::registry::BuildContext {
+            file: std::path::Path::new("/etc/freezer-dr/freezer-dr.toml"),
+            section: "fencer[0]".into(),
+            options,
+        };
+        match (reg.build)(&ctx) {
+            Ok(_) => panic!("{:?} must not build", ctx.options),
+            Err(e) => {
+                seen.push(e.to_string());
+                seen.push(format!("{e:?}"));
+            }
+        }
+    }
+}
+
+/// Panics, naming the place, when `secret` is in any of `seen` or in `logs`.
+#[track_caller]
+pub fn assert_not_shown(secret: &str, seen: &[String], logs: &str) {
+    for s in seen {
+        assert!(!s.contains(secret), "{secret:?} leaked: {s}");
+    }
+    assert!(
+        !logs.contains(secret),
+        "{secret:?} leaked into the logs:\n{logs}"
+    );
+}

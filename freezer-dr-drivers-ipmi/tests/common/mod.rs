@@ -4,9 +4,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use freezer_dr_core::testing::ChildGuard;
 use freezer_dr_drivers_ipmi::{Backend, BmcConfig, IpmiConfig, IpmiFencer};
 
 pub const USER: &str = "admin";
@@ -22,10 +23,11 @@ pub enum Chassis {
 }
 
 pub struct Sim {
+    // First: stopped before its directory is removed.
+    child: ChildGuard,
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub password: String,
-    child: Child,
 }
 
 /// Skips the test (returns `None`) only when `FREEZER_DR_SKIP_IPMI_SIM=1`; otherwise a missing
@@ -120,10 +122,10 @@ impl Sim {
             .spawn()
             .expect("cannot start ipmi_sim");
         let sim = Sim {
+            child: ChildGuard(child),
             dir,
             port,
             password: password.to_owned(),
-            child,
         };
         let start = Instant::now();
         while sim.reference_status_result().is_err() {
@@ -190,8 +192,6 @@ impl Drop for Sim {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

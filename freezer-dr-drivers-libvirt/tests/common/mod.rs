@@ -5,10 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use freezer_dr_core::testing::free_port;
 
 use virt::connect::Connect;
 
@@ -57,14 +58,6 @@ pub fn skip_libvirtd() -> bool {
         return true;
     }
     false
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A private `libvirtd` serving the test driver, with a holder connection that keeps `test:///default`

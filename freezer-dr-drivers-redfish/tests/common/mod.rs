@@ -9,10 +9,12 @@ pub mod scripted;
 
 use std::fs;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+pub use freezer_dr_core::testing::free_port;
+use freezer_dr_core::testing::{ChildGuard, TestCerts};
 
 use freezer_dr_drivers_redfish::{RedfishConfig, RedfishFencer};
 
@@ -31,14 +33,6 @@ pub fn skip() -> bool {
         );
     }
     skip
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn venv() -> PathBuf {
@@ -60,9 +54,10 @@ fn need(ok: bool, what: &str) {
 /// `virsh event` process holding a connection open (the daemon resets `test:///default` when its
 /// last client leaves).
 pub struct Libvirtd {
+    // In drop order: the holder, then the daemon, then its directory.
+    holder: ChildGuard,
+    child: ChildGuard,
     pub dir: tempfile::TempDir,
-    child: Child,
-    holder: Child,
 }
 
 impl Libvirtd {
@@ -100,9 +95,9 @@ impl Libvirtd {
             .expect("cannot start libvirtd");
         let placeholder = Command::new("true").spawn().unwrap();
         let mut daemon = Libvirtd {
+            holder: ChildGuard(placeholder),
+            child: ChildGuard(child),
             dir,
-            child,
-            holder: placeholder,
         };
         let start = Instant::now();
         while daemon.try_virsh(&["list", "--all"]).is_err() {
@@ -113,13 +108,15 @@ impl Libvirtd {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        daemon.holder = Command::new("virsh")
-            .args(["-c", &daemon.uri(), "event", "--all", "--loop"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot run virsh");
+        daemon.holder = ChildGuard(
+            Command::new("virsh")
+                .args(["-c", &daemon.uri(), "event", "--all", "--loop"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("cannot run virsh"),
+        );
         // The holder connects asynchronously; domains defined before it did would vanish with the
         // definer's connection, so define, then check from another connection, until they stay.
         for attempt in 0.. {
@@ -202,47 +199,6 @@ impl Drop for Libvirtd {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
         }
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A test CA, another CA, and a certificate for 127.0.0.1/localhost signed by the first.
-pub struct Certs {
-    pub dir: tempfile::TempDir,
-}
-
-impl Certs {
-    pub fn generate() -> Certs {
-        let dir = tempfile::tempdir().unwrap();
-        let script = "set -e\n\
-            for ca in ca other-ca; do\n\
-              openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout $ca.key -out $ca.pem \
-                -subj \"/CN=freezer-dr redfish test $ca\" \
-                -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign\n\
-            done\n\
-            openssl req -newkey rsa:2048 -nodes -keyout bmc.key -out bmc.csr -subj /CN=localhost\n\
-            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n\
-            extendedKeyUsage=serverAuth\\n' > ext.cnf\n\
-            openssl x509 -req -in bmc.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-              -extfile ext.cnf -out bmc.pem\n";
-        let out = Command::new("sh")
-            .args(["-c", script])
-            .current_dir(dir.path())
-            .output()
-            .expect("sh");
-        assert!(
-            out.status.success(),
-            "making test certificates with the openssl CLI failed (Debian openssl): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Certs { dir }
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
     }
 }
 
@@ -250,7 +206,7 @@ impl Certs {
 #[derive(Default)]
 pub struct Options<'a> {
     /// Serve HTTPS with these certificates.
-    pub tls: Option<&'a Certs>,
+    pub tls: Option<&'a TestCerts>,
     /// Only these domains are systems (default: the one domain given to `start`).
     pub all_domains: bool,
 }
@@ -258,10 +214,11 @@ pub struct Options<'a> {
 /// `sushy-emulator` on 127.0.0.1 with HTTP basic authentication (user [`USER`], [`PASSWORD`]),
 /// backed by `libvirtd`: the BMC of `domain` (only that system is listed, like a real BMC).
 pub struct Emulator {
+    // First: stopped before its directory is removed.
+    child: ChildGuard,
     pub port: u16,
     pub scheme: &'static str,
     dir: tempfile::TempDir,
-    child: Child,
 }
 
 impl Emulator {
@@ -275,7 +232,7 @@ impl Emulator {
     }
 
     /// An emulator for `domain` over TLS with `certs`' server certificate.
-    pub fn tls(libvirtd: &Libvirtd, domain: &str, certs: &Certs) -> Emulator {
+    pub fn tls(libvirtd: &Libvirtd, domain: &str, certs: &TestCerts) -> Emulator {
         let opts = Options {
             tls: Some(certs),
             ..Options::default()
@@ -327,8 +284,8 @@ impl Emulator {
         if let Some(c) = opts.tls {
             conf.push_str(&format!(
                 "SUSHY_EMULATOR_SSL_CERT = '{}'\nSUSHY_EMULATOR_SSL_KEY = '{}'\n",
-                c.path("bmc.pem").display(),
-                c.path("bmc.key").display()
+                c.cert.display(),
+                c.key.display()
             ));
         }
         fs::write(d.join("emulator.conf"), conf).unwrap();
@@ -342,10 +299,10 @@ impl Emulator {
             .spawn()
             .expect("cannot start sushy-emulator");
         let mut e = Emulator {
+            child: ChildGuard(child),
             port,
             scheme: if opts.tls.is_some() { "https" } else { "http" },
             dir,
-            child,
         };
         let start = Instant::now();
         while e.curl("/redfish/v1/").is_err() {
@@ -392,8 +349,6 @@ impl Drop for Emulator {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -409,6 +364,12 @@ pub fn one_host(name: &str, url: &str, password: &str, extra: &str) -> String {
         "timeout = \"5s\"\ntask_timeout = \"3s\"\n[hosts.{name}]\nurl = \"{url}\"\n\
          username = \"{USER}\"\npassword = \"{password}\"\n{extra}\n"
     )
+}
+
+/// A fencer for `compute-1` whose BMC URL has nothing listening (a free port on 127.0.0.1).
+pub fn fencer_of_a_silent_bmc(password: &str) -> RedfishFencer {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    fencer(&one_host("compute-1", &url, password, ""))
 }
 
 pub fn path_str(p: &Path) -> String {

@@ -3,11 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+pub use freezer_dr_core::testing::free_port;
 
 use freezer_dr_core::{
     Audience, HostId, Instance, InstanceOutcome, Outcome, Recipient, Report, ReportKind, Timestamp,
@@ -23,14 +24,6 @@ pub fn skip() -> bool {
         return true;
     }
     false
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn python() -> &'static str {
@@ -232,106 +225,6 @@ pub fn to_addr<'a>(msgs: &'a [Received], addr: &str) -> Vec<&'a Received> {
     msgs.iter()
         .filter(|m| m.rcpt.iter().any(|r| r == addr))
         .collect()
-}
-
-/// Test certificates: a CA, a `localhost` leaf signed by it, and an unrelated CA.
-pub struct Certs {
-    pub ca: PathBuf,
-    pub other_ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI (Debian package openssl) is needed to make test certificates");
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Certs {
-    pub fn generate() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        for ca in ["ca", "other-ca"] {
-            openssl(
-                d,
-                &[
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-days",
-                    "2",
-                    "-keyout",
-                    &format!("{ca}.key"),
-                    "-out",
-                    &format!("{ca}.pem"),
-                    "-subj",
-                    &format!("/CN=freezer-dr test {ca}"),
-                    "-addext",
-                    "basicConstraints=critical,CA:TRUE",
-                    "-addext",
-                    "keyUsage=critical,keyCertSign,cRLSign",
-                ],
-            );
-        }
-        openssl(
-            d,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "leaf.key",
-                "-out",
-                "leaf.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        );
-        std::fs::write(
-            d.join("leaf.ext"),
-            "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "leaf.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "leaf.ext",
-                "-out",
-                "leaf.pem",
-            ],
-        );
-        Self {
-            ca: d.join("ca.pem"),
-            other_ca: d.join("other-ca.pem"),
-            cert: d.join("leaf.pem"),
-            key: d.join("leaf.key"),
-            _dir: dir,
-        }
-    }
 }
 
 /// A config for the server on `port`, operators to/cc/bcc, plain SMTP.
