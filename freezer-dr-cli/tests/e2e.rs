@@ -410,10 +410,15 @@ fn assert_mails(
                 .find(|s| s.project == *project)
                 .unwrap()
                 .project_id;
+            // Named as Keystone names the project; its id is in the text for the operators.
             assert!(
-                got[0].subject.contains(project_id.as_str()),
+                got[0].subject.contains(&format!("Project {project}: ")),
                 "{addr}: {}",
                 got[0].subject
+            );
+            assert!(
+                text.contains(&format!("project {project} ({project_id})")),
+                "{addr}'s mail names its project and its id:\n{text}"
             );
             for s in all {
                 let mine = s.project == *project && on_failed.iter().any(|f| f.id == s.id);

@@ -121,6 +121,12 @@ pub struct Report {
     // and a report without lookup failures is stored exactly as before.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lookup_failed: BTreeMap<String, String>,
+    /// The names people know the report's projects by (project id → name), filled by the runtime from
+    /// the [`crate::Directory`] just before delivery, like `recipients`. A project missing here is named by
+    /// its id: its name could not be learned (logged), or the directory knows no names.
+    // `default` and skipped when empty, like `lookup_failed`: older entries load, and are stored as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub project_names: BTreeMap<String, String>,
     /// Who earlier delivery attempts of this report already told: a notifier sends them nothing again.
     /// Recorded in the outbox by the runtime (see [`Told`]), so a restart does not resend either.
     #[serde(default, skip_serializing_if = "Told::is_empty")]
@@ -168,6 +174,11 @@ impl Report {
         p
     }
 
+    /// The name `project` is known by, if the runtime learned it (see `project_names`).
+    pub fn project_name(&self, project: &str) -> Option<&str> {
+        self.project_names.get(project).map(String::as_str)
+    }
+
     /// The outcomes of one project's instances.
     pub fn instances_of<'a>(
         &'a self,
@@ -198,6 +209,7 @@ impl Report {
             instances: Vec::new(),
             recipients: BTreeMap::new(),
             lookup_failed: BTreeMap::new(),
+            project_names: BTreeMap::new(),
             told: Told::default(),
         }
     }
@@ -224,6 +236,11 @@ mod tests {
         assert_eq!(r.projects(), ["alpha"]);
         assert_eq!(r.recipients["alpha"][0].name, "alice");
         assert!(r.lookup_failed.is_empty(), "no lookup failed");
+        assert!(
+            r.project_names.is_empty(),
+            "no names: the mails use the ids"
+        );
+        assert_eq!(r.project_name("alpha"), None);
         assert_eq!(r.told, Told::default(), "nobody told yet");
     }
 
@@ -235,12 +252,13 @@ mod tests {
     }
 
     #[test]
-    fn lookup_failures_and_told_parts_round_trip() {
+    fn lookup_failures_told_parts_and_names_round_trip() {
         let mut r: Report = serde_json::from_str(PREVIOUS_RELEASE).unwrap();
         r.lookup_failed
             .insert("beta".into(), "keystone: connection refused".into());
         r.told.operators = true;
         r.told.projects.insert("alpha".into());
+        r.project_names.insert("alpha".into(), "web-prod".into());
         let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
     }

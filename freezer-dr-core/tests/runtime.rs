@@ -100,6 +100,13 @@ async fn run_once_recovers_a_dead_host_and_tells_everyone() {
         3,
         "one project per instance"
     );
+    assert_eq!(
+        recovered.report.project_names,
+        ["project-a", "project-b", "project-c"]
+            .map(|p| (p.to_owned(), format!("name-of-{p}")))
+            .into(),
+        "each project's name, from the directory"
+    );
     assert_eq!(summary.undelivered, 0);
     // The journal holds the outcome.
     let snap = journal.load().await.unwrap();
@@ -822,4 +829,92 @@ async fn after_a_restart_only_the_projects_not_told_are_delivered() {
     );
     assert_eq!(all[1].told.projects, names(&["project-a", "project-c"]));
     assert!(all[1].recipients.contains_key("project-b"));
+}
+
+// ----- project names -----------------------------------------------------------------------------
+
+/// The calls of `project_name` about `project`.
+fn name_lookups(w: &World, project: &str) -> usize {
+    w.calls()
+        .iter()
+        .filter(|c| matches!(c, Call::ProjectName { project: p } if p == project))
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_name_that_cannot_be_learned_never_holds_a_mail_back() {
+    let w = world();
+    // project-b's name: a temporary failure every time (Keystone failing for it).
+    w.fail_on(Op::ProjectName, "project-b", 1000, ErrorKind::Unreachable);
+    let journal = MemoryJournal::new();
+    let summary = runtime(&w, &journal, config()).run_once().await.unwrap();
+    assert_eq!(summary.undelivered, 0, "every report went out at once");
+    assert!(journal.outbox().await.unwrap().is_empty());
+    let reports = deliveries_of(&w, &freezer_dr_core::ReportKind::Recovered);
+    assert_eq!(reports.len(), 1, "delivered once: {reports:?}");
+    let r = &reports[0];
+    assert_eq!(r.project_name("project-a"), Some("name-of-project-a"));
+    assert_eq!(r.project_name("project-b"), None, "named by its id");
+    assert!(r.recipients.contains_key("project-b"), "and its users told");
+    // One attempt per delivered report, never a retry for a name.
+    let with_b = w
+        .delivered()
+        .iter()
+        .filter(|d| d.report.projects().contains(&"project-b"))
+        .count();
+    assert!(with_b >= 2, "host_fenced and recovered name project-b");
+    assert_eq!(name_lookups(&w, "project-b"), with_b);
+}
+
+/// A directory whose name lookups never answer (counting them); recipients like [`FakeDirectory`].
+struct HungNames {
+    inner: FakeDirectory,
+    asked: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl freezer_dr_core::Directory for HungNames {
+    async fn recipients(
+        &self,
+        project: &str,
+    ) -> freezer_dr_core::Result<Vec<freezer_dr_core::Recipient>> {
+        self.inner.recipients(project).await
+    }
+
+    async fn project_name(&self, _project: &str) -> freezer_dr_core::Result<Option<String>> {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_directory_costs_each_delivery_one_short_wait_for_names() {
+    let w = world();
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut p = pipeline(&w, 1);
+    p.directory = Some(Arc::new(HungNames {
+        inner: FakeDirectory::new(&w),
+        asked: asked.clone(),
+    }));
+    let journal = MemoryJournal::new();
+    let rt = Runtime::new(config(), p, Arc::new(journal.clone()));
+    let summary = rt.run_once().await.unwrap();
+    assert_eq!(
+        summary.undelivered, 0,
+        "run --once still delivers everything"
+    );
+    let reports = deliveries_of(&w, &freezer_dr_core::ReportKind::Recovered);
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].project_names.is_empty(), "{reports:?}");
+    assert_eq!(reports[0].recipients.len(), 3, "everyone told");
+    let with_projects = w
+        .delivered()
+        .iter()
+        .filter(|d| d.report.projects().len() == 3)
+        .count();
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        with_projects,
+        "one lookup per delivery runs out the budget; the other projects are named by their ids"
+    );
 }

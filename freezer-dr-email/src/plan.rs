@@ -10,8 +10,8 @@ use lettre::message::Mailbox;
 
 use crate::config::{EmailConfig, Phase};
 use crate::render::{
-    Counts, InstanceView, OperatorView, ProjectDigest, ProjectRef, RejectedView, Rendered,
-    ReportView, Templates, UserView, kind_name,
+    Counts, OperatorView, ProjectDigest, ProjectRef, RejectedView, Rendered, ReportView, Templates,
+    UserView, instance_views, kind_name,
 };
 
 /// One mail of a report, before it is sent to each recipient.
@@ -107,7 +107,7 @@ impl Planner {
                 reason: "550 no such user".into(),
             }];
             let pending = BTreeMap::from([("p1".to_owned(), vec!["later@example.org".to_owned()])]);
-            for phase in ["started", "finished", "alert"] {
+            for phase in ["started", "finished", "alert", "notice"] {
                 for r in [&report, &partial] {
                     let view = self.operator_view(r, phase, &rejected, &BTreeMap::new(), &pending);
                     self.templates.mail("operator", &view)?;
@@ -138,6 +138,8 @@ impl Planner {
         match kind {
             ReportKind::HostFenced => digest(Phase::Started, "started"),
             ReportKind::Recovered => digest(Phase::Finished, "finished"),
+            // Good news, not an alert: sent like one (always), worded as a notice.
+            ReportKind::Restored | ReportKind::Resolved => Some("notice"),
             _ => Some("alert"),
         }
     }
@@ -190,10 +192,7 @@ impl Planner {
     }
 
     fn user_view(&self, report: &Report, project: &str, phase: &'static str) -> UserView {
-        let instances: Vec<InstanceView> = report
-            .instances_of(project)
-            .map(InstanceView::from)
-            .collect();
+        let instances = instance_views(report.instances_of(project));
         UserView {
             kind: kind_name(&report.kind),
             phase,
@@ -204,9 +203,7 @@ impl Planner {
                 .map(|h| h.to_string())
                 .unwrap_or_default(),
             report: ReportView::from(report),
-            project: ProjectRef {
-                id: project.to_owned(),
-            },
+            project: ProjectRef::of(report, project),
             counts: Counts::of(&instances),
             instances,
         }
@@ -256,12 +253,11 @@ impl Planner {
     ) -> OperatorView {
         let user_phase = self.user_phase(&report.kind);
         let mut all = Vec::new();
-        let projects = report
+        let mut projects: Vec<ProjectDigest> = report
             .projects()
             .into_iter()
             .map(|p| {
-                let instances: Vec<InstanceView> =
-                    report.instances_of(p).map(InstanceView::from).collect();
+                let instances = instance_views(report.instances_of(p));
                 all.extend(instances.iter().cloned());
                 let users = report.recipients.get(p);
                 let without_email = users
@@ -293,8 +289,11 @@ impl Planner {
                     }
                     _ => None,
                 };
+                let ProjectRef { id, name, label } = ProjectRef::of(report, p);
                 ProjectDigest {
-                    id: p.to_owned(),
+                    id,
+                    name,
+                    label,
                     instances,
                     told: told.get(p).cloned().unwrap_or_default(),
                     pending: pending.get(p).cloned().unwrap_or_default(),
@@ -303,6 +302,8 @@ impl Planner {
                 }
             })
             .collect();
+        // By name, like the instances; a project named by its id only sorts by its id.
+        projects.sort_by_cached_key(|p| p.label.to_lowercase());
         OperatorView {
             kind: kind_name(&report.kind),
             phase,
@@ -313,7 +314,11 @@ impl Planner {
             counts: Counts::of(&all),
             rejected: rejected.to_vec(),
             not_looked_up: if user_phase.is_some() {
-                report.lookup_failed.keys().cloned().collect()
+                report
+                    .lookup_failed
+                    .keys()
+                    .map(|p| ProjectRef::of(report, p).label)
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -441,5 +446,13 @@ mod tests {
                 .is_some(),
             "alerts always go to the operators"
         );
+        for (kind, phase) in [
+            (ReportKind::Restored, "notice"),
+            (ReportKind::Resolved, "notice"),
+            (ReportKind::NeedsOperator, "alert"),
+            (ReportKind::Brake, "alert"),
+        ] {
+            assert_eq!(p.operator_phase(&kind), Some(phase), "{kind:?}");
+        }
     }
 }

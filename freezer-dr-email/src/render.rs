@@ -202,6 +202,16 @@ impl From<&InstanceOutcome> for InstanceView {
     }
 }
 
+/// The lines of `outcomes`, sorted by instance name (ignoring case; instances of the same name keep the
+/// report's order), as every mail lists them.
+pub(crate) fn instance_views<'a>(
+    outcomes: impl Iterator<Item = &'a InstanceOutcome>,
+) -> Vec<InstanceView> {
+    let mut views: Vec<InstanceView> = outcomes.map(InstanceView::from).collect();
+    views.sort_by_cached_key(|v| v.name.to_lowercase());
+    views
+}
+
 /// Outcome counts.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub(crate) struct Counts {
@@ -226,10 +236,29 @@ impl Counts {
     }
 }
 
-/// A project as the user mail sees it.
+/// A project as the mails name it.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct ProjectRef {
     pub id: String,
+    /// The name people know it by; `None` when the directory could not say (the mails use the id).
+    pub name: Option<String>,
+    /// `name (id)`, or the id alone when the name is unknown: for the text, where operators need the id.
+    pub label: String,
+}
+
+impl ProjectRef {
+    /// `project` of `report`, with its name if the runtime learned it.
+    pub fn of(report: &Report, project: &str) -> Self {
+        let name = report.project_name(project).map(str::to_owned);
+        Self {
+            id: project.to_owned(),
+            label: match &name {
+                Some(n) => format!("{n} ({project})"),
+                None => project.to_owned(),
+            },
+            name,
+        }
+    }
 }
 
 /// Context of `user.*`.
@@ -249,6 +278,10 @@ pub(crate) struct UserView {
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct ProjectDigest {
     pub id: String,
+    /// As in [`ProjectRef`].
+    pub name: Option<String>,
+    /// As in [`ProjectRef`].
+    pub label: String,
     pub instances: Vec<InstanceView>,
     /// Addresses the project's mail was accepted for.
     pub told: Vec<String>,
@@ -273,7 +306,8 @@ pub(crate) struct RejectedView {
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct OperatorView {
     pub kind: &'static str,
-    /// `started`, `finished` or `alert`.
+    /// `started`, `finished`, `alert` (needs attention) or `notice` (good news: a host back in service,
+    /// a refusal over).
     pub phase: &'static str,
     pub cloud: Option<String>,
     pub host: Option<String>,
@@ -281,7 +315,8 @@ pub(crate) struct OperatorView {
     pub projects: Vec<ProjectDigest>,
     pub counts: Counts,
     pub rejected: Vec<RejectedView>,
-    /// Projects whose users the directory could not list: not told yet, mailed once it answers.
+    /// Projects whose users the directory could not list (their labels): not told yet, mailed once it
+    /// answers.
     pub not_looked_up: Vec<String>,
 }
 

@@ -21,7 +21,7 @@ fn outcome(id: &str, project: &str, outcome: Outcome) -> InstanceOutcome {
     }
 }
 
-/// A recovery with every outcome and a user without email, and an alert.
+/// A recovery with every outcome, a user without email and one project without a name, and an alert.
 pub(crate) fn reports() -> Vec<Report> {
     let mut r = Report::new(
         "sample-1",
@@ -72,6 +72,8 @@ pub(crate) fn reports() -> Vec<Report> {
             },
         ],
     );
+    // p1 has a name, p2 is named by its id (its name could not be learned): templates render both.
+    r.project_names.insert("p1".into(), "web-prod".into());
     let alert = Report::new(
         "sample-2",
         Timestamp(0),

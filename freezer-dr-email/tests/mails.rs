@@ -74,6 +74,16 @@ async fn users_get_their_own_projects_mail_and_operators_the_digest() {
             );
         }
         assert!(m.subject.starts_with("[freezer-dr]"), "{}", m.subject);
+        // The project by the name people know it by, its id still there for the operators.
+        assert_contains(&m.subject, "Project web-prod: 1 of 3 instance(s) recovered");
+        assert!(!m.subject.contains("alpha"), "{}", m.subject);
+        assert_contains(&m.text, "your project web-prod (alpha)");
+        assert_contains(&m.text, "Instances of project web-prod (alpha):");
+        assert_contains(&m.html, "your project <b>web-prod (alpha)</b>");
+        // Sorted by name: db, scratch, web (the report lists web first).
+        for body in [&m.text, &m.html] {
+            assert_in_order(body, &["alpha-db", "alpha-scratch", "alpha-web"]);
+        }
         assert_contains(
             &m.message_id,
             "freezer-dr.r1.project.alpha@cloud.example.org",
@@ -90,6 +100,9 @@ async fn users_get_their_own_projects_mail_and_operators_the_digest() {
     let dave = to_addr(&msgs, "dave@example.org");
     assert_eq!(dave.len(), 1);
     let d = dave[0];
+    // Its name could not be learned: named by its id.
+    assert_contains(&d.subject, "Project beta: 1 of 1 instance(s) recovered");
+    assert_contains(&d.text, "Instances of project beta:");
     assert!(
         d.html.contains("&lt;script&gt;"),
         "escaped in HTML:\n{}",
@@ -161,6 +174,22 @@ async fn users_get_their_own_projects_mail_and_operators_the_digest() {
         );
     }
     assert_contains(&digest.text, "without an email address");
+    assert_contains(&digest.text, "Project web-prod (alpha):");
+    assert_contains(&digest.html, "<h4>Project web-prod (alpha)</h4>");
+    // Projects by name (beta, web-prod), instances by name within each.
+    let sorted = ["alpha-db", "alpha-scratch", "alpha-web"];
+    assert_in_order(
+        &digest.text,
+        &[&["Project beta:", "Project web-prod (alpha):"], &sorted[..]].concat(),
+    );
+    assert_in_order(
+        &digest.html,
+        &[
+            &["<h4>Project beta</h4>", "<h4>Project web-prod (alpha)</h4>"],
+            &sorted[..],
+        ]
+        .concat(),
+    );
     assert!(
         digest.html.contains("&lt;script&gt;") && !digest.html.contains("<script>"),
         "{}",
@@ -214,6 +243,36 @@ async fn alerts_go_to_the_operators_only() {
     );
     assert_contains(&msgs[0].subject, "ALERT needs_operator");
     assert_contains(&msgs[0].text, "power status never read off");
+}
+
+#[tokio::test]
+async fn a_host_back_in_service_is_a_notice_not_an_alert() {
+    let Some((server, n)) = plain_notifier() else {
+        return;
+    };
+    let r = Report::new(
+        "restored-1",
+        Timestamp(1_700_000_000_000),
+        ReportKind::Restored,
+        Audience::Operators,
+        Some(HostId::from("compute-3")),
+        "compute-3 was repaired and returned to service",
+    );
+    n.notify(&r).await.unwrap();
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), 3, "to the three operators, like an alert");
+    for m in &msgs {
+        assert_eq!(
+            m.subject,
+            "[freezer-dr] notice restored: compute-3 was repaired and returned to service"
+        );
+        assert!(
+            !m.text.contains("ALERT") && !m.html.contains("ALERT"),
+            "{}",
+            m.text
+        );
+        assert!(m.text.starts_with("Notice (restored)"), "{}", m.text);
+    }
 }
 
 #[tokio::test]

@@ -77,6 +77,9 @@ fn check_recipients(msgs: &[Received]) {
     assert_eq!(rcpts, want);
     for p in ["project-a", "project-b", "project-c"] {
         for m in to_addr(msgs, &format!("user-of-{p}@example.org")) {
+            // The name the directory gave, looked up by the runtime; the id in the text.
+            assert_contains(&m.subject, &format!("Project name-of-{p}: "));
+            assert_contains(&m.text, &format!("project name-of-{p} ({p})"));
             for other in ["project-a", "project-b", "project-c"] {
                 if other != p {
                     assert!(
@@ -266,7 +269,7 @@ async fn killed_after_the_server_accepted_resends_only_the_same_message_ids() {
     check_recipients(&after);
 }
 
-/// A directory that cannot list the users of `project-b` while `broken` is set.
+/// A directory that cannot list the users of `project-b`, nor name it, while `broken` is set.
 #[derive(Clone)]
 struct PatchyDirectory {
     inner: FakeDirectory,
@@ -283,6 +286,16 @@ impl freezer_dr_core::Directory for PatchyDirectory {
             ));
         }
         self.inner.recipients(project).await
+    }
+
+    async fn project_name(&self, project: &str) -> Result<Option<String>> {
+        if project == "project-b" && self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::Unreachable,
+                "keystone: connection refused",
+            ));
+        }
+        self.inner.project_name(project).await
     }
 }
 

@@ -12,17 +12,19 @@ use tokio::sync::Mutex;
 use crate::config::{KeystoneConfig, Sources};
 use crate::session::{Call, Service, Session};
 
-/// Lists a project's users from Keystone role assignments.
+/// Lists a project's users from Keystone role assignments, and names projects.
 ///
 /// `GET /v3/role_assignments?scope.project.id=P&effective&include_names` (Keystone expands group
-/// memberships and inherited roles), then each user's record for the email. Answers are cached per
-/// project for `cache_ttl`, and user records for the same time.
+/// memberships and inherited roles), then each user's record for the email; `GET /v3/projects/P` for the
+/// project's name. Answers are cached per project for `cache_ttl`, and user records for the same time;
+/// failures are not cached.
 #[derive(Debug)]
 pub struct KeystoneDirectory {
     session: Session,
     ttl: Duration,
     projects: Mutex<HashMap<String, (Instant, Vec<Recipient>)>>,
     users: Mutex<HashMap<String, (Instant, UserRecord)>>,
+    names: Mutex<HashMap<String, (Instant, String)>>,
 }
 
 impl KeystoneDirectory {
@@ -34,6 +36,7 @@ impl KeystoneDirectory {
             ttl: cfg.cache_ttl,
             projects: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
         })
     }
 
@@ -128,6 +131,22 @@ pub(crate) fn assigned_users(body: &Value) -> Result<BTreeMap<String, String>> {
     Ok(users)
 }
 
+/// The name in a `GET /v3/projects/{id}` answer.
+fn project_name(body: &Value) -> Result<String> {
+    body.get("project")
+        .and_then(|p| p.get("name"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidResponse,
+                "Keystone's project record has no \"project.name\"",
+            )
+        })
+}
+
 #[async_trait]
 impl Directory for KeystoneDirectory {
     async fn recipients(&self, project: &str) -> Result<Vec<Recipient>> {
@@ -167,6 +186,28 @@ impl Directory for KeystoneDirectory {
         Ok(out)
     }
 
+    async fn project_name(&self, project: &str) -> Result<Option<String>> {
+        if let Some((at, name)) = self.names.lock().await.get(project)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(Some(name.clone()));
+        }
+        let enc: String = url::form_urlencoded::byte_serialize(project.as_bytes()).collect();
+        let body = self
+            .get(
+                &format!("/projects/{enc}"),
+                &format!("read project {project}"),
+            )
+            .await
+            .map_err(|e| e.with_context("project", project))?;
+        let name = project_name(&body).map_err(|e| e.with_context("project", project))?;
+        self.names
+            .lock()
+            .await
+            .insert(project.to_owned(), (Instant::now(), name.clone()));
+        Ok(Some(name))
+    }
+
     async fn healthcheck(&self) -> Result<()> {
         self.get("/auth/projects", "list the projects the token may use")
             .await
@@ -192,5 +233,19 @@ mod tests {
         assert_eq!(users.len(), 2);
         assert_eq!(users["u2"], "bob");
         assert!(assigned_users(&json!({})).is_err());
+    }
+
+    #[test]
+    fn a_project_record_gives_its_name() {
+        let body = json!({"project": {"id": "ef67", "name": " web-prod ", "domain_id": "default"}});
+        assert_eq!(project_name(&body).unwrap(), "web-prod");
+        for bad in [
+            json!({}),
+            json!({"project": {"id": "ef67"}}),
+            json!({"project": {"name": " "}}),
+        ] {
+            let e = project_name(&bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidResponse, "{bad}");
+        }
     }
 }

@@ -1,16 +1,25 @@
 //! Faults a real Nova cannot produce on demand, through the scripted server (tests/common/scripted.rs):
 //! 500s, 409s, 400 "still in use", hangs, slow answers, tokens revoked or expiring mid-run, pagination, a
-//! sloppy host filter, endpoint selection, request ids in errors, and no secret in any error.
+//! sloppy host filter, endpoint selection, request ids in errors, and no secret in any error; and
+//! Keystone failing to name a project (404, 403, a hang), which the mails survive under the id.
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use common::scripted::{Fault, Scripted};
-use freezer_dr_core::testing::instance;
-use freezer_dr_core::{ErrorKind, Evacuator, Fenced, Health, HostId, Monitor, Progress, Secret};
-use freezer_dr_nova::{AuthConfig, NovaConfig, NovaEvacuator, NovaMonitor};
+use freezer_dr_core::journal::MemoryJournal;
+use freezer_dr_core::testing::{FakeDirectory, World, fake_pipeline, fast_recovery, instance};
+use freezer_dr_core::{
+    Directory, ErrorKind, Evacuator, Fenced, Health, HostId, Instance, Monitor, Progress,
+    Recipient, Report, ReportKind, Runtime, Secret,
+};
+use freezer_dr_nova::{
+    AuthConfig, KeystoneConfig, KeystoneDirectory, NovaConfig, NovaEvacuator, NovaMonitor,
+};
 use serde_json::json;
 
 fn cfg(s: &Scripted) -> NovaConfig {
@@ -595,4 +604,141 @@ async fn isolation_reads_the_service_first_and_stops_for_another_actor() {
     disable("freezer-dr:fenced:j0badc0ffee:c2@1:2026-12-01T10:00:01Z");
     let err = e.instances(&f).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OtherActor, "{err}");
+}
+
+// ----- Keystone: project names ------------------------------------------------------------------
+
+fn keystone(s: &Scripted) -> KeystoneConfig {
+    KeystoneConfig {
+        auth: cfg(s).auth,
+        timeout: Duration::from_millis(300),
+        ..Default::default()
+    }
+}
+
+/// [`cloud`], with the Keystone projects `project-a` (`web-prod`), `project-c` and `project-d`;
+/// `project-b` does not exist.
+async fn keystone_cloud() -> Scripted {
+    let s = cloud().await;
+    for (id, name) in [
+        ("project-a", "web-prod"),
+        ("project-c", "secret"),
+        ("project-d", "slow"),
+    ] {
+        s.add_project(id, name);
+    }
+    s
+}
+
+fn forbidden() -> Fault {
+    Fault::Status(
+        403,
+        json!({"error": {"code": 403, "title": "Forbidden",
+               "message": "You are not authorized to perform the requested action: identity:get_project."}}),
+    )
+}
+
+#[tokio::test]
+async fn a_project_is_named_by_keystone_and_a_missing_forbidden_or_slow_one_is_an_error() {
+    let s = keystone_cloud().await;
+    let d = KeystoneDirectory::new(keystone(&s)).unwrap();
+    assert_eq!(
+        d.project_name("project-a").await.unwrap().as_deref(),
+        Some("web-prod")
+    );
+    d.project_name("project-a").await.unwrap();
+    assert_eq!(
+        s.calls(&Method::GET, "/identity/v3/projects/project-a"),
+        1,
+        "a name is cached"
+    );
+
+    let e = d.project_name("project-b").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(
+        !e.is_temporary() && e.to_string().contains("project-b"),
+        "{e}"
+    );
+
+    s.fault(Method::GET, "/identity/v3/projects/project-c", forbidden());
+    let e = d.project_name("project-c").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert!(!e.is_temporary(), "{e}");
+
+    s.fault(
+        Method::GET,
+        "/identity/v3/projects/project-d",
+        Fault::Delay(Duration::from_secs(5)),
+    );
+    let t = Instant::now();
+    let e = d.project_name("project-d").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(
+        e.is_temporary() && t.elapsed() < Duration::from_secs(3),
+        "{e}"
+    );
+    // Failures are not cached: once Keystone answers, the name is there.
+    assert_eq!(
+        d.project_name("project-d").await.unwrap().as_deref(),
+        Some("slow")
+    );
+}
+
+/// Users from the testing directory, names from Keystone (the scripted server).
+struct KeystoneNames {
+    users: FakeDirectory,
+    keystone: KeystoneDirectory,
+}
+
+#[async_trait::async_trait]
+impl Directory for KeystoneNames {
+    async fn recipients(&self, project: &str) -> freezer_dr_core::Result<Vec<Recipient>> {
+        self.users.recipients(project).await
+    }
+
+    async fn project_name(&self, project: &str) -> freezer_dr_core::Result<Option<String>> {
+        self.keystone.project_name(project).await
+    }
+}
+
+#[tokio::test]
+async fn a_project_keystone_cannot_name_is_mailed_under_its_id_at_once() {
+    // project-a is named; project-b is unknown (404); project-c is forbidden (403); project-d hangs.
+    let s = keystone_cloud().await;
+    for _ in 0..4 {
+        s.fault(Method::GET, "/identity/v3/projects/project-c", forbidden());
+        s.fault(
+            Method::GET,
+            "/identity/v3/projects/project-d",
+            Fault::Delay(Duration::from_secs(5)),
+        );
+    }
+    let w = World::c1_failed(3, 3, 1).instance(Instance {
+        project: "project-d".into(),
+        ..instance("c1-vm-d", "c1")
+    });
+    let mut pipeline = fake_pipeline(&w, 1);
+    pipeline.directory = Some(Arc::new(KeystoneNames {
+        users: FakeDirectory::new(&w),
+        keystone: KeystoneDirectory::new(keystone(&s)).unwrap(),
+    }));
+    let rt = Runtime::new(fast_recovery(), pipeline, Arc::new(MemoryJournal::new()));
+    let summary = rt.run_once().await.unwrap();
+    assert_eq!(summary.recovered, [HostId::from("c1")], "{summary:?}");
+    assert_eq!(summary.undelivered, 0, "no mail waits for a name");
+    let recovered: Vec<Report> = w
+        .delivered()
+        .into_iter()
+        .map(|d| d.report)
+        .filter(|r| r.kind == ReportKind::Recovered)
+        .collect();
+    assert_eq!(recovered.len(), 1, "delivered once: {recovered:?}");
+    let r = &recovered[0];
+    assert_eq!(
+        r.project_names,
+        BTreeMap::from([("project-a".to_owned(), "web-prod".to_owned())]),
+        "the others are named by their ids"
+    );
+    assert_eq!(r.recipients.len(), 4, "every project's users told: {r:?}");
+    assert!(r.lookup_failed.is_empty(), "{r:?}");
 }

@@ -444,6 +444,11 @@ async fn real_nova_recovery_path() {
     dir.healthcheck().await.expect("directory healthcheck");
     let demo = lab.var("LAB_DEMO_PROJECT_ID").to_owned();
     conformance::directory(&dir, &demo).await;
+    assert_eq!(
+        dir.project_name(&demo).await.unwrap().as_deref(),
+        Some("demo"),
+        "the mails name the project as Keystone does"
+    );
     let users = dir.recipients(&demo).await.unwrap();
     let by_name: BTreeMap<&str, Option<&str>> = users
         .iter()

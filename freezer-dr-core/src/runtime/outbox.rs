@@ -1,6 +1,6 @@
 //! Report delivery from the journal's outbox, with its retries.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +11,10 @@ use super::backoff::Backoff;
 use super::call::call;
 use super::{Clock, Pipeline};
 use crate::engine::RecoveryConfig;
-use crate::{Audience, ErrorKind, Failure, Journal, Notifier, Report, Timestamp};
+use crate::{Audience, Directory, ErrorKind, Failure, Journal, Notifier, Report, Timestamp};
 
-/// Delivers outbox entries until aborted: recipients resolved from the directory just before delivery,
+/// Delivers outbox entries until aborted: recipients (and project names) resolved from the directory just
+/// before delivery,
 /// failures recorded with the next attempt time (exponential backoff, capped at 15 min). Nothing is
 /// dropped: an entry leaves the outbox only once every audience of its report was told.
 ///
@@ -190,28 +191,67 @@ async fn deliver(
             .iter()
             .all(|p| report.told.projects.contains(*p) || report.lookup_failed.contains_key(*p));
     if !nothing_new {
+        if let Some(directory) = &pipeline.directory {
+            learn_project_names(cfg, directory.as_ref(), report).await;
+        }
         call(cfg, "notify", true, || notifier.notify(report)).await?;
     }
     if failures.is_empty() {
         return Ok(None);
     }
     report.told.operators = true;
-    let looked_up: Vec<String> = report
-        .projects()
-        .into_iter()
-        .filter(|p| !report.lookup_failed.contains_key(*p))
-        .map(str::to_owned)
-        .collect();
+    let looked_up = projects_not_in(report, &report.lookup_failed);
     report.told.projects.extend(looked_up);
     Ok(Some(lookup_failure(&report.lookup_failed, &failures)))
 }
 
+/// The projects of `report` that are not keys of `map`.
+fn projects_not_in(report: &Report, map: &BTreeMap<String, String>) -> Vec<String> {
+    report
+        .projects()
+        .into_iter()
+        .filter(|p| !map.contains_key(*p))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The most a delivery attempt spends learning project names: a name is a courtesy, the mail must not
+/// wait for it (with a hung directory, `run --once` would otherwise leave its last report undelivered).
+fn names_budget(cfg: &RecoveryConfig) -> Duration {
+    (cfg.call_timeout / 4).min(Duration::from_secs(5))
+}
+
+/// Asks the directory for the name of each project of `report` not named yet: one try each, all within
+/// [`names_budget`]. A name it cannot learn is logged and the mails name that project by its id (for good,
+/// if this attempt delivers everything: a mail is never held back for a name).
+async fn learn_project_names(cfg: &RecoveryConfig, directory: &dyn Directory, report: &mut Report) {
+    let unnamed = projects_not_in(report, &report.project_names);
+    let budget = names_budget(cfg);
+    let deadline = tokio::time::Instant::now() + budget;
+    for (i, project) in unnamed.iter().enumerate() {
+        match tokio::time::timeout_at(deadline, directory.project_name(project)).await {
+            Ok(Ok(Some(name))) if !name.trim().is_empty() => {
+                report
+                    .project_names
+                    .insert(project.clone(), name.trim().to_owned());
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                warn!(report = %report.id, project = %project, error = %e,
+                      "cannot learn the project's name: its mails name it by its id");
+            }
+            Err(_) => {
+                warn!(report = %report.id, projects = unnamed.len() - i, budget = ?budget,
+                      "the directory did not name the projects in time: their mails name them by their ids");
+                break;
+            }
+        }
+    }
+}
+
 /// One failure for the outbox entry from the lookups that failed in an attempt: temporary if any of them
 /// is (the directory may answer soon), so the backoff stays short while it can help.
-fn lookup_failure(
-    lookup_failed: &std::collections::BTreeMap<String, String>,
-    failures: &[Failure],
-) -> Failure {
+fn lookup_failure(lookup_failed: &BTreeMap<String, String>, failures: &[Failure]) -> Failure {
     let projects: Vec<String> = lookup_failed
         .iter()
         .map(|(p, why)| format!("{p}: {why}"))

@@ -593,8 +593,19 @@ pub async fn monitor(m: &dyn Monitor) {
 }
 
 /// The [`Directory`] contract, for a project that has users: `recipients` lists them, each once, and
-/// every email it gives looks like one.
+/// every email it gives looks like one; `project_name` answers, with a name that is not blank if it
+/// knows one.
 pub async fn directory(d: &dyn Directory, project: &str) {
+    let name = d
+        .project_name(project)
+        .await
+        .unwrap_or_else(|e| panic!("directory: project_name({project}) failed: {e}"));
+    if let Some(name) = name {
+        assert!(
+            !name.trim().is_empty(),
+            "directory: project_name({project}) is blank"
+        );
+    }
     let users = d
         .recipients(project)
         .await

@@ -349,7 +349,7 @@ impl Evacuator for FakeEvacuator {
 // ---------------------------------------------------------------------------------------------------
 
 /// A [`Directory`] over a [`World`]: every project has one user, `user-of-<project>`, with the email
-/// `user-of-<project>@example.org`.
+/// `user-of-<project>@example.org`, and the name `name-of-<project>`.
 #[derive(Clone, Debug)]
 pub struct FakeDirectory {
     world: World,
@@ -377,6 +377,16 @@ impl Directory for FakeDirectory {
                 name: user.clone(),
                 email: Some(format!("{user}@example.org")),
             }])
+        })
+        .await
+    }
+
+    async fn project_name(&self, project: &str) -> Result<Option<String>> {
+        let call = Call::ProjectName {
+            project: project.to_owned(),
+        };
+        run(&self.world, call, |_| {
+            Ok(Some(format!("name-of-{project}")))
         })
         .await
     }

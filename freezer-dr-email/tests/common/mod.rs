@@ -220,6 +220,22 @@ pub fn assert_contains(text: &str, needle: &str) {
     assert!(text.contains(needle), "{needle:?} is not in:\n{text}");
 }
 
+/// Panics, showing `text`, unless `needles` appear in it in this order (each at its first place).
+#[track_caller]
+pub fn assert_in_order(text: &str, needles: &[&str]) {
+    let at: Vec<usize> = needles
+        .iter()
+        .map(|n| {
+            text.find(n)
+                .unwrap_or_else(|| panic!("{n:?} is not in:\n{text}"))
+        })
+        .collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "not in the order {needles:?} (at {at:?}):\n{text}"
+    );
+}
+
 /// Messages whose envelope recipient is `addr`.
 pub fn to_addr<'a>(msgs: &'a [Received], addr: &str) -> Vec<&'a Received> {
     msgs.iter()
@@ -343,6 +359,8 @@ pub fn recovered(id: &str) -> Report {
         "beta".into(),
         vec![user("u-dave", Some("dave@example.org"))],
     );
+    // Alpha's name is known; beta's could not be learned (its mails name it by its id).
+    r.project_names.insert("alpha".into(), "web-prod".into());
     r
 }
 

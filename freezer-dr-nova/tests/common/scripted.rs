@@ -35,6 +35,8 @@ pub struct State {
     pub servers: BTreeMap<String, Value>,
     /// Evacuation migration records (`GET /os-migrations`), each with its `instance_uuid`.
     pub migrations: Vec<Value>,
+    /// Keystone projects by id (`GET /identity/v3/projects/{id}`).
+    pub projects: BTreeMap<String, Value>,
     /// (method, path prefix, fault), consumed in order when matched.
     pub faults: VecDeque<(Method, String, Fault)>,
     /// Every API call after auth: (method, path with query).
@@ -128,6 +130,16 @@ impl Scripted {
                     "tenant_id": "p1", "user_id": "u1", "metadata": {}, "image": "",
                     "OS-EXT-SRV-ATTR:host": host, "OS-EXT-STS:task_state": null,
                 }),
+            );
+        });
+    }
+
+    /// A Keystone project `id` named `name`.
+    pub fn add_project(&self, id: &str, name: &str) {
+        self.with(|s| {
+            s.projects.insert(
+                id.to_owned(),
+                json!({"id": id, "name": name, "domain_id": "default", "enabled": true}),
             );
         });
     }
@@ -300,6 +312,18 @@ async fn handle(
         }
     }
 
+    if let Some(id) = path.strip_prefix("/identity/v3/projects/")
+        && method == Method::GET
+    {
+        return match st.lock().unwrap().projects.get(id) {
+            Some(p) => reply(200, json!({ "project": p })),
+            None => reply(
+                404,
+                json!({"error": {"code": 404, "title": "Not Found",
+                       "message": format!("Could not find project: {id}.")}}),
+            ),
+        };
+    }
     let Some(rest) = path.strip_prefix("/compute/v2.1") else {
         return reply(
             404,

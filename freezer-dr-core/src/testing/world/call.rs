@@ -27,6 +27,8 @@ pub enum Op {
     Notify,
     /// [`crate::Directory::recipients`].
     Recipients,
+    /// [`crate::Directory::project_name`].
+    ProjectName,
 }
 
 /// One driver call as the world saw it (calls that hung on a crash are not logged).
@@ -92,6 +94,11 @@ pub enum Call {
         /// The project.
         project: String,
     },
+    /// `project_name(project)`.
+    ProjectName {
+        /// The project.
+        project: String,
+    },
 }
 
 impl Call {
@@ -109,6 +116,7 @@ impl Call {
             Call::Restore { .. } => Op::Restore,
             Call::Notify { .. } => Op::Notify,
             Call::Recipients { .. } => Op::Recipients,
+            Call::ProjectName { .. } => Op::ProjectName,
         }
     }
 
@@ -128,7 +136,7 @@ impl Call {
                 report_id,
                 notifier,
             } => vec![report_id.as_str(), notifier.as_str()],
-            Call::Recipients { project } => vec![project.as_str()],
+            Call::Recipients { project } | Call::ProjectName { project } => vec![project.as_str()],
         }
     }
 }
