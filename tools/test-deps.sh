@@ -23,6 +23,8 @@ PACKAGES=(build-essential pkg-config
     python3-venv python3-dev curl
 )
 bash tools/apt-install.sh "${PACKAGES[@]}"
+# freezer-dr-prometheus: the real Prometheus its tests start on 127.0.0.1 (never the packaged service).
+bash tools/apt-install.sh --no-start prometheus
 
 # ---- The lab (lab/install.sh): the OpenStack lab of freezer-dr-nova (MariaDB + RabbitMQ from Debian,
 # never started by apt; keystone, openstack-placement and nova from PyPI into a venv outside the

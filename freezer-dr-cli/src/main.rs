@@ -15,6 +15,10 @@ freezer_dr_cli::drivers![
     freezer_dr_drivers_libvirt,
     #[cfg(feature = "email")]
     freezer_dr_email,
+    #[cfg(feature = "prometheus")]
+    freezer_dr_prometheus,
+    #[cfg(feature = "tcp")]
+    freezer_dr_tcp,
 ];
 
 fn main() -> std::process::ExitCode {
