@@ -136,8 +136,10 @@ fn stage_detail(stage: &Stage) -> String {
     }
 }
 
+/// Hosts `status` lists: those in recovery or suspect, and healthy ones the combined monitors disagree
+/// about (one says down).
 fn in_view(h: &HostRecord) -> bool {
-    !matches!(h.stage, Stage::Healthy)
+    !matches!(h.stage, Stage::Healthy) || h.disputed > 0
 }
 
 /// The election part of `status` in HA mode: who leads, since when, who stands by.
@@ -204,6 +206,13 @@ pub fn status(snapshot: &Snapshot, requests: &[PendingRequest]) -> String {
         );
     }
 
+    for (monitor, n) in &snapshot.meta.monitor_failures {
+        let _ = writeln!(
+            out,
+            "Monitor {monitor}: failing ({n} in a row): unknown for every host meanwhile"
+        );
+    }
+
     let hosts: Vec<&HostRecord> = snapshot.hosts.iter().filter(|h| in_view(h)).collect();
     if hosts.is_empty() {
         out.push_str("Hosts: all healthy\n");
@@ -221,6 +230,16 @@ pub fn status(snapshot: &Snapshot, requests: &[PendingRequest]) -> String {
                     .map(|r| format!("  recovery {r}"))
                     .unwrap_or_default()
             );
+            if h.disputed > 0 {
+                let _ = writeln!(
+                    out,
+                    "    the monitors disagree ({} observations in a row): not fenced",
+                    h.disputed
+                );
+            }
+            for v in &h.views {
+                let _ = writeln!(out, "    {v}");
+            }
             let (settled, active): (Vec<_>, Vec<_>) =
                 h.instances.values().partition(|i| i.state.is_terminal());
             for i in active {
@@ -278,6 +297,8 @@ pub fn status_json(snapshot: &Snapshot, requests: &[PendingRequest]) -> serde_js
                 "since": h.since.to_string(),
                 "recovery": h.recovery,
                 "health": h.health,
+                "views": h.views,
+                "disputed": h.disputed,
                 "instances": instances,
             })
         })
@@ -287,6 +308,7 @@ pub fn status_json(snapshot: &Snapshot, requests: &[PendingRequest]) -> serde_js
         "paused": snapshot.meta.paused,
         "storm_since": snapshot.meta.storm_since.map(|t| t.to_string()),
         "observation_failures": snapshot.meta.observation_failures,
+        "monitor_failures": snapshot.meta.monitor_failures,
         "hosts": hosts,
         "requests": requests,
     })
@@ -483,6 +505,46 @@ mod tests {
         assert!(text.contains("a (vm-a)  requested  attempts 1"), "{text}");
         assert!(text.contains("1 instance(s) settled"), "{text}");
         assert!(!text.contains("compute-9"), "{text}");
+    }
+
+    #[test]
+    fn status_shows_each_monitors_view_of_a_disputed_host_and_a_failing_monitor() {
+        let mut h = HostRecord::new(HostId::from("compute-2"), Timestamp(0));
+        h.disputed = 3;
+        h.views = vec![
+            freezer_dr_core::MonitorView {
+                monitor: "nova".into(),
+                health: freezer_dr_core::Health::down("heartbeat 90s old"),
+                failed: false,
+            },
+            freezer_dr_core::MonitorView {
+                monitor: "tcp".into(),
+                health: freezer_dr_core::Health::Up,
+                failed: false,
+            },
+        ];
+        let mut snap = Snapshot {
+            hosts: vec![h],
+            ..Snapshot::default()
+        };
+        snap.meta.monitor_failures.insert("prometheus".into(), 4);
+        let text = status(&snap, &[]);
+        assert!(text.contains("compute-2  healthy"), "{text}");
+        assert!(
+            text.contains("the monitors disagree (3 observations in a row): not fenced"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    nova: down (heartbeat 90s old)\n    tcp: up\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Monitor prometheus: failing (4 in a row)"),
+            "{text}"
+        );
+        let j = status_json(&snap, &[]);
+        assert_eq!(j["hosts"][0]["views"][1]["monitor"], "tcp");
+        assert_eq!(j["monitor_failures"]["prometheus"], 4);
     }
 
     #[test]

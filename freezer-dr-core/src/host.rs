@@ -169,6 +169,10 @@ pub struct HostHealth {
     /// Its administrative state.
     #[serde(default)]
     pub admin: AdminState,
+    /// When several monitors are combined: each one's view of this host, in configuration order
+    /// (`health` is then their combined verdict). Empty with a single monitor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub views: Vec<MonitorView>,
 }
 
 impl HostHealth {
@@ -178,6 +182,40 @@ impl HostHealth {
             host: host.into(),
             health,
             admin: AdminState::default(),
+            views: Vec::new(),
+        }
+    }
+
+    /// True if one of the combined monitors says down while the combined verdict does not, because
+    /// another one that observed says up or cannot tell (the second opinion that keeps a host with a dead
+    /// `nova-compute` from being powered off). A monitor whose whole observation failed is no opinion:
+    /// that is reported as its failure, not as a dispute.
+    pub fn disputed(&self) -> bool {
+        !self.health.is_down()
+            && self.views.iter().any(|v| v.health.is_down())
+            && self.views.iter().any(|v| !v.failed && !v.health.is_down())
+    }
+}
+
+/// One monitor's view of one host, kept beside the combined verdict (`status`, `history` and the
+/// operators' mails show it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorView {
+    /// The monitor's name (its `name` key, else its `type`).
+    pub monitor: String,
+    /// What it saw (a monitor whose observation failed sees `Unknown` for every host).
+    pub health: Health,
+    /// True if the monitor's whole observation failed (rather than this host being unknown to it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
+}
+
+impl fmt::Display for MonitorView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.health {
+            Health::Up => write!(f, "{}: up", self.monitor),
+            Health::Down { reason } => write!(f, "{}: down ({reason})", self.monitor),
+            Health::Unknown { reason } => write!(f, "{}: unknown ({reason})", self.monitor),
         }
     }
 }

@@ -48,11 +48,11 @@ pub use evacuator::{Evacuator, Progress};
 pub use fence::{FenceProof, FenceRecord, Fenced};
 pub use fencer::{Fencer, PowerState};
 pub use host::{
-    AdminState, Health, HostHealth, HostId, Instance, Timestamp, is_isolation_marker,
+    AdminState, Health, HostHealth, HostId, Instance, MonitorView, Timestamp, is_isolation_marker,
     isolation_marker, marker_journal,
 };
 pub use journal::Journal;
-pub use monitor::Monitor;
+pub use monitor::{Combine, CombinedMonitor, Monitor};
 pub use notifier::Notifier;
 pub use report::{Audience, InstanceOutcome, Outcome, Report, ReportKind, Told};
 pub use runtime::Runtime;

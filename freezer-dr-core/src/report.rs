@@ -50,6 +50,9 @@ pub enum ReportKind {
     Resolved,
     /// An operator paused or resumed freezer-dr.
     Brake,
+    /// Combined monitors disagree about a host for as long as the strike count (one says down, the
+    /// verdict does not): it was not fenced.
+    MonitorsDisagree,
 }
 
 /// What happened to one instance.

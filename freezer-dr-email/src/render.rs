@@ -332,5 +332,6 @@ pub(crate) fn kind_name(kind: &ReportKind) -> &'static str {
         ReportKind::AllStale => "all_stale",
         ReportKind::Resolved => "resolved",
         ReportKind::Brake => "brake",
+        ReportKind::MonitorsDisagree => "monitors_disagree",
     }
 }

@@ -102,6 +102,7 @@ pub(crate) fn health_of(
         host: HostId::from(s.host.as_str()),
         health,
         admin,
+        views: Vec::new(),
     }
 }
 

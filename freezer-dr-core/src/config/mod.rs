@@ -21,8 +21,8 @@ use crate::registry::{self, BuildContext, Kind};
 use crate::runtime::Pipeline;
 
 pub use crate::engine::policy::{
-    EvacuationConfig, FencingConfig, LocalRootDisk, PolicyConfig, PolicyMode, RecoveryConfig,
-    ReturnToService, StormConfig, duration,
+    EvacuationConfig, FencingConfig, LocalRootDisk, MonitorsConfig, PolicyConfig, PolicyMode,
+    RecoveryConfig, ReturnToService, StormConfig, duration,
 };
 
 /// `[journal]`: where decisions are stored before they are acted on.
@@ -55,6 +55,9 @@ pub struct DriverSection {
     pub key: String,
     /// The `type` value: the registered driver name.
     pub type_name: String,
+    /// How views and reports name the section: a monitor's `name` key (when several monitors are
+    /// combined, two of a type need one each), else its `type`.
+    pub name: String,
     /// The other keys of the section, deserialized by the driver itself.
     pub options: toml::Table,
 }
@@ -65,6 +68,7 @@ impl fmt::Debug for DriverSection {
             .field("kind", &self.kind)
             .field("key", &self.key)
             .field("type_name", &self.type_name)
+            .field("name", &self.name)
             .field("options", &self.options.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -84,8 +88,9 @@ pub struct Config {
     /// `[ha]`: active/passive on etcd, if configured (then the journal lives in etcd and `[journal]` is
     /// not used).
     pub ha: Option<HaConfig>,
-    /// `[monitor]`.
-    pub monitor: DriverSection,
+    /// `[monitor]`, or several `[[monitor]]` sections combined as `[recovery.monitors]` says (at least
+    /// one).
+    pub monitors: Vec<DriverSection>,
     /// `[[fencer]]`: the fencing levels, in order (at least one).
     pub fencers: Vec<DriverSection>,
     /// `[evacuator]`.
@@ -118,7 +123,7 @@ impl Config {
 
     /// Every driver section in pipeline order: monitor, fencers, evacuator, directory, notifiers.
     pub fn sections(&self) -> Vec<&DriverSection> {
-        let mut v = vec![&self.monitor];
+        let mut v: Vec<&DriverSection> = self.monitors.iter().collect();
         v.extend(&self.fencers);
         v.push(&self.evacuator);
         v.extend(&self.directory);
@@ -129,7 +134,7 @@ impl Config {
     /// Builds the drivers: looks each section's `type` up in the [`registry`] and calls its
     /// build function. Pure: no network I/O (`healthcheck` is where drivers connect).
     pub fn build(&self) -> crate::Result<Pipeline> {
-        let monitor = self.build_one(registry::monitors(), &self.monitor)?;
+        let monitor = self.build_monitor()?;
         let fencers = self
             .fencers
             .iter()
@@ -153,6 +158,26 @@ impl Config {
             directory,
             notifiers,
         })
+    }
+
+    /// The one monitor, or several combined (each observation given three quarters of the call timeout,
+    /// so one slow monitor is unknown rather than the whole observation timing out).
+    fn build_monitor(&self) -> crate::Result<Arc<dyn crate::Monitor>> {
+        let mut built = self
+            .monitors
+            .iter()
+            .map(|s| Ok((s.name.clone(), self.build_one(registry::monitors(), s)?)))
+            .collect::<crate::Result<Vec<_>>>()?;
+        if built.len() == 1
+            && let Some((_, only)) = built.pop()
+        {
+            return Ok(only);
+        }
+        Ok(Arc::new(crate::CombinedMonitor::new(
+            built,
+            self.recovery.monitors.combine,
+            self.recovery.call_timeout.mul_f64(0.75),
+        )))
     }
 
     fn build_one<T: ?Sized + 'static>(

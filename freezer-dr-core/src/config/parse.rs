@@ -87,9 +87,7 @@ impl Config {
             return Err(crate::Error::config_problems(problems));
         }
 
-        let monitor = cx
-            .single(&table, Kind::Monitor)?
-            .ok_or_else(|| cx.missing(Kind::Monitor))?;
+        let monitors = cx.monitors(&table)?;
         let fencers = cx.list(&table, Kind::Fencer)?;
         if fencers.is_empty() {
             return Err(cx.missing(Kind::Fencer));
@@ -105,7 +103,7 @@ impl Config {
             recovery,
             journal,
             ha,
-            monitor,
+            monitors,
             fencers,
             evacuator,
             directory,
@@ -209,6 +207,33 @@ impl ParseCx<'_> {
         }
     }
 
+    /// `[monitor]`, or `[[monitor]]` listed one or more times (combined): at least one, each with a
+    /// distinct name.
+    fn monitors(&self, table: &toml::Table) -> crate::Result<Vec<DriverSection>> {
+        let kind = Kind::Monitor;
+        let monitors = match table.get(kind.as_str()) {
+            Some(toml::Value::Array(_)) => self.list(table, kind)?,
+            _ => self.single(table, kind)?.into_iter().collect(),
+        };
+        if monitors.is_empty() {
+            return Err(self.missing(kind));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for m in &monitors {
+            if !seen.insert(m.name.as_str()) {
+                return Err(self.error(
+                    &format!("{}.name", m.key),
+                    format!(
+                        "a second monitor named `{}`: give each [[monitor]] of the same type its own \
+                         `name = \"...\"` (views and reports name them by it)",
+                        m.name
+                    ),
+                ));
+            }
+        }
+        Ok(monitors)
+    }
+
     /// `[[fencer]]`, `[[notifier]]`.
     fn list(&self, table: &toml::Table, kind: Kind) -> crate::Result<Vec<DriverSection>> {
         let name = kind.as_str();
@@ -285,10 +310,28 @@ impl ParseCx<'_> {
                 ));
             }
         };
+        let name = match kind {
+            Kind::Monitor => match options.remove("name") {
+                None => type_name.clone(),
+                Some(toml::Value::String(s)) if !s.trim().is_empty() => s,
+                Some(other) => {
+                    return Err(self.error(
+                        &format!("{key}.name"),
+                        format!(
+                            "expected a non-empty string naming this monitor in views and reports, \
+                             e.g. `name = \"nova\"`, found {}",
+                            other
+                        ),
+                    ));
+                }
+            },
+            _ => type_name.clone(),
+        };
         Ok(DriverSection {
             kind,
             key,
             type_name,
+            name,
             options,
         })
     }

@@ -135,7 +135,7 @@ fn minimal_file_gets_the_safe_defaults() {
     let c = parse(DRIVERS).unwrap();
     assert_eq!(c.recovery, RecoveryConfig::default());
     assert_eq!(c.journal, JournalConfig::default());
-    assert_eq!(c.monitor.type_name, "unit-monitor");
+    assert_eq!(c.monitors[0].type_name, "unit-monitor");
     assert_eq!(c.fencers.len(), 1);
     assert_eq!(c.fencers[0].key, "fencer[0]");
     assert!(!c.fencers[0].options.contains_key("type"));
@@ -346,9 +346,51 @@ fn single_and_array_sections_are_not_confused() {
         &[":3: fencer: write [[fencer]]"],
     );
     refused(
-        "[[monitor]]\ntype = \"m\"\n[[fencer]]\ntype = \"f\"\n[evacuator]\ntype = \"e\"\n",
-        &["monitor: there is one monitor: write [monitor]"],
+        "[monitor]\ntype = \"m\"\n[[fencer]]\ntype = \"f\"\n[[evacuator]]\ntype = \"e\"\n",
+        &["evacuator: there is one evacuator: write [evacuator]"],
     );
+}
+
+#[test]
+fn monitors_may_be_listed_and_each_needs_its_own_name() {
+    let tail = "[[fencer]]\ntype = \"unit-fencer\"\n[evacuator]\ntype = \"unit-evacuator\"\n";
+    // One [[monitor]] is today's single [monitor].
+    let c = parse(&format!("[[monitor]]\ntype = \"unit-monitor\"\n{tail}")).unwrap();
+    assert_eq!(c.monitors.len(), 1);
+    assert_eq!(c.monitors[0].name, "unit-monitor");
+    assert_eq!(c.monitors[0].key, "monitor[0]");
+    // Two of a type need a name each, and the error points at the second one's.
+    let e = err(&format!(
+        "[[monitor]]\ntype = \"unit-monitor\"\n[[monitor]]\ntype = \"unit-monitor\"\n{tail}"
+    ));
+    assert!(
+        e.contains(":3: monitor[1].name: a second monitor named `unit-monitor`"),
+        "{e}"
+    );
+    let c = parse(&format!(
+        "[recovery.monitors]\ncombine = \"quorum\"\n[[monitor]]\ntype = \"unit-monitor\"\n\
+         name = \"a\"\n[[monitor]]\ntype = \"unit-monitor\"\nname = \"b\"\n{tail}"
+    ))
+    .unwrap();
+    let names: Vec<&str> = c.monitors.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(c.recovery.monitors.combine, crate::Combine::Quorum);
+    assert!(
+        !c.monitors[0].options.contains_key("name"),
+        "core keeps `name`: the driver never sees it"
+    );
+    let e = err(&format!(
+        "[[monitor]]\ntype = \"unit-monitor\"\nname = 3\n{tail}"
+    ));
+    assert!(
+        e.contains(":3: monitor[0].name: expected a non-empty string"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "[recovery.monitors]\ncombine = \"most\"\n[monitor]\ntype = \"unit-monitor\"\n{tail}"
+    ));
+    assert!(e.contains(":2: recovery.monitors.combine"), "{e}");
+    assert!(e.contains("all") && e.contains("quorum"), "{e}");
 }
 
 #[test]

@@ -23,6 +23,7 @@ mod state;
 mod step;
 #[cfg(test)]
 mod tests;
+mod views;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -67,18 +67,24 @@ impl Engine {
         let all_stale = total > 0 && down == total;
         let listed: BTreeSet<HostId> = observed.iter().map(|h| h.host.clone()).collect();
         self.track_absent(now, &listed, out);
+        self.track_monitor_failures(now, &observed, out);
         for h in observed {
             let rec = self
                 .hosts
                 .entry(h.host.clone())
                 .or_insert_with(|| HostRecord::new(h.host.clone(), now));
-            if (rec.health != h.health || rec.admin != h.admin || rec.absent_since.is_some())
+            if (rec.health != h.health
+                || rec.admin != h.admin
+                || rec.views != h.views
+                || rec.absent_since.is_some())
                 && let Some(rec) = self.host_mut(&h.host)
             {
-                rec.health = h.health;
-                rec.admin = h.admin;
+                rec.health = h.health.clone();
+                rec.admin = h.admin.clone();
+                rec.views = h.views.clone();
                 rec.absent_since = None;
             }
+            self.track_dispute(now, &h, out);
             if !all_stale {
                 self.advance_on_observation(now, &h.host, out);
                 self.void_proof_if_alive(now, &h.host, out);

@@ -77,6 +77,16 @@ pub struct RecoveryConfig {
     pub policy: PolicyConfig,
     /// How a repaired host returns to service.
     pub return_to_service: ReturnToService,
+    /// How several `[[monitor]]` sections combine.
+    pub monitors: MonitorsConfig,
+}
+
+/// `[recovery.monitors]`: how the views of several `[[monitor]]` sections make one verdict per host.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorsConfig {
+    /// `all` (default: every monitor that knows the host says down), `any`, or `quorum` (more than half).
+    pub combine: crate::Combine,
 }
 
 impl Default for RecoveryConfig {
@@ -96,6 +106,7 @@ impl Default for RecoveryConfig {
             evacuation: EvacuationConfig::default(),
             policy: PolicyConfig::default(),
             return_to_service: ReturnToService::Auto,
+            monitors: MonitorsConfig::default(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::fence::{FenceRecord, Fenced};
-use crate::{AdminState, Health, HostId, Instance, Timestamp};
+use crate::{AdminState, Health, HostId, Instance, MonitorView, Timestamp};
 
 /// Where a host stands in its recovery.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +115,14 @@ pub struct HostRecord {
     /// Since when the monitors no longer list it (decommissioned, renamed), if they do not.
     #[serde(default)]
     pub absent_since: Option<Timestamp>,
+    /// When several monitors are combined: each one's last view of the host (empty with one monitor).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub views: Vec<MonitorView>,
+    /// Consecutive observations in which a combined monitor said down but the verdict did not (a dead
+    /// `nova-compute` on a host that still answers); the operators are told once per such episode, when
+    /// it reaches the strike count.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub disputed: u32,
     /// Do not retry the current host-level step before this time.
     pub retry_at: Option<Timestamp>,
     /// The recovery's timeline, for the reports.
@@ -153,6 +161,8 @@ impl HostRecord {
             up_streak: 0,
             down_streak: 0,
             absent_since: None,
+            views: Vec::new(),
+            disputed: 0,
             retry_at: None,
             timeline: Vec::new(),
             instances: BTreeMap::new(),
@@ -294,6 +304,14 @@ pub struct EngineMeta {
     pub paused_reported: Vec<HostId>,
     /// Sequence of report ids.
     pub report_seq: u64,
+    /// Combined monitors whose observation failed, with how many times in a row (the others still
+    /// observe; the operators are told once it reaches the strike count).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub monitor_failures: BTreeMap<String, u32>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One line of the history (`freezer-dr history`).

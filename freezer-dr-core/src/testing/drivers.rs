@@ -25,10 +25,16 @@ pub struct TestingMonitorConfig {
     pub world: String,
     /// The compute hosts (added to the world if missing).
     pub hosts: Vec<String>,
-    /// Hosts whose service is down (their power stays on until fenced).
+    /// Hosts that died: their service is down and they answer no probe (their power stays on until
+    /// fenced).
     pub down: Vec<String>,
+    /// Hosts whose `nova-compute` alone is dead: the host still answers probes.
+    pub service_down: Vec<String>,
     /// Instances created on each newly added host.
     pub instances_per_host: usize,
+    /// Probe the hosts themselves (as the `tcp` monitor does) instead of reading their `nova-compute`
+    /// heartbeat (as Nova's monitor does): the second opinion of a combined `[[monitor]]`.
+    pub probe: bool,
 }
 
 impl Default for TestingMonitorConfig {
@@ -37,7 +43,9 @@ impl Default for TestingMonitorConfig {
             world: default_world(),
             hosts: vec!["compute-1".into(), "compute-2".into(), "compute-3".into()],
             down: Vec::new(),
+            service_down: Vec::new(),
             instances_per_host: 2,
+            probe: false,
         }
     }
 }
@@ -91,10 +99,15 @@ pub struct TestingNotifierConfig {
 /// Builds the world described by a monitor section.
 fn build_monitor(ctx: &BuildContext<'_>) -> Result<FakeMonitor> {
     let cfg: TestingMonitorConfig = ctx.parse()?;
-    for d in &cfg.down {
+    for (key, d) in cfg
+        .down
+        .iter()
+        .map(|d| ("down", d))
+        .chain(cfg.service_down.iter().map(|d| ("service_down", d)))
+    {
         if !cfg.hosts.contains(d) {
             return Err(Error::config(format!(
-                "{}: {}.down: {d:?} is not in {}.hosts ({})",
+                "{}: {}.{key}: {d:?} is not in {}.hosts ({})",
                 ctx.file.display(),
                 ctx.section,
                 ctx.section,
@@ -111,7 +124,13 @@ fn build_monitor(ctx: &BuildContext<'_>) -> Result<FakeMonitor> {
     for d in &cfg.down {
         world.kill(d.as_str());
     }
-    Ok(FakeMonitor::new(&world))
+    for d in &cfg.service_down {
+        world.kill_service(d.as_str());
+    }
+    Ok(match cfg.probe {
+        false => FakeMonitor::new(&world),
+        true => FakeMonitor::probe(&world),
+    })
 }
 
 /// The index in `fencer[2]` / `notifier[0]`, or 0.

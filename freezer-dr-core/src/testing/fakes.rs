@@ -52,13 +52,24 @@ fn unknown_host(host: &HostId) -> Error {
 #[derive(Clone, Debug)]
 pub struct FakeMonitor {
     world: World,
+    probe: bool,
 }
 
 impl FakeMonitor {
-    /// A monitor of `world`.
+    /// A monitor of `world` that reads each host's `nova-compute` heartbeat, as Nova's does.
     pub fn new(world: &World) -> Self {
         Self {
             world: world.clone(),
+            probe: false,
+        }
+    }
+
+    /// A monitor of `world` that probes each host itself, as the `tcp` monitor does: down once the host
+    /// died or was powered off, up while it answers even if its `nova-compute` is dead (no admin state).
+    pub fn probe(world: &World) -> Self {
+        Self {
+            world: world.clone(),
+            probe: true,
         }
     }
 }
@@ -68,14 +79,26 @@ impl Monitor for FakeMonitor {
     async fn observe(&self) -> Result<Vec<HostHealth>> {
         run(&self.world, Call::Observe, |s| {
             Ok(s.hosts_iter()
-                .map(|(name, h)| HostHealth {
-                    host: name.clone(),
-                    health: if h.service_up {
-                        Health::Up
-                    } else {
-                        Health::down("nova-compute stopped reporting (testing world)")
+                .map(|(name, h)| match self.probe {
+                    false => HostHealth {
+                        admin: h.admin.clone(),
+                        ..HostHealth::new(
+                            name.clone(),
+                            if h.service_up {
+                                Health::Up
+                            } else {
+                                Health::down("nova-compute stopped reporting (testing world)")
+                            },
+                        )
                     },
-                    admin: h.admin.clone(),
+                    true => HostHealth::new(
+                        name.clone(),
+                        if h.answers {
+                            Health::Up
+                        } else {
+                            Health::down("no answer to the probe (testing world)")
+                        },
+                    ),
                 })
                 .collect())
         })

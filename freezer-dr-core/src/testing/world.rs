@@ -18,6 +18,9 @@ pub use call::{Call, Op};
 pub struct SimHost {
     /// Its `nova-compute` heartbeats (what the monitor reports as up/down).
     pub service_up: bool,
+    /// The host itself answers on the network (what a probe such as the `tcp` monitor sees): false once
+    /// it died or was powered off, whatever its `nova-compute` does.
+    pub answers: bool,
     /// Its power, as its BMC reports it.
     pub power: PowerState,
     /// Nova's administrative state of its service.
@@ -153,6 +156,7 @@ impl World {
             name,
             SimHost {
                 service_up: true,
+                answers: true,
                 power: PowerState::On,
                 admin: AdminState::default(),
             },
@@ -238,8 +242,18 @@ impl World {
 
     // ---- scripting reality ----
 
-    /// The host dies: its service stops reporting; its power stays on until it is fenced.
+    /// The host dies: its service stops reporting and it answers no probe; its power stays on until it
+    /// is fenced.
     pub fn kill(&self, host: impl Into<HostId>) {
+        if let Some(h) = self.lock().hosts.get_mut(&host.into()) {
+            h.service_up = false;
+            h.answers = false;
+        }
+    }
+
+    /// Only the host's `nova-compute` dies (or its link to the message queue): Nova sees it down, the
+    /// host itself still answers probes and runs its instances.
+    pub fn kill_service(&self, host: impl Into<HostId>) {
         if let Some(h) = self.lock().hosts.get_mut(&host.into()) {
             h.service_up = false;
         }
@@ -254,6 +268,7 @@ impl World {
         if let Some(h) = s.hosts.get_mut(&host) {
             h.power = PowerState::On;
             h.service_up = true;
+            h.answers = true;
         }
     }
 
@@ -481,6 +496,7 @@ impl State {
                 if !never {
                     h.power = PowerState::Off;
                     h.service_up = false;
+                    h.answers = false;
                 }
                 true
             }

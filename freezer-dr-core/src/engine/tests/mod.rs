@@ -464,6 +464,7 @@ mod evacuation;
 mod fencing;
 mod journal;
 mod main_path;
+mod monitors;
 mod one_actor;
 mod operator;
 mod restore;

@@ -18,3 +18,7 @@ pub trait Monitor: Send + Sync {
         Ok(())
     }
 }
+
+mod combined;
+
+pub use combined::{Combine, CombinedMonitor};
