@@ -21,6 +21,8 @@ PACKAGES=(build-essential pkg-config
     # freezer-dr-drivers-redfish: the venv for sushy-emulator (and libvirt-python, built against
     # libvirt-dev), curl to read the emulator back; libvirtd and openssl are listed above.
     python3-venv python3-dev curl
+    # tools/package-check.sh: renders the installed man pages, verifies the installed systemd unit.
+    man-db systemd
 )
 bash tools/apt-install.sh "${PACKAGES[@]}"
 # freezer-dr-prometheus: the real Prometheus its tests start on 127.0.0.1 (never the packaged service).

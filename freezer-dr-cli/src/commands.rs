@@ -63,6 +63,14 @@ pub async fn dispatch(cli: &Cli) -> anyhow::Result<Exit> {
         }
         #[cfg(feature = "ipmi")]
         Command::ImportServers { file } => import_servers(file),
+        Command::Completions { shell } => {
+            crate::about::completions(*shell)?;
+            Ok(Exit::Ok)
+        }
+        Command::Man { out_dir } => {
+            crate::about::man_pages(out_dir)?;
+            Ok(Exit::Ok)
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 //! name is dropped, and its `type` becomes unknown in the config), and generates a test that checks the
 //! list against the registry ([`check_linked`]).
 
+mod about;
 mod commands;
 mod linked;
 mod output;
@@ -24,7 +25,7 @@ pub use linked::check_linked;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
 /// Exit codes, shown in `--help` and the README.
 const EXIT_CODES: &str = "\
@@ -153,6 +154,17 @@ pub enum Command {
         /// The servers.yml file.
         file: PathBuf,
     },
+    /// Print the shell completion script (e.g. `freezer-dr completions bash > /etc/bash_completion.d/freezer-dr`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (freezer-dr.1, one page per subcommand) into a directory: for packagers.
+    #[command(hide = true)]
+    Man {
+        /// The directory (it must exist).
+        out_dir: PathBuf,
+    },
 }
 
 /// How the process ends.
@@ -175,9 +187,14 @@ impl From<Exit> for ExitCode {
 }
 
 /// What the `freezer-dr` binary does: parses the command line, runs the subcommand, and returns its exit
-/// code.
+/// code. `--version` also lists the drivers the binary links, from the registry.
 pub fn main() -> ExitCode {
-    Cli::parse().run()
+    let version = about::long_version(&freezer_dr_core::registry::drivers());
+    let matches = Cli::command().long_version(version).get_matches();
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli.run(),
+        Err(e) => e.exit(),
+    }
 }
 
 impl Cli {

@@ -33,9 +33,10 @@ fn drivers_lists_exactly_nova_ipmi_and_email() {
     .collect();
     assert_eq!(drivers, want, "{text}");
     // Core's `testing` fakes are not named by this binary. Built on its own (`cargo build -p
-    // freezer-dr-example-custom`) it has none; a workspace-wide build (`cargo nextest run --workspace`)
-    // unifies Cargo features, and freezer-dr-cli turns on core's `testing` feature for everyone, so they
-    // may be there too — all five or none, never anything else.
+    // freezer-dr-example-custom`) it has none; a workspace-wide test build (`cargo nextest run
+    // --workspace`) unifies Cargo features, and the tests of other crates turn on core's `testing-drivers`
+    // (through their dev-dependencies) for everyone, so they may be there too — all five or none, never
+    // anything else.
     assert!(fakes.is_empty() || fakes.len() == 5, "{text}");
 }
 

@@ -5,7 +5,8 @@
 //!   a test can kill a runtime and start a new one on the same cloud.
 //! - [`FakeMonitor`], [`FakeFencer`], [`FakeEvacuator`], [`FakeDirectory`] and [`FakeNotifier`] implement
 //!   the core traits over a [`World`], with the semantics the trait docs promise.
-//! - Drivers named `testing` are registered for every role, for dry runs, demos and the CLI's tests.
+//! - Drivers named `testing` for every role (their config types; registered only with feature
+//!   `testing-drivers`), for dry runs, demos and the CLI's tests.
 //! - [`conformance`] holds the suites that driver crates run against their real peers;
 //!   [`build_examples`] builds every driver a crate registers from its own example section.
 //! - [`fast_recovery`] is one `[recovery]` with every wait short, for tests that run a runtime in real time.
