@@ -18,6 +18,8 @@
 mod commands;
 mod linked;
 mod output;
+mod systemd;
+mod watch;
 
 pub use linked::check_linked;
 
