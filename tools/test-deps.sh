@@ -23,6 +23,9 @@ PACKAGES=(build-essential pkg-config
     python3-venv python3-dev curl
 )
 bash tools/apt-install.sh "${PACKAGES[@]}"
+# The metrics tests (freezer-dr-metrics): a real Prometheus server scraping the daemon, and promtool to
+# check the example alert rules. Never started by apt: Debian's package would run a service on 0.0.0.0.
+bash tools/apt-install.sh --no-start prometheus
 
 # ---- The lab (lab/install.sh): the OpenStack lab of freezer-dr-nova (MariaDB + RabbitMQ from Debian,
 # never started by apt; keystone, openstack-placement and nova from PyPI into a venv outside the

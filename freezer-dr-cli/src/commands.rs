@@ -112,7 +112,7 @@ async fn run_ha(
         "daemon starting in HA mode: standing by until elected"
     );
     let recovery = config.recovery.clone();
-    let watchers = Watchers::from_env();
+    let watchers = Watchers::start(config).await?;
     let candidate = std::sync::Arc::new(candidate);
     let c = candidate.clone();
     let lease: std::sync::Arc<dyn Fn() -> Option<std::time::Duration> + Send + Sync> =
@@ -176,7 +176,8 @@ async fn run(cli: &Cli, once: bool, dry_run: bool) -> anyhow::Result<Exit> {
         } else {
             runtime
         };
-        Watchers::from_env()
+        Watchers::start(&config)
+            .await?
             .attach(runtime)
             .run(shutdown_signal())
             .await?;

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use freezer_dr_core::Timestamp;
+use freezer_dr_core::config::Config;
 use freezer_dr_core::runtime::{Event, HaRole, Observer, Runtime, Status};
+use freezer_dr_metrics::Metrics;
+use tracing::warn;
 
 use crate::systemd::SystemdNotifier;
 
@@ -14,12 +17,25 @@ use crate::systemd::SystemdNotifier;
 pub(crate) struct Watchers(Vec<Arc<dyn Observer>>);
 
 impl Watchers {
-    pub(crate) fn from_env() -> Self {
+    /// systemd's notifier when systemd started this process, the metrics listener when `[metrics]`
+    /// has `listen` (bound now: an address in use is an error here, not later).
+    pub(crate) async fn start(config: &Config) -> anyhow::Result<Self> {
         let mut list: Vec<Arc<dyn Observer>> = Vec::new();
         if let Some(n) = SystemdNotifier::from_env() {
             list.push(Arc::new(n));
         }
-        Self(list)
+        if let Some(listen) = config.metrics.address() {
+            if !listen.ip().is_loopback() {
+                warn!(address = %listen, "metrics.listen is not a loopback address: the metrics and \
+                      health endpoints are open to that network, without authentication");
+            }
+            let metrics = Arc::new(Metrics::new(config));
+            freezer_dr_metrics::serve(metrics.clone(), listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", config.file.display()))?;
+            list.push(metrics);
+        }
+        Ok(Self(list))
     }
 
     /// `runtime` telling every observer.

@@ -84,6 +84,8 @@ pub struct Config {
     /// `[ha]`: active/passive on etcd, if configured (then the journal lives in etcd and `[journal]` is
     /// not used).
     pub ha: Option<HaConfig>,
+    /// `[metrics]`: the metrics and health endpoints' listener (off unless `listen` is set).
+    pub metrics: MetricsConfig,
     /// `[monitor]`.
     pub monitor: DriverSection,
     /// `[[fencer]]`: the fencing levels, in order (at least one).
@@ -227,8 +229,10 @@ pub fn resolve_hosts<T, V>(
 
 mod check;
 mod example;
+mod metrics;
 mod parse;
 #[cfg(test)]
 mod tests;
 
 pub use example::{example_config, section_header};
+pub use metrics::{METRICS_EXAMPLE, MetricsConfig};
