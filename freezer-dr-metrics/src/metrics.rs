@@ -8,7 +8,7 @@ use std::time::Duration;
 use freezer_dr_core::Timestamp;
 use freezer_dr_core::config::Config;
 use freezer_dr_core::registry::Kind;
-use freezer_dr_core::runtime::{Event, HaRole, Observer, STAGES, Status};
+use freezer_dr_core::runtime::{Event, FencingResult, HaRole, Observer, STAGES, Status};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -225,6 +225,25 @@ impl Metrics {
                 Unit::Seconds,
                 lease.clone(),
             );
+        }
+        // Counters exist from the start at 0, so the first increment shows in `increase()`.
+        let levels = m.drivers.keys().filter(|(k, _)| *k == Kind::Fencer).count();
+        for level in 0..levels {
+            for result in [FencingResult::Confirmed, FencingResult::Failed] {
+                let _ = m.fencings.get_or_create(&FencingLabels {
+                    result: result.as_str().into(),
+                    level: level.to_string(),
+                });
+            }
+        }
+        let _ = m.fencings.get_or_create(&FencingLabels {
+            result: FencingResult::OperatorConfirmed.as_str().into(),
+            level: "operator".into(),
+        });
+        for result in ["done", "failed", "skipped", "gone"] {
+            let _ = m.evacuations.get_or_create(&ResultLabel {
+                result: result.into(),
+            });
         }
         for stage in STAGES {
             let _ = m.hosts.get_or_create(&StageLabel {
