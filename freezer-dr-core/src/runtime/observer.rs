@@ -460,3 +460,72 @@ fn fencing_result(from: Option<&Stage>, to: &Stage) -> Option<(Option<usize>, Fe
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifying(level: usize) -> Stage {
+        Stage::Verifying {
+            level,
+            deadline: Timestamp(0),
+            next_poll: Timestamp(0),
+            last: None,
+        }
+    }
+
+    #[test]
+    fn stage_changes_name_the_fencing_result_and_its_level() {
+        let isolating = Stage::Isolating { isolated: false };
+        let operator = Stage::NeedsOperator { why: "x".into() };
+        let next = Stage::Fencing {
+            level: 1,
+            attempted: false,
+        };
+        assert_eq!(
+            fencing_result(Some(&verifying(0)), &isolating),
+            Some((Some(0), FencingResult::Confirmed))
+        );
+        assert_eq!(
+            fencing_result(Some(&verifying(0)), &next),
+            Some((Some(0), FencingResult::Failed))
+        );
+        assert_eq!(
+            fencing_result(Some(&verifying(1)), &operator),
+            Some((Some(1), FencingResult::Failed))
+        );
+        assert_eq!(
+            fencing_result(Some(&operator), &isolating),
+            Some((None, FencingResult::OperatorConfirmed))
+        );
+        // Accepted power-off, a host seen for the first time, a recovery going on: no result.
+        let fencing0 = Stage::Fencing {
+            level: 0,
+            attempted: true,
+        };
+        assert_eq!(fencing_result(Some(&fencing0), &verifying(0)), None);
+        assert_eq!(fencing_result(None, &Stage::Healthy), None);
+        assert_eq!(fencing_result(Some(&isolating), &Stage::Evacuating), None);
+    }
+
+    #[test]
+    fn the_summary_is_one_line_with_every_refusal() {
+        let mut s = Status::standby(Timestamp(0), true);
+        assert_eq!(s.summary(), "standby (HA): another freezer-dr leads");
+        s.ha = None;
+        assert_eq!(s.summary(), "starting: first observation pending");
+        s.observations = 1;
+        s.stages.insert("healthy", 4);
+        s.stages.insert("needs_operator", 1);
+        s.in_recovery = ["c1", "c2", "c3", "c4"].map(HostId::new).to_vec();
+        s.storm = true;
+        s.paused = Some("maintenance".into());
+        s.observation_failures = 2;
+        assert_eq!(
+            s.summary(),
+            "5 hosts observed, 4 in recovery (c1, c2, c3, +1 more); 1 need an operator; \
+             OBSERVATION FAILING (2 in a row); STORM: not fencing; BRAKE ON: maintenance"
+        );
+        assert!(!s.observing());
+    }
+}
