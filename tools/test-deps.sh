@@ -25,7 +25,9 @@ PACKAGES=(build-essential pkg-config
     man-db systemd
 )
 bash tools/apt-install.sh "${PACKAGES[@]}"
-# freezer-dr-prometheus: the real Prometheus its tests start on 127.0.0.1 (never the packaged service).
+# A real Prometheus (and promtool) for the tests: freezer-dr-prometheus's monitor tests and
+# freezer-dr-metrics' scrape of the daemon and its alert rules. Never started by apt: Debian's package
+# would run a service on 0.0.0.0.
 bash tools/apt-install.sh --no-start prometheus
 
 # ---- The lab (lab/install.sh): the OpenStack lab of freezer-dr-nova (MariaDB + RabbitMQ from Debian,

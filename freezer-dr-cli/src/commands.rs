@@ -13,6 +13,7 @@ use freezer_dr_core::runtime::{Pipeline, Runtime};
 use freezer_dr_core::setup::{self, Actor, Store};
 use tracing::{info, warn};
 
+use crate::watch::Watchers;
 use crate::{Cli, Command, Exit, output};
 
 /// Runs the command line's subcommand.
@@ -119,12 +120,24 @@ async fn run_ha(
         "daemon starting in HA mode: standing by until elected"
     );
     let recovery = config.recovery.clone();
-    candidate
-        .run_as_leader(
-            move |journal| Ok(Runtime::new(recovery.clone(), pipeline.clone(), journal)),
-            shutdown_signal(),
-        )
-        .await?;
+    let watchers = Watchers::start(config).await?;
+    let candidate = std::sync::Arc::new(candidate);
+    let c = candidate.clone();
+    let lease: std::sync::Arc<dyn Fn() -> Option<std::time::Duration> + Send + Sync> =
+        std::sync::Arc::new(move || c.lease_remaining());
+    let leader = watchers.clone();
+    let lead_lease = lease.clone();
+    let elected = candidate.run_as_leader(
+        move |journal| {
+            let rt = Runtime::new(recovery.clone(), pipeline.clone(), journal);
+            Ok(leader.attach_leader(rt, lead_lease.clone()))
+        },
+        shutdown_signal(),
+    );
+    tokio::select! {
+        r = elected => r?,
+        () = watchers.stand_by(candidate.leading(), lease) => {}
+    }
     info!("daemon stopped");
     Ok(Exit::Ok)
 }
@@ -171,7 +184,11 @@ async fn run(cli: &Cli, once: bool, dry_run: bool) -> anyhow::Result<Exit> {
         } else {
             runtime
         };
-        runtime.run(shutdown_signal()).await?;
+        Watchers::start(&config)
+            .await?
+            .attach(runtime)
+            .run(shutdown_signal())
+            .await?;
         info!("daemon stopped");
         Ok(Exit::Ok)
     }

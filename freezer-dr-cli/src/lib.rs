@@ -19,6 +19,8 @@ mod about;
 mod commands;
 mod linked;
 mod output;
+mod systemd;
+mod watch;
 
 pub use linked::check_linked;
 

@@ -68,35 +68,6 @@ fn with_config<'a>(path: &'a Path, args: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
-// The `testing` drivers share one simulated cloud per process, described by the monitor's section;
-// host `h` gets instances `vm-0`, `vm-1`, ... with ids `h-vm-0`, ...
-const TESTING_DRIVERS_ONE_HOST_DOWN: &str = r#"
-[recovery]
-interval = "10ms"
-strikes = 2
-call_backoff = "10ms"
-step_retry = "10ms"
-
-[recovery.fencing]
-poll_interval = "10ms"
-
-[recovery.evacuation]
-poll_interval = "10ms"
-retry_delay = "10ms"
-
-[monitor]
-type = "testing"
-hosts = ["compute-1", "compute-2", "compute-3", "compute-4", "compute-5"]
-down = ["compute-1"]
-instances_per_host = 2
-
-[[fencer]]
-type = "testing"
-
-[evacuator]
-type = "testing"
-"#;
-
 /// Fast observations over the `testing` drivers, every host up.
 fn testing_drivers_all_up() -> String {
     format!(
@@ -390,7 +361,7 @@ fn run_once_with_nothing_down_prints_no_failed_nodes_and_exits_0() {
 
 #[test]
 fn run_once_dry_run_prints_the_plan_and_touches_nothing() {
-    let (dir, path) = config(TESTING_DRIVERS_ONE_HOST_DOWN);
+    let (dir, path) = config(&common::one_host_down("10ms"));
     let r = freezer_dr(
         dir.path(),
         &with_config(&path, &["run", "--once", "--dry-run"]),

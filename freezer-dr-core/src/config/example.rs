@@ -26,6 +26,11 @@ pub fn example_config() -> String {
         "# freezer-dr configuration ({DEFAULT_PATH}). Every value below [recovery] and [journal] is \
          the default.\n\n{core}"
     );
+    out.push_str(&format!(
+        "\n# Metrics and health endpoints (/metrics, /healthz, /readyz): off unless set.\n\
+         # [metrics]\n# {}\n",
+        super::METRICS_EXAMPLE
+    ));
     let drivers = registry::drivers();
     for kind in Kind::ALL {
         let header = section_header(kind);
@@ -56,6 +61,9 @@ pub fn section_header(kind: Kind) -> &'static str {
 /// A working `key = value` line for a `[recovery]`, `[journal]` or `[ha]` key: its default, or the
 /// example section's value.
 pub(super) fn core_example(path: &str) -> Option<String> {
+    if path == "metrics" || path.starts_with("metrics.") {
+        return Some(super::METRICS_EXAMPLE.to_owned());
+    }
     if path == "ha" || path.starts_with("ha.") {
         let example: toml::Table = toml::from_str(HA_EXAMPLE).ok()?;
         let leaf = path.rsplit('.').next()?;

@@ -91,6 +91,8 @@ pub struct Config {
     /// `[monitor]`, or several `[[monitor]]` sections combined as `[recovery.monitors]` says (at least
     /// one).
     pub monitors: Vec<DriverSection>,
+    /// `[metrics]`: the metrics and health endpoints' listener (off unless `listen` is set).
+    pub metrics: MetricsConfig,
     /// `[[fencer]]`: the fencing levels, in order (at least one).
     pub fencers: Vec<DriverSection>,
     /// `[evacuator]`.
@@ -265,8 +267,10 @@ pub fn not_in_inventory(driver: &str, host: &crate::HostId) -> crate::Error {
 
 mod check;
 mod example;
+mod metrics;
 mod parse;
 #[cfg(test)]
 mod tests;
 
 pub use example::{example_config, section_header};
+pub use metrics::{METRICS_EXAMPLE, MetricsConfig};

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use super::check::{check_journal, check_recovery};
 use super::example::{core_example, section_header};
-use super::{Config, DriverSection, JournalConfig};
+use super::metrics::check_metrics;
+use super::{Config, DriverSection, JournalConfig, MetricsConfig};
 use crate::diagnostics::{
     LineIndex, error_at, explain, join_path, line_of, problem_at, unknown_key,
 };
@@ -15,10 +16,11 @@ use crate::etcd::config::HaConfig;
 use crate::registry::{self, Kind};
 
 /// The top-level keys of the file, in the order they are documented.
-const TOP_LEVEL_KEYS: [&str; 8] = [
+const TOP_LEVEL_KEYS: [&str; 9] = [
     "recovery",
     "journal",
     "ha",
+    "metrics",
     "monitor",
     "fencer",
     "evacuator",
@@ -73,9 +75,14 @@ impl Config {
             Some(v) => Some(cx.core_section("ha", v)?),
             None => None,
         };
+        let metrics: MetricsConfig = match table.get("metrics") {
+            Some(v) => cx.core_section("metrics", v)?,
+            None => MetricsConfig::default(),
+        };
         let problems: Vec<crate::ConfigError> = check_recovery(&recovery)
             .into_iter()
             .chain(check_journal(&journal))
+            .chain(check_metrics(&metrics))
             .chain(
                 ha.as_ref()
                     .map(crate::etcd::config::check)
@@ -104,6 +111,7 @@ impl Config {
             journal,
             ha,
             monitors,
+            metrics,
             fencers,
             evacuator,
             directory,

@@ -263,6 +263,17 @@ impl Candidate {
         self.leading.subscribe()
     }
 
+    /// Time left before this candidate's lease's local deadline: `None` without a live lease (not in
+    /// the election, etcd not answering its keepalives), or while a new lease is being granted.
+    pub fn lease_remaining(&self) -> Option<Duration> {
+        let slot = self.session.try_lock().ok()?;
+        let s = slot.as_ref()?;
+        if s.state.lost().is_some() {
+            return None;
+        }
+        Some(s.state.deadline().saturating_duration_since(Instant::now()))
+    }
+
     /// Who leads, since when, and who stands by.
     pub async fn status(&self) -> Result<HaStatus> {
         let txn = Txn::new().and_then([

@@ -15,7 +15,8 @@
 //!
 //! Here: the loop (load, step, commit before execute, drain). `execute`: commands into driver calls;
 //! `call`: one driver call (timeout, retries, the leadership guard); `backoff`: the one retry schedule;
-//! `outbox`: report delivery; `dry`: the dry run's recorders.
+//! `outbox`: report delivery; `dry`: the dry run's recorders; `observer`: what operators' tools are told
+//! (status at each loop turn, events), `instrument`: the driver calls they see.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -39,7 +40,11 @@ mod backoff;
 mod call;
 mod dry;
 mod execute;
+mod instrument;
+mod observer;
 mod outbox;
+
+pub use observer::{Call, Event, FencingResult, HaRole, Observer, STAGES, Status};
 
 use call::{deposed, timeout_failure};
 use dry::{Plan, PlanSink};
@@ -87,6 +92,7 @@ pub struct Runtime {
     journal: Arc<dyn Journal>,
     dry_run: bool,
     plan_sink: Option<PlanSink>,
+    observers: Vec<Arc<dyn Observer>>,
 }
 
 impl Runtime {
@@ -98,7 +104,15 @@ impl Runtime {
             journal,
             dry_run: false,
             plan_sink: None,
+            observers: Vec::new(),
         }
+    }
+
+    /// Tells `observer` where the runtime stands at each loop turn and what it does (see [`Observer`]).
+    #[must_use]
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observers.push(observer);
+        self
     }
 
     /// Dry run: decide and print the plan, touch nothing. Only read-only driver calls are made (observe,
@@ -150,6 +164,8 @@ impl Runtime {
             tokio::select! {
                 () = &mut shutdown => {
                     info!("shutting down: draining in-flight calls");
+                    core.watch.observers.event(&observer::Event::Stopping);
+                    core.watch.turn(&core.engine, core.clock.now(), true);
                     break;
                 }
                 Some(input) = core.rx.recv() => core.process(input).await?,
@@ -193,6 +209,7 @@ struct Core {
     draining: bool,
     steps: u64,
     earlier_recoveries: std::collections::HashSet<Option<String>>,
+    watch: observer::Watch,
 }
 
 impl Drop for Core {
@@ -232,6 +249,13 @@ impl Core {
         } else {
             rt.pipeline
         };
+        let observers = observer::Observers::new(rt.observers);
+        let pipeline = if observers.is_empty() {
+            pipeline
+        } else {
+            instrument::instrumented(pipeline, &observers)
+        };
+        let watch = observer::Watch::new(observers, &engine, rt.dry_run);
         let (fencings, evacuations) = (rt.cfg.fencing.concurrency, rt.cfg.evacuation.concurrency);
         let mut core = Self {
             engine,
@@ -256,6 +280,7 @@ impl Core {
             draining: false,
             steps: 0,
             earlier_recoveries: Default::default(),
+            watch,
         };
         core.earlier_recoveries = core.engine.hosts().map(|h| h.recovery.clone()).collect();
         if !core.dry_run {
@@ -265,6 +290,7 @@ impl Core {
                 core.cfg.clone(),
                 core.clock,
                 core.outbox_wake.clone(),
+                core.watch.outbox.clone(),
             )));
         }
         let resuming = core
@@ -314,9 +340,11 @@ impl Core {
 
     /// Feeds one input, journals the result, then executes the commands.
     async fn process(&mut self, input: Input) -> Result<()> {
-        if matches!(input, Input::Observed(_)) {
+        if let Input::Observed(result) = &input {
             self.observing = false;
+            self.watch.observed(result.is_ok(), self.clock.now());
         }
+        let turn = matches!(input, Input::Observed(_) | Input::Tick);
         if let Some(f) = deposed(&input) {
             // The guard refused a write right before it was sent: another freezer-dr may act now. Stop
             // without recording anything (this process may no longer write the journal).
@@ -325,7 +353,12 @@ impl Core {
         }
         self.steps += 1;
         let cmds = self.engine.step(self.clock.now(), input);
-        self.commit(cmds, Vec::new()).await
+        self.commit(cmds, Vec::new()).await?;
+        if turn {
+            self.watch
+                .turn(&self.engine, self.clock.now(), self.draining);
+        }
+        Ok(())
     }
 
     async fn commit(&mut self, cmds: Vec<Command>, applied_requests: Vec<u64>) -> Result<()> {
@@ -348,6 +381,8 @@ impl Core {
             }
         }
         let wrote_outbox = !outbox.is_empty();
+        let events = self.watch.changes(&changes);
+        self.watch.outbox.added(&outbox);
         // A destructive command always goes through a commit, even an empty one: a journal that guards
         // leadership (HA) checks its fencing token there, right before anything is touched.
         let destructive = cmds.iter().any(Command::is_destructive);
@@ -365,6 +400,9 @@ impl Core {
         }
         if wrote_outbox {
             self.outbox_wake.notify_one();
+        }
+        for event in &events {
+            self.watch.observers.event(event);
         }
         for cmd in cmds {
             self.execute(cmd);

@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 
 use super::backoff::Backoff;
 use super::call::call;
+use super::observer::OutboxGauge;
 use super::{Clock, Pipeline};
 use crate::engine::RecoveryConfig;
 use crate::{Audience, Directory, ErrorKind, Failure, Journal, Notifier, Report, Timestamp};
@@ -29,6 +30,7 @@ pub(super) async fn deliver_outbox(
     cfg: RecoveryConfig,
     clock: Clock,
     wake: Arc<Notify>,
+    gauge: OutboxGauge,
 ) {
     // Delivered, but the journal could not record it: only the record is retried, never the delivery.
     let mut unrecorded: std::collections::HashSet<String> = std::collections::HashSet::new();
@@ -37,7 +39,10 @@ pub(super) async fn deliver_outbox(
     let mut unrecorded_told: HashMap<String, crate::Told> = HashMap::new();
     loop {
         let entries = match journal.outbox().await {
-            Ok(e) => e,
+            Ok(e) => {
+                gauge.read(&e);
+                e
+            }
             Err(e) => {
                 error!(error = %e, "cannot read the outbox");
                 Vec::new()
@@ -54,6 +59,7 @@ pub(super) async fn deliver_outbox(
                     Ok(()) => {
                         unrecorded.remove(&entry.key);
                         unrecorded_told.remove(&entry.key);
+                        gauge.done(&entry.key);
                     }
                     Err(e) => {
                         error!(error = %e, key = %entry.key, "still cannot record a delivery");
@@ -71,7 +77,9 @@ pub(super) async fn deliver_outbox(
             }
             let Some(notifier) = pipeline.notifiers.get(entry.notifier) else {
                 warn!(key = %entry.key, "no such notifier any more: dropping the entry from the outbox");
-                let _ = journal.outbox_done(&entry.key).await;
+                if journal.outbox_done(&entry.key).await.is_ok() {
+                    gauge.done(&entry.key);
+                }
                 continue;
             };
             let result = deliver(&cfg, &pipeline, notifier.as_ref(), &mut entry.report).await;
@@ -84,6 +92,7 @@ pub(super) async fn deliver_outbox(
                         soon(&mut next, now.after(Duration::from_secs(5)));
                     } else {
                         unrecorded_told.remove(&entry.key);
+                        gauge.done(&entry.key);
                     }
                 }
                 Ok(Some(f)) => {

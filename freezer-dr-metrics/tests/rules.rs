@@ -1,0 +1,82 @@
+//! The example alert rules (contrib/prometheus/freezer-dr.rules.yml) checked and unit-tested by Prometheus'
+//! own `promtool` (Debian `prometheus`); every series they name is one this crate exports, and one the
+//! README's series table lists.
+//! `FREEZER_DR_SKIP_PROMETHEUS=1` skips.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn contrib() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/prometheus")
+}
+
+/// `promtool args...` in contrib/prometheus: its output, after asserting it succeeded.
+fn promtool(args: &[&str]) -> Option<String> {
+    match Command::new("promtool")
+        .args(args)
+        .current_dir(contrib())
+        .output()
+    {
+        Ok(out) => {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "promtool {args:?} failed:\n{text}");
+            Some(text)
+        }
+        Err(e) if std::env::var("FREEZER_DR_SKIP_PROMETHEUS").as_deref() == Ok("1") => {
+            eprintln!("skipped (FREEZER_DR_SKIP_PROMETHEUS=1): cannot run promtool: {e}");
+            None
+        }
+        Err(e) => panic!(
+            "cannot run `promtool` ({e}): install it with tools/test-deps.sh (Debian package \
+             prometheus), or set FREEZER_DR_SKIP_PROMETHEUS=1 to skip this test"
+        ),
+    }
+}
+
+#[test]
+fn the_example_alert_rules_pass_promtool_check_and_their_unit_tests() {
+    let Some(out) = promtool(&["check", "rules", "freezer-dr.rules.yml"]) else {
+        return;
+    };
+    assert!(out.contains("SUCCESS"), "{out}");
+    let out = promtool(&["test", "rules", "freezer-dr.rules.test.yml"]).unwrap();
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+#[test]
+fn the_example_alert_rules_name_only_exported_series() {
+    let rules = std::fs::read_to_string(contrib().join("freezer-dr.rules.yml")).unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let mut names: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("freezer_dr_"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 8, "{names:?}");
+    let config = freezer_dr_core::config::Config::parse(
+        "[monitor]\ntype = \"t\"\n[[fencer]]\ntype = \"t\"\n[evacuator]\ntype = \"t\"\n\
+         [ha]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\n",
+        Path::new("freezer-dr.toml"),
+    )
+    .unwrap();
+    let exported = freezer_dr_metrics::Metrics::new(&config).encode();
+    for name in names {
+        assert!(
+            exported.contains(&format!("\n# TYPE {name} "))
+                || exported.contains(&format!("\n{name}{{")),
+            "{name} (used by the rules) is not exported:\n{exported}"
+        );
+        assert!(
+            readme.contains(&format!("`{name}")),
+            "{name} (used by the rules) is not in the README's series table"
+        );
+    }
+}
