@@ -99,7 +99,11 @@ impl Metrics {
     pub fn new(config: &Config) -> Self {
         let mut drivers = HashMap::new();
         // Several monitors are observed as one (combined): named `nova+tcp`.
-        let monitors: Vec<&str> = config.monitors.iter().map(|m| m.type_name.as_str()).collect();
+        let monitors: Vec<&str> = config
+            .monitors
+            .iter()
+            .map(|m| m.type_name.as_str())
+            .collect();
         drivers.insert((Kind::Monitor, 0), monitors.join("+"));
         let roles = [
             (Kind::Fencer, config.fencers.as_slice()),
