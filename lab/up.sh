@@ -125,6 +125,16 @@ done
 read -r SMTP_PORT < <("$PY" "$HERE/openstack/lab.py" ports 1)
 start smtp "$SYSPY" -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" -c aiosmtpd.handlers.Mailbox "$LAB_DIR/maildir"
 
+# ---- What each host itself answers on the network (its "sshd"): a TCP listener that lives and dies with
+# the host's power (lab/bmc-chassis.sh), not with its nova-compute, for the `tcp` monitor's second opinion.
+read -r -a HOST_PORTS < <("$PY" "$HERE/openstack/lab.py" ports "$(echo $COMPUTES | wc -w)")
+i=0
+for h in $COMPUTES; do
+    printf '%s' "${HOST_PORTS[$i]}" >"$LAB_DIR/bmc/$h/host-port"
+    i=$((i + 1))
+    "$HERE/bmc-chassis.sh" "$LAB_DIR" "$h" 0x20 host-up
+done
+
 # ---- Wait for them: every BMC answers ipmitool, the SMTP server accepts connections.
 for h in $COMPUTES; do
     ok=""
@@ -138,6 +148,14 @@ for h in $COMPUTES; do
         sleep 0.2
     done
     [ -n "$ok" ] || fail "the BMC of $h did not answer ipmitool"
+done
+for h in $COMPUTES; do
+    for _ in $(seq 1 100); do
+        "$SYSPY" -c "import socket; socket.create_connection(('127.0.0.1', $(cat "$LAB_DIR/bmc/$h/host-port")), 2).close()" \
+            2>/dev/null && break
+        alive "host-$h" || fail "the host listener of $h exited"
+        sleep 0.2
+    done
 done
 for _ in $(seq 1 100); do
     "$SYSPY" -c "import smtplib; smtplib.SMTP('127.0.0.1', $SMTP_PORT, timeout=2).quit()" 2>/dev/null && break

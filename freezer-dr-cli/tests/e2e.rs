@@ -19,6 +19,12 @@
 //! per server, one set of mails), the other sees the first one's isolation marker, stops and alerts the
 //! operators once.
 //!
+//! A third test function starts a lab of its own for the second opinion: Nova's monitor combined with the
+//! `tcp` monitor probing what each host itself answers (a listener that dies with the host's power, not
+//! with its `nova-compute`). With `combine = "all"`, a dead `nova-compute` alone fences nothing and the
+//! operators are told once; a host powered off through its BMC is fenced and recovered. With
+//! `combine = "any"`, a dead `nova-compute` alone is enough.
+//!
 //! Fails — never skips — when the lab cannot start, unless `FREEZER_DR_SKIP_LAB=1` is set explicitly.
 
 // Test harness code: panicking is how it fails the test.
@@ -913,4 +919,144 @@ async fn two_daemons_without_ha_recover_a_failed_compute_once() {
         "the marker is the winner's: {svc}"
     );
     eprintln!("journal {winner} recovered compute2; journal {loser} stopped: {why}");
+}
+
+/// The lab's config with a second monitor, `tcp`, probing each compute's own listener, combined as
+/// `combine` says.
+fn combined_config(lab: &Lab, lab_config: &str, combine: &str) -> String {
+    assert!(lab_config.contains("\n[monitor]\n"), "{lab_config}");
+    let mut cfg = lab_config.replace("\n[monitor]\n", "\n[[monitor]]\n");
+    cfg.push_str(&format!(
+        "\n[recovery.monitors]\ncombine = \"{combine}\"\n\n[[monitor]]\ntype = \"tcp\"\ntimeout = \"1s\"\n"
+    ));
+    for h in ["compute1", "compute2", "compute3"] {
+        let port = std::fs::read_to_string(lab.path(&format!("bmc/{h}/host-port"))).unwrap();
+        cfg.push_str(&format!(
+            "[monitor.hosts.{h}]\naddresses = [\"127.0.0.1:{}\"]\n",
+            port.trim()
+        ));
+    }
+    cfg
+}
+
+/// The operators' mails saying the monitors disagree about `host`.
+fn disagreements(mails: &[Mail], host: &str) -> Vec<Mail> {
+    mails
+        .iter()
+        .filter(|m| m.subject.contains("monitors_disagree") && m.subject.contains(host))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_monitor_tells_a_dead_nova_compute_from_a_dead_host() {
+    let Some(mut lab) = Lab::start() else { return };
+    let admin = Admin::new(&lab).await;
+    lab.lab_py(&[
+        "boot",
+        "demo:compute1:1",
+        "demo:compute2:1",
+        "other:compute3:1",
+    ]);
+    let lab_config = std::fs::read_to_string(lab.config()).unwrap();
+    std::fs::write(lab.config(), combined_config(&lab, &lab_config, "all")).unwrap();
+    let v = lab.cli(&["validate", "--connect"]);
+    assert!(v.status.success(), "validate --connect: {v:?}");
+    let all = servers(&lab);
+    let before = placement(&admin, &all).await;
+    lab.start_daemon();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(lab.daemon_alive(), "freezer-dr run exited at once");
+
+    // ---- 1. all: only compute1's nova-compute dies; the host itself still answers.
+    let since = now_ms();
+    let crashed = Instant::now();
+    lab.compute("kill", "compute1");
+    wait_for(
+        "the operators told that nova and tcp disagree about compute1",
+        Duration::from_secs(90),
+        || async { disagreements(&lab.mails(), "compute1").len() >= OPERATORS.len() },
+    )
+    .await;
+    eprintln!(
+        "all: nova-compute of compute1 killed; operators told 'not fenced' {:.1?} later",
+        crashed.elapsed()
+    );
+    // Several more observations: still not fenced, told once.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(lab.power_file("compute1"), "1", "compute1 was powered off");
+    assert!(
+        history_has(
+            &lab,
+            Some("compute1"),
+            "nova down but tcp says it is up: not fenced",
+            since
+        ),
+        "{:#?}",
+        lab.history()
+    );
+    let told = disagreements(&lab.mails(), "compute1");
+    for op in OPERATORS {
+        assert_eq!(
+            told.iter().filter(|m| m.rcpt == op).count(),
+            1,
+            "{op}: {told:#?}"
+        );
+    }
+    assert!(
+        told[0].text.contains("nova: down") && told[0].text.contains("tcp: up"),
+        "{}",
+        told[0].text
+    );
+    let st = lab.status();
+    let c1 = st["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "compute1")
+        .cloned()
+        .unwrap_or_else(|| panic!("compute1 not in status: {st:#}"));
+    assert_eq!(c1["stage"]["stage"], "healthy", "{c1:#}");
+    assert_eq!(c1["views"][1]["monitor"], "tcp", "{c1:#}");
+    assert_eq!(placement(&admin, &all).await, before, "nothing moved");
+    lab.compute("start", "compute1");
+
+    // ---- 2. all: compute2 loses its power (its BMC, as a pulled plug): both monitors see it down.
+    let crashed = Instant::now();
+    lab.bmc("compute2", &["power", "off"]);
+    wait_for("compute2 recovered", Duration::from_secs(180), || async {
+        digests(&lab.mails(), "compute2") >= OPERATORS.len()
+    })
+    .await;
+    eprintln!(
+        "all: compute2 powered off; recovered {:.1?} later",
+        crashed.elapsed()
+    );
+    assert_evacuated(&admin, &all, &before, "compute2").await;
+    assert!(disagreements(&lab.mails(), "compute2").is_empty());
+    let since = now_ms();
+    lab.bmc("compute2", &["power", "on"]);
+    wait_back_in_service(&lab, &admin, "compute2", since).await;
+
+    // ---- 3. any: a dead nova-compute alone is enough to fence compute3.
+    lab.kill_daemon();
+    std::fs::write(lab.config(), combined_config(&lab, &lab_config, "any")).unwrap();
+    let before = placement(&admin, &all).await;
+    lab.start_daemon();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let crashed = Instant::now();
+    lab.compute("kill", "compute3");
+    wait_for(
+        "compute3 recovered with combine = any",
+        Duration::from_secs(180),
+        || async { digests(&lab.mails(), "compute3") >= OPERATORS.len() },
+    )
+    .await;
+    eprintln!(
+        "any: nova-compute of compute3 killed; recovered {:.1?} later",
+        crashed.elapsed()
+    );
+    assert_eq!(lab.power_file("compute3"), "0", "compute3 was fenced");
+    assert_evacuated(&admin, &all, &before, "compute3").await;
+    assert_no_mail_twice(&lab.mails());
 }
