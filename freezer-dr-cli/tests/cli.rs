@@ -303,6 +303,50 @@ fn example_sections_are_accepted_by_validate() {
 }
 
 #[test]
+fn validate_connect_checks_every_driver_when_monitors_are_combined() {
+    let body = r#"
+[[monitor]]
+type = "testing"
+name = "nova"
+world = "combined-validate"
+
+[[monitor]]
+type = "testing"
+name = "probe"
+probe = true
+world = "combined-validate"
+
+[[fencer]]
+type = "testing"
+world = "combined-validate"
+
+[evacuator]
+type = "testing"
+world = "combined-validate"
+
+[[notifier]]
+type = "testing"
+world = "combined-validate"
+"#;
+    let (dir, path) = config(body);
+    let r = freezer_dr(dir.path(), &with_config(&path, &["validate", "--connect"]));
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let has = |words: &[&str]| {
+        r.stdout
+            .lines()
+            .any(|l| l.split_whitespace().eq(words.iter().copied()))
+    };
+    for line in [
+        ["monitor[0]", "testing", "OK"],
+        ["monitor[1]", "testing", "OK"],
+        ["fencer[0]", "testing", "OK"],
+        ["notifier[0]", "testing", "OK"],
+    ] {
+        assert!(has(&line), "{line:?}: {}", r.show());
+    }
+}
+
+#[test]
 fn validate_connect_fails_when_a_compute_host_has_no_fencer() {
     let body = r#"
 [monitor]
