@@ -230,10 +230,10 @@ pub fn status(snapshot: &Snapshot, requests: &[PendingRequest]) -> String {
                     .map(|r| format!("  recovery {r}"))
                     .unwrap_or_default()
             );
-            if h.disputed > 0 {
+            if let Some(since) = h.disputed_since {
                 let _ = writeln!(
                     out,
-                    "    the monitors disagree ({} observations in a row): not fenced",
+                    "    the monitors disagree since {since} ({} observations in a row): not fenced",
                     h.disputed
                 );
             }
@@ -299,6 +299,7 @@ pub fn status_json(snapshot: &Snapshot, requests: &[PendingRequest]) -> serde_js
                 "health": h.health,
                 "views": h.views,
                 "disputed": h.disputed,
+                "disputed_since": h.disputed_since.map(|t| t.to_string()),
                 "instances": instances,
             })
         })
@@ -511,6 +512,7 @@ mod tests {
     fn status_shows_each_monitors_view_of_a_disputed_host_and_a_failing_monitor() {
         let mut h = HostRecord::new(HostId::from("compute-2"), Timestamp(0));
         h.disputed = 3;
+        h.disputed_since = Some(Timestamp(0));
         h.views = vec![
             freezer_dr_core::MonitorView {
                 monitor: "nova".into(),
@@ -531,7 +533,9 @@ mod tests {
         let text = status(&snap, &[]);
         assert!(text.contains("compute-2  healthy"), "{text}");
         assert!(
-            text.contains("the monitors disagree (3 observations in a row): not fenced"),
+            text.contains(
+                "the monitors disagree since 1970-01-01T00:00:00Z (3 observations in a row): not fenced"
+            ),
             "{text}"
         );
         assert!(

@@ -927,7 +927,8 @@ fn combined_config(lab: &Lab, lab_config: &str, combine: &str) -> String {
     assert!(lab_config.contains("\n[monitor]\n"), "{lab_config}");
     let mut cfg = lab_config.replace("\n[monitor]\n", "\n[[monitor]]\n");
     cfg.push_str(&format!(
-        "\n[recovery.monitors]\ncombine = \"{combine}\"\n\n[[monitor]]\ntype = \"tcp\"\ntimeout = \"1s\"\n"
+        "\n[recovery.monitors]\ncombine = \"{combine}\"\n# Past Nova's 10 s heartbeat timeout: a host the probe sees dead first is no disagreement.\n\
+         disagreement_after = \"20s\"\n\n[[monitor]]\ntype = \"tcp\"\ntimeout = \"1s\"\n"
     ));
     for h in ["compute1", "compute2", "compute3"] {
         let port = std::fs::read_to_string(lab.path(&format!("bmc/{h}/host-port"))).unwrap();

@@ -82,11 +82,26 @@ pub struct RecoveryConfig {
 }
 
 /// `[recovery.monitors]`: how the views of several `[[monitor]]` sections make one verdict per host.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MonitorsConfig {
     /// `all` (default: every monitor that knows the host says down), `any`, or `quorum` (more than half).
     pub combine: crate::Combine,
+    /// A disagreement (one monitor says down, the verdict does not) is reported to the operators once it
+    /// lasted this long and the strike count: longer than the slowest monitor takes to see a dead host
+    /// (Nova's heartbeat timeout plus a few intervals), so a host that died, seen by a fast probe before
+    /// Nova's heartbeat times out, is fenced without a false alarm.
+    #[serde(with = "duration")]
+    pub disagreement_after: Duration,
+}
+
+impl Default for MonitorsConfig {
+    fn default() -> Self {
+        Self {
+            combine: crate::Combine::default(),
+            disagreement_after: Duration::from_secs(180),
+        }
+    }
 }
 
 impl Default for RecoveryConfig {

@@ -119,10 +119,16 @@ pub struct HostRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub views: Vec<MonitorView>,
     /// Consecutive observations in which a combined monitor said down but the verdict did not (a dead
-    /// `nova-compute` on a host that still answers); the operators are told once per such episode, when
-    /// it reaches the strike count.
+    /// `nova-compute` on a host that still answers).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub disputed: u32,
+    /// Since when, in this episode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disputed_since: Option<Timestamp>,
+    /// The operators were told about this episode (once it lasted the strike count and
+    /// `[recovery.monitors] disagreement_after`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dispute_told: bool,
     /// Do not retry the current host-level step before this time.
     pub retry_at: Option<Timestamp>,
     /// The recovery's timeline, for the reports.
@@ -163,6 +169,8 @@ impl HostRecord {
             absent_since: None,
             views: Vec::new(),
             disputed: 0,
+            disputed_since: None,
+            dispute_told: false,
             retry_at: None,
             timeline: Vec::new(),
             instances: BTreeMap::new(),

@@ -1,6 +1,7 @@
 //! Several monitors combined: a lasting disagreement about a host (one says down, the verdict does not:
 //! a dead `nova-compute` on a host that still answers) and a combined monitor whose observation fails are
-//! each reported to the operators once per episode, when they reach the strike count.
+//! each reported to the operators once per episode: a disagreement once it lasted the strike count and
+//! `[recovery.monitors] disagreement_after`, a failing monitor at the strike count.
 
 use super::{Command, Engine};
 use crate::{Health, HostHealth, MonitorView, ReportKind, Timestamp};
@@ -17,11 +18,13 @@ impl Engine {
             h.disputed() && !rec.admin.disabled_by_operator() && !rec.stage.in_recovery();
         if !disputed {
             if rec.disputed > 0 {
-                let reached = rec.disputed >= strikes;
+                let told = rec.dispute_told;
                 if let Some(rec) = self.host_mut(&h.host) {
                     rec.disputed = 0;
+                    rec.disputed_since = None;
+                    rec.dispute_told = false;
                 }
-                if reached {
+                if told {
                     self.note(
                         now,
                         Some(&h.host),
@@ -33,10 +36,16 @@ impl Engine {
             return;
         }
         let n = rec.disputed.saturating_add(1);
+        let since = rec.disputed_since.unwrap_or(now);
+        let due = !rec.dispute_told
+            && n >= strikes
+            && now.since(since) >= self.cfg.monitors.disagreement_after;
         if let Some(rec) = self.host_mut(&h.host) {
             rec.disputed = n;
+            rec.disputed_since = Some(since);
+            rec.dispute_told |= due;
         }
-        if n != strikes {
+        if !due {
             return;
         }
         let (down, other): (Vec<&MonitorView>, Vec<&MonitorView>) = h

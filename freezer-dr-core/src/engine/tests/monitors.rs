@@ -55,9 +55,11 @@ impl Views<'_> {
     }
 }
 
+/// Disagreements are told after 20 s: the third observation of one, 10 s apart.
 fn bench(mode: Combine) -> Bench {
     let mut cfg = config();
     cfg.monitors.combine = mode;
+    cfg.monitors.disagreement_after = Duration::from_secs(20);
     Bench::new(cfg, 1)
 }
 
@@ -268,4 +270,30 @@ fn a_single_monitor_stores_no_views_and_writes_what_it_wrote_before() {
     );
     let meta = serde_json::to_value(b.engine.meta()).unwrap();
     assert!(meta.get("monitor_failures").is_none(), "{meta}");
+}
+
+#[test]
+fn a_fast_probe_that_sees_a_dead_host_before_nova_does_is_no_false_alarm() {
+    let mut b = bench(Combine::All);
+    let mut cfg = b.engine.config().clone();
+    cfg.monitors.disagreement_after = Duration::from_secs(60);
+    b = Bench::new(cfg, 1);
+    // The host lost its power: tcp sees it at once, Nova only once the heartbeat timed out (40 s later).
+    let tcp_first = Views {
+        mode: Combine::All,
+        down: &[("tcp", &["c1"])],
+        failed: &[],
+        three: false,
+    };
+    assert!(
+        observe_n(&mut b, &tcp_first, 5).is_empty(),
+        "a disagreement shorter than disagreement_after is not told"
+    );
+    let both = Views {
+        down: &[("nova", &["c1"]), ("tcp", &["c1"])],
+        ..tcp_first
+    };
+    assert_eq!(observe_n(&mut b, &both, 3), ["power_off c1 #0"]);
+    let rec = b.engine.host(&HostId::from("c1")).unwrap();
+    assert!(rec.disputed == 0 && rec.disputed_since.is_none() && !rec.dispute_told);
 }
