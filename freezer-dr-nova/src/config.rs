@@ -292,6 +292,52 @@ fn yaml_str(v: &serde_yaml_ng::Value) -> Option<String> {
     }
 }
 
+/// One `auth` option for [`AuthConfig::resolve`]: the field and its key, the same in a `clouds.yaml`
+/// entry's `auth`; its variable is `OS_` and the key in upper case, as for openstackclient.
+type AuthOption<T> = (fn(&mut AuthConfig) -> &mut Option<T>, &'static str);
+
+/// The `auth` options taken as they are from `clouds.yaml` or the `OS_*` variables.
+const TEXT_OPTIONS: [AuthOption<String>; 11] = [
+    (|a| &mut a.auth_url, "auth_url"),
+    (|a| &mut a.username, "username"),
+    (|a| &mut a.user_id, "user_id"),
+    (|a| &mut a.user_domain_name, "user_domain_name"),
+    (|a| &mut a.user_domain_id, "user_domain_id"),
+    (|a| &mut a.project_name, "project_name"),
+    (|a| &mut a.project_id, "project_id"),
+    (|a| &mut a.project_domain_name, "project_domain_name"),
+    (|a| &mut a.project_domain_id, "project_domain_id"),
+    (
+        |a| &mut a.application_credential_id,
+        "application_credential_id",
+    ),
+    (
+        |a| &mut a.application_credential_name,
+        "application_credential_name",
+    ),
+];
+
+/// The `auth` secrets taken from `clouds.yaml` or the `OS_*` variables.
+const SECRET_OPTIONS: [AuthOption<Secret>; 2] = [
+    (|a| &mut a.password, "password"),
+    (
+        |a| &mut a.application_credential_secret,
+        "application_credential_secret",
+    ),
+];
+
+/// Older names of `OS_*` variables, read when the current one is not set.
+const OLD_VARIABLES: [(&str, &str); 3] = [
+    ("OS_PROJECT_NAME", "OS_TENANT_NAME"),
+    ("OS_PROJECT_ID", "OS_TENANT_ID"),
+    ("OS_INTERFACE", "OS_ENDPOINT_TYPE"),
+];
+
+/// The `OS_*` variable of an `auth` key.
+fn variable(key: &str) -> String {
+    format!("OS_{}", key.to_uppercase())
+}
+
 impl AuthConfig {
     /// Fills the missing keys from `clouds.yaml` (when a cloud is named) or `OS_*` variables, and checks
     /// that one complete auth method results. Reads files, never the network.
@@ -303,33 +349,15 @@ impl AuthConfig {
             let (path, entry) = find_cloud(&cloud, &src.clouds_files)?;
             source = format!("clouds.yaml entry {cloud:?} in {}", path.display());
             let get = |k: &str| entry.auth.get(k).and_then(yaml_str);
-            fill(&mut a.auth_url, get("auth_url"));
-            fill(&mut a.username, get("username"));
-            fill(&mut a.user_id, get("user_id"));
-            fill(&mut a.user_domain_name, get("user_domain_name"));
-            fill(&mut a.user_domain_id, get("user_domain_id"));
-            fill(&mut a.project_name, get("project_name"));
-            fill(&mut a.project_id, get("project_id"));
-            fill(&mut a.project_domain_name, get("project_domain_name"));
-            fill(&mut a.project_domain_id, get("project_domain_id"));
-            fill(
-                &mut a.application_credential_id,
-                get("application_credential_id"),
-            );
-            fill(
-                &mut a.application_credential_name,
-                get("application_credential_name"),
-            );
+            for (field, key) in TEXT_OPTIONS {
+                fill(field(&mut a), get(key));
+            }
             if let Some(d) = get("domain_name") {
                 fill(&mut a.user_domain_name, Some(d.clone()));
                 fill(&mut a.project_domain_name, Some(d));
             }
-            if a.password.is_none() {
-                a.password = get("password").map(Secret::new);
-            }
-            if a.application_credential_secret.is_none() {
-                a.application_credential_secret =
-                    get("application_credential_secret").map(Secret::new);
+            for (field, key) in SECRET_OPTIONS {
+                fill(field(&mut a), get(key).map(Secret::new));
             }
             fill(&mut a.region_name, entry.region_name.clone());
             fill(&mut a.interface, entry.interface.clone());
@@ -348,42 +376,20 @@ impl AuthConfig {
             }
         } else {
             source = "the config section and OS_* variables".to_owned();
-            let env = |k: &str| (src.env)(k);
-            fill(&mut a.auth_url, env("OS_AUTH_URL"));
-            fill(&mut a.username, env("OS_USERNAME"));
-            fill(&mut a.user_id, env("OS_USER_ID"));
-            fill(&mut a.user_domain_name, env("OS_USER_DOMAIN_NAME"));
-            fill(&mut a.user_domain_id, env("OS_USER_DOMAIN_ID"));
-            fill(
-                &mut a.project_name,
-                env("OS_PROJECT_NAME").or_else(|| env("OS_TENANT_NAME")),
-            );
-            fill(
-                &mut a.project_id,
-                env("OS_PROJECT_ID").or_else(|| env("OS_TENANT_ID")),
-            );
-            fill(&mut a.project_domain_name, env("OS_PROJECT_DOMAIN_NAME"));
-            fill(&mut a.project_domain_id, env("OS_PROJECT_DOMAIN_ID"));
-            fill(
-                &mut a.application_credential_id,
-                env("OS_APPLICATION_CREDENTIAL_ID"),
-            );
-            fill(
-                &mut a.application_credential_name,
-                env("OS_APPLICATION_CREDENTIAL_NAME"),
-            );
-            if a.password.is_none() {
-                a.password = env("OS_PASSWORD").map(Secret::new);
+            let env = |var: &str| {
+                (src.env)(var).or_else(|| {
+                    let (_, old) = OLD_VARIABLES.iter().find(|(new, _)| *new == var)?;
+                    (src.env)(old)
+                })
+            };
+            for (field, key) in TEXT_OPTIONS {
+                fill(field(&mut a), env(&variable(key)));
             }
-            if a.application_credential_secret.is_none() {
-                a.application_credential_secret =
-                    env("OS_APPLICATION_CREDENTIAL_SECRET").map(Secret::new);
+            for (field, key) in SECRET_OPTIONS {
+                fill(field(&mut a), env(&variable(key)).map(Secret::new));
             }
             fill(&mut a.region_name, env("OS_REGION_NAME"));
-            fill(
-                &mut a.interface,
-                env("OS_INTERFACE").or_else(|| env("OS_ENDPOINT_TYPE")),
-            );
+            fill(&mut a.interface, env("OS_INTERFACE"));
             fill(&mut a.cacert, env("OS_CACERT").map(PathBuf::from));
             if a.insecure.is_none() {
                 a.insecure = env("OS_INSECURE").map(|v| v == "1" || v.eq_ignore_ascii_case("true"));
@@ -553,6 +559,53 @@ mod tests {
         assert_eq!(r.region.as_deref(), Some("RegionTwo"));
         assert!(matches!(r.method, Method::ApplicationCredential { .. }));
         assert!(!format!("{r:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_older_os_variable_names_are_read_when_the_current_ones_are_unset() {
+        let env = |k: &str| match k {
+            "OS_AUTH_URL" => Some("https://k/identity/v3".to_owned()),
+            "OS_USERNAME" => Some("admin".to_owned()),
+            "OS_PASSWORD" => Some("pw".to_owned()),
+            "OS_USER_DOMAIN_NAME" => Some("Default".to_owned()),
+            "OS_TENANT_NAME" => Some("old-project".to_owned()),
+            "OS_PROJECT_DOMAIN_NAME" => Some("Default".to_owned()),
+            "OS_ENDPOINT_TYPE" => Some("admin".to_owned()),
+            _ => None,
+        };
+        let r = AuthConfig::default()
+            .resolve(&Sources {
+                env: &env,
+                clouds_files: vec![],
+            })
+            .unwrap();
+        assert_eq!(r.interface, "admin");
+        let Method::Password { project, .. } = r.method else {
+            panic!("{:?}", r.method)
+        };
+        assert_eq!(
+            project,
+            Some(Identity::Name {
+                name: "old-project".into(),
+                domain_id: None,
+                domain_name: Some("Default".into()),
+            })
+        );
+        let with_both = |k: &str| match k {
+            "OS_TENANT_ID" => Some("old-id".to_owned()),
+            "OS_PROJECT_ID" => Some("new-id".to_owned()),
+            other => env(other),
+        };
+        let r = AuthConfig::default()
+            .resolve(&Sources {
+                env: &with_both,
+                clouds_files: vec![],
+            })
+            .unwrap();
+        let Method::Password { project, .. } = r.method else {
+            panic!("{:?}", r.method)
+        };
+        assert_eq!(project, Some(Identity::Id("new-id".into())));
     }
 
     #[test]
