@@ -538,22 +538,30 @@ mod tests {
         assert!(matches!(r.method, Method::Password { .. }));
     }
 
-    #[test]
-    fn os_variables_fill_the_gaps_like_openstackclient() {
-        let env = |k: &str| match k {
-            "OS_AUTH_URL" => Some("https://k/identity/v3".to_owned()),
-            "OS_APPLICATION_CREDENTIAL_ID" => Some("ac1".to_owned()),
-            "OS_APPLICATION_CREDENTIAL_SECRET" => Some("s3cr3t".to_owned()),
-            "OS_INTERFACE" => Some("internal".to_owned()),
-            "OS_REGION_NAME" => Some("RegionTwo".to_owned()),
-            _ => None,
+    /// An empty `auth` section resolved from these `OS_*` variables (and no clouds.yaml).
+    fn from_variables(vars: &[(&str, &str)]) -> ResolvedAuth {
+        let env = |k: &str| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
         };
-        let r = AuthConfig::default()
+        AuthConfig::default()
             .resolve(&Sources {
                 env: &env,
                 clouds_files: vec![],
             })
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn os_variables_fill_the_gaps_like_openstackclient() {
+        let r = from_variables(&[
+            ("OS_AUTH_URL", "https://k/identity/v3"),
+            ("OS_APPLICATION_CREDENTIAL_ID", "ac1"),
+            ("OS_APPLICATION_CREDENTIAL_SECRET", "s3cr3t"),
+            ("OS_INTERFACE", "internal"),
+            ("OS_REGION_NAME", "RegionTwo"),
+        ]);
         assert_eq!(r.auth_url, "https://k/identity/v3");
         assert_eq!(r.interface, "internal");
         assert_eq!(r.region.as_deref(), Some("RegionTwo"));
@@ -563,49 +571,38 @@ mod tests {
 
     #[test]
     fn the_older_os_variable_names_are_read_when_the_current_ones_are_unset() {
-        let env = |k: &str| match k {
-            "OS_AUTH_URL" => Some("https://k/identity/v3".to_owned()),
-            "OS_USERNAME" => Some("admin".to_owned()),
-            "OS_PASSWORD" => Some("pw".to_owned()),
-            "OS_USER_DOMAIN_NAME" => Some("Default".to_owned()),
-            "OS_TENANT_NAME" => Some("old-project".to_owned()),
-            "OS_PROJECT_DOMAIN_NAME" => Some("Default".to_owned()),
-            "OS_ENDPOINT_TYPE" => Some("admin".to_owned()),
-            _ => None,
+        let user = [
+            ("OS_AUTH_URL", "https://k/v3"),
+            ("OS_USER_ID", "u1"),
+            ("OS_PASSWORD", "pw"),
+        ];
+        let project = |extra: &[(&str, &str)]| {
+            let r = from_variables(&[&user[..], extra].concat());
+            match r.method {
+                Method::Password { project, .. } => (project, r.interface),
+                other => panic!("{other:?}"),
+            }
         };
-        let r = AuthConfig::default()
-            .resolve(&Sources {
-                env: &env,
-                clouds_files: vec![],
-            })
-            .unwrap();
-        assert_eq!(r.interface, "admin");
-        let Method::Password { project, .. } = r.method else {
-            panic!("{:?}", r.method)
-        };
+        let old_id = Some(Identity::Id("old-id".into()));
         assert_eq!(
-            project,
-            Some(Identity::Name {
-                name: "old-project".into(),
-                domain_id: None,
-                domain_name: Some("Default".into()),
-            })
+            project(&[("OS_TENANT_ID", "old-id"), ("OS_ENDPOINT_TYPE", "admin")]),
+            (old_id, "admin".to_owned())
         );
-        let with_both = |k: &str| match k {
-            "OS_TENANT_ID" => Some("old-id".to_owned()),
-            "OS_PROJECT_ID" => Some("new-id".to_owned()),
-            other => env(other),
-        };
-        let r = AuthConfig::default()
-            .resolve(&Sources {
-                env: &with_both,
-                clouds_files: vec![],
-            })
-            .unwrap();
-        let Method::Password { project, .. } = r.method else {
-            panic!("{:?}", r.method)
-        };
-        assert_eq!(project, Some(Identity::Id("new-id".into())));
+        let new_id = Some(Identity::Id("new-id".into()));
+        assert_eq!(
+            project(&[("OS_TENANT_ID", "old-id"), ("OS_PROJECT_ID", "new-id")]).0,
+            new_id
+        );
+        let old_name = Some(Identity::Name {
+            name: "old".into(),
+            domain_id: None,
+            domain_name: Some("Default".into()),
+        });
+        let by_name = [
+            ("OS_TENANT_NAME", "old"),
+            ("OS_PROJECT_DOMAIN_NAME", "Default"),
+        ];
+        assert_eq!(project(&by_name).0, old_name);
     }
 
     #[test]
