@@ -21,26 +21,23 @@ pub struct IpmiConfig {
     /// not handled by this fencer.
     pub hosts: BTreeMap<String, BmcConfig>,
     /// Default BMC user name.
-    #[serde(default, alias = "login")]
+    #[serde(alias = "login")]
     pub username: Option<String>,
     /// Default BMC password: a string, `{ file = "/path" }` or `{ env = "VARIABLE" }`.
-    #[serde(default, alias = "passwd")]
+    #[serde(alias = "passwd")]
     pub password: Option<Secret>,
     /// Default UDP port (623).
-    #[serde(default, alias = "ipport")]
+    #[serde(alias = "ipport")]
     pub port: Option<u16>,
     /// Default session privilege: `operator` or `administrator` (the default).
-    #[serde(default, alias = "privlvl")]
+    #[serde(alias = "privlvl")]
     pub privilege: Option<Privilege>,
     /// Default RMCP+ cipher suite (3: RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128).
-    #[serde(default)]
     pub cipher: Option<u8>,
     /// Default for IPMI v2.0 RMCP+ (`true`, the default) or IPMI v1.5 LAN (`false`, ipmitool only).
-    #[serde(default)]
     pub lanplus: Option<bool>,
     /// Default backend: `native` (ipmi-rs), `ipmitool`, or `auto` (the default: native first, ipmitool
     /// when native cannot talk to the BMC).
-    #[serde(default)]
     pub backend: Option<Backend>,
     /// The longest one call to one BMC may take, retransmits included (per backend; `auto` may use
     /// both). Keep it under `[recovery] call_timeout`.
@@ -75,25 +72,22 @@ pub struct BmcConfig {
     #[serde(alias = "ip", alias = "ipaddr")]
     pub address: String,
     /// UDP port (623).
-    #[serde(default, alias = "ipport")]
+    #[serde(alias = "ipport")]
     pub port: Option<u16>,
     /// BMC user name.
-    #[serde(default, alias = "login")]
+    #[serde(alias = "login")]
     pub username: Option<String>,
     /// BMC password.
-    #[serde(default, alias = "passwd")]
+    #[serde(alias = "passwd")]
     pub password: Option<Secret>,
     /// Session privilege.
-    #[serde(default, alias = "privlvl")]
+    #[serde(alias = "privlvl")]
     pub privilege: Option<Privilege>,
     /// RMCP+ cipher suite.
-    #[serde(default)]
     pub cipher: Option<u8>,
     /// IPMI v2.0 RMCP+ (`true`) or v1.5 LAN (`false`).
-    #[serde(default)]
     pub lanplus: Option<bool>,
     /// Backend.
-    #[serde(default)]
     pub backend: Option<Backend>,
 }
 

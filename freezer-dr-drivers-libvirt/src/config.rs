@@ -35,10 +35,8 @@ pub struct LibvirtConfig {
     #[serde(default)]
     pub domains: BTreeMap<String, String>,
     /// User name for URIs whose daemon asks for one (SASL), given to libvirt's auth callback.
-    #[serde(default)]
     pub username: Option<String>,
     /// Password or passphrase for URIs whose daemon asks for one (SASL), given to libvirt's auth callback.
-    #[serde(default)]
     pub password: Option<Secret>,
     /// Time limit on each libvirt call, connecting included (default 20 s). A call past it is a temporary
     /// `timeout` error and the connection is opened afresh next time.

@@ -16,6 +16,13 @@ fn h(name: &str) -> HostId {
     HostId::from(name)
 }
 
+/// Powers compute-1 off through `f`; `virsh` sees it off and compute-2 still running.
+async fn fences_compute_1_alone(f: &LibvirtFencer, d: &Libvirtd) {
+    f.power_off(&h("compute-1")).await.unwrap();
+    assert_eq!(d.domstate("compute-1"), "shut off");
+    assert_eq!(d.domstate("compute-2"), "running");
+}
+
 fn fencer(uri: String) -> LibvirtFencer {
     let mut cfg = LibvirtConfig::new(uri, common::COMPUTES);
     cfg.timeout = Duration::from_secs(5);
@@ -24,10 +31,7 @@ fn fencer(uri: String) -> LibvirtFencer {
 
 #[tokio::test]
 async fn virsh_in_another_process_sees_the_fenced_domain_shut_off() {
-    if common::skip_libvirtd() {
-        return;
-    }
-    let d = Libvirtd::start();
+    let Some(d) = common::libvirtd() else { return };
     let f = fencer(d.tcp_uri());
     assert_eq!(d.domstate("compute-2"), "running");
     f.power_off(&h("compute-2")).await.unwrap();
@@ -56,22 +60,14 @@ async fn virsh_in_another_process_sees_the_fenced_domain_shut_off() {
 
 #[tokio::test]
 async fn works_over_the_unix_socket_too() {
-    if common::skip_libvirtd() {
-        return;
-    }
-    let d = Libvirtd::start();
+    let Some(d) = common::libvirtd() else { return };
     let f = fencer(d.unix_uri());
-    f.power_off(&h("compute-1")).await.unwrap();
-    assert_eq!(d.domstate("compute-1"), "shut off");
-    assert_eq!(d.domstate("compute-2"), "running");
+    fences_compute_1_alone(&f, &d).await;
 }
 
 #[tokio::test]
 async fn a_graceful_shutdown_is_tried_first_when_configured() {
-    if common::skip_libvirtd() {
-        return;
-    }
-    let d = Libvirtd::start();
+    let Some(d) = common::libvirtd() else { return };
     let mut cfg = LibvirtConfig::new(d.tcp_uri(), common::COMPUTES);
     cfg.graceful_shutdown = Some(Duration::from_secs(3));
     let f = LibvirtFencer::new(cfg).unwrap();
@@ -95,10 +91,9 @@ async fn a_graceful_shutdown_is_tried_first_when_configured() {
 
 #[tokio::test]
 async fn reconnects_after_the_daemon_restarted() {
-    if common::skip_libvirtd() {
+    let Some(mut d) = common::libvirtd() else {
         return;
-    }
-    let mut d = Libvirtd::start();
+    };
     let f = fencer(d.tcp_uri());
     assert_eq!(
         f.power_status(&h("compute-1")).await.unwrap(),
@@ -117,10 +112,7 @@ async fn reconnects_after_the_daemon_restarted() {
 
 #[tokio::test]
 async fn a_daemon_that_stopped_answering_is_a_timeout_then_recovers() {
-    if common::skip_libvirtd() {
-        return;
-    }
-    let d = Libvirtd::start();
+    let Some(d) = common::libvirtd() else { return };
     let mut cfg = LibvirtConfig::new(d.tcp_uri(), common::COMPUTES);
     cfg.timeout = Duration::from_millis(500);
     let f = LibvirtFencer::new(cfg).unwrap();
@@ -138,17 +130,12 @@ async fn a_daemon_that_stopped_answering_is_a_timeout_then_recovers() {
     d.signal("-CONT");
     // The power-off sent while frozen may still be processed when the daemon wakes; either way the
     // fencer answers again and a power-off leaves the domain off.
-    f.power_off(&h("compute-1")).await.unwrap();
-    assert_eq!(d.domstate("compute-1"), "shut off");
-    assert_eq!(d.domstate("compute-2"), "running");
+    fences_compute_1_alone(&f, &d).await;
 }
 
 #[tokio::test]
 async fn conformance_against_a_private_libvirtd() {
-    if common::skip_libvirtd() {
-        return;
-    }
-    let d = Libvirtd::start();
+    let Some(d) = common::libvirtd() else { return };
     let f = fencer(d.tcp_uri());
     freezer_dr_core::testing::conformance::fencer(&f, &h("compute-3")).await;
     assert_eq!(d.domstate("compute-3"), "shut off");
@@ -157,10 +144,9 @@ async fn conformance_against_a_private_libvirtd() {
 
 #[tokio::test]
 async fn sasl_credentials_are_answered_and_a_wrong_password_is_a_permanent_auth_error() {
-    if common::skip_libvirtd() {
+    let Some(d) = common::libvirtd_with_sasl("fence", "right-pass-4711") else {
         return;
-    }
-    let d = Libvirtd::start_with_sasl("fence", "right-pass-4711");
+    };
     let with = |user: Option<&str>, password: Option<&str>| {
         let mut cfg = LibvirtConfig::new(d.tcp_uri(), common::COMPUTES);
         cfg.timeout = Duration::from_secs(5);

@@ -22,28 +22,26 @@ pub struct RedfishConfig {
     /// not handled by this fencer.
     pub hosts: BTreeMap<String, BmcConfig>,
     /// Default BMC user name.
-    #[serde(default, alias = "login")]
+    #[serde(alias = "login")]
     pub username: Option<String>,
     /// Default BMC password: a string, `{ file = "/path" }` or `{ env = "VARIABLE" }`.
-    #[serde(default, alias = "passwd")]
+    #[serde(alias = "passwd")]
     pub password: Option<Secret>,
     /// Default system path (`/redfish/v1/Systems/System.Embedded.1`, the same on every host of one
     /// vendor). Unset: the system is found by `system_id`, or is the only one the BMC lists.
-    #[serde(default, alias = "systems_uri")]
+    #[serde(alias = "systems_uri")]
     pub system: Option<String>,
     /// Default HTTPS port when a host gives `ip` instead of `url` (443).
-    #[serde(default, alias = "ipport")]
+    #[serde(alias = "ipport")]
     pub port: Option<u16>,
     /// Default CA bundle (PEM) that the BMCs' certificates must chain to. Unset: the system's roots.
-    #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Default for skipping certificate checks (`false`). An explicit opt-in, warned about at start:
     /// anyone on the management network could then pose as the BMC and learn its password.
-    #[serde(default, alias = "ssl_insecure")]
+    #[serde(alias = "ssl_insecure")]
     pub insecure: Option<bool>,
     /// Default authentication: `session` (SessionService, `X-Auth-Token`), `basic` (HTTP basic on
     /// every request) or `auto` (the default: a session when the BMC offers them, basic otherwise).
-    #[serde(default)]
     pub auth: Option<Auth>,
     /// The longest one HTTP request to one BMC may take (connecting included).
     #[serde(
@@ -67,34 +65,30 @@ pub struct RedfishConfig {
 #[serde(deny_unknown_fields)]
 pub struct BmcConfig {
     /// The BMC's root URL: `https://bmc.example.org` (or `https://10.0.0.11:8443`).
-    #[serde(default)]
     pub url: Option<String>,
     /// Instead of `url`: the BMC's address (IP or DNS name), reached over HTTPS.
-    #[serde(default, alias = "ipaddr")]
+    #[serde(alias = "ipaddr")]
     pub ip: Option<String>,
     /// With `ip`: the HTTPS port (443).
-    #[serde(default, alias = "ipport")]
+    #[serde(alias = "ipport")]
     pub port: Option<u16>,
     /// BMC user name.
-    #[serde(default, alias = "login")]
+    #[serde(alias = "login")]
     pub username: Option<String>,
     /// BMC password.
-    #[serde(default, alias = "passwd")]
+    #[serde(alias = "passwd")]
     pub password: Option<Secret>,
     /// The system's path, e.g. `/redfish/v1/Systems/1`.
-    #[serde(default, alias = "systems_uri")]
+    #[serde(alias = "systems_uri")]
     pub system: Option<String>,
     /// Instead of `system`: the system whose `Id` or `UUID` is this, among those the BMC lists.
-    #[serde(default)]
     pub system_id: Option<String>,
     /// CA bundle (PEM) for this BMC's certificate.
-    #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Skip certificate checks for this BMC (explicit opt-in, warned about).
-    #[serde(default, alias = "ssl_insecure")]
+    #[serde(alias = "ssl_insecure")]
     pub insecure: Option<bool>,
     /// Authentication.
-    #[serde(default)]
     pub auth: Option<Auth>,
 }
 

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Emulator, Libvirtd, Options, PASSWORD};
+use common::{Emulator, Options, PASSWORD};
 use freezer_dr_core::testing::{TestCerts, conformance};
 use freezer_dr_core::{ErrorKind, Fencer, HostId, PowerState};
 
@@ -18,10 +18,7 @@ fn host() -> HostId {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn powers_off_a_running_domain_and_reads_it_off_then_on_again() {
-    if common::skip() {
-        return;
-    }
-    let lv = Libvirtd::start();
+    let Some(lv) = common::libvirtd() else { return };
     let bmc = Emulator::start(&lv, "compute-1", Options::default());
     // No system configured: the emulator lists exactly one, which is found.
     let f = common::fencer(&common::one_host("compute-1", &bmc.url(), PASSWORD, ""));
@@ -42,10 +39,7 @@ async fn powers_off_a_running_domain_and_reads_it_off_then_on_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_domain_already_off_is_ok_and_stays_off() {
-    if common::skip() {
-        return;
-    }
-    let lv = Libvirtd::start();
+    let Some(lv) = common::libvirtd() else { return };
     lv.virsh(&["destroy", "compute-1"]);
     let bmc = Emulator::start(&lv, "compute-1", Options::default());
     let uuid = lv.uuid("compute-1");
@@ -63,10 +57,7 @@ async fn a_domain_already_off_is_ok_and_stays_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_a_fast_permanent_auth_error_without_the_secret() {
-    if common::skip() {
-        return;
-    }
-    let lv = Libvirtd::start();
+    let Some(lv) = common::libvirtd() else { return };
     let bmc = Emulator::start(&lv, "compute-1", Options::default());
     let wrong = "Wr0ng-Redfish-Secret";
     let f = common::fencer(&common::one_host("compute-1", &bmc.url(), wrong, ""));
@@ -86,10 +77,7 @@ async fn a_wrong_password_is_a_fast_permanent_auth_error_without_the_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_system_path_is_a_permanent_config_error_that_says_so() {
-    if common::skip() {
-        return;
-    }
-    let lv = Libvirtd::start();
+    let Some(lv) = common::libvirtd() else { return };
     // Every domain listed: with SUSHY_EMULATOR_ALLOWED_INSTANCES, sushy-tools 2.2 answers an unknown
     // system with a 500 (an AttributeError in its access check) instead of a 404.
     let bmc = Emulator::all_domains(&lv, "compute-1");
@@ -119,10 +107,7 @@ async fn a_wrong_system_path_is_a_permanent_config_error_that_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_systems_need_a_path_or_an_id_and_system_id_matches_the_uuid() {
-    if common::skip() {
-        return;
-    }
-    let lv = Libvirtd::start();
+    let Some(lv) = common::libvirtd() else { return };
     let bmc = Emulator::all_domains(&lv, "compute-1");
     let f = common::fencer(&common::one_host("compute-1", &bmc.url(), PASSWORD, ""));
     let e = f.power_off(&host()).await.unwrap_err();
@@ -142,11 +127,8 @@ async fn several_systems_need_a_path_or_an_id_and_system_id_matches_the_uuid() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_the_right_ca_works_a_wrong_ca_is_refused_and_insecure_is_explicit() {
-    if common::skip() {
-        return;
-    }
+    let Some(lv) = common::libvirtd() else { return };
     let certs = TestCerts::generate();
-    let lv = Libvirtd::start();
     let bmc = Emulator::tls(&lv, "compute-1", &certs);
     let ca = |name: &Path| format!("ca_file = \"{}\"", common::path_str(name));
 
@@ -192,10 +174,7 @@ async fn tls_with_the_right_ca_works_a_wrong_ca_is_refused_and_insecure_is_expli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fencer_conformance_suite_passes() {
-    if common::skip() {
-        return;
-    }
-    let lv = Libvirtd::start();
+    let Some(lv) = common::libvirtd() else { return };
     let a = Emulator::start(&lv, "compute-1", Options::default());
     let b = Emulator::start(&lv, "compute-2", Options::default());
     let f = common::fencer(&format!(

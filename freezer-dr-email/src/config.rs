@@ -71,13 +71,10 @@ pub struct EmailConfig {
     #[serde(default)]
     pub starttls: Starttls,
     /// PEM file of CA certificates trusted in addition to the system's (a private mail CA).
-    #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Login for SMTP AUTH (PLAIN or LOGIN); needs `password`.
-    #[serde(default)]
     pub username: Option<String>,
     /// Password for SMTP AUTH: a string, `{ file = "..." }` or `{ env = "..." }`.
-    #[serde(default)]
     pub password: Option<Secret>,
     /// The sender, `name <address>` or `address`; its domain also names the Message-IDs.
     pub from: String,
@@ -100,7 +97,6 @@ pub struct EmailConfig {
     #[serde(default = "default_operator_phases")]
     pub operator_phases: Vec<Phase>,
     /// A name for the cloud in subjects and bodies, e.g. `"Region One"`.
-    #[serde(default)]
     pub cloud: Option<String>,
     /// Put in front of every subject.
     #[serde(default = "default_subject_prefix")]
@@ -108,7 +104,6 @@ pub struct EmailConfig {
     /// A directory whose `user.subject.txt`, `user.txt`, `user.html`, `operator.subject.txt`,
     /// `operator.txt` and `operator.html` replace the built-in templates (minijinja syntax; every file is
     /// optional).
-    #[serde(default)]
     pub templates: Option<PathBuf>,
     /// Time allowed for each SMTP command (connect, TLS, each reply).
     #[serde(

@@ -151,42 +151,31 @@ pub(crate) struct InstanceView {
 impl From<&InstanceOutcome> for InstanceView {
     fn from(o: &InstanceOutcome) -> Self {
         let i = &o.instance;
-        let (outcome, new_host, status, reason, summary) = match &o.outcome {
-            Outcome::Evacuated { to, status } => (
+        let (outcome, summary) = match &o.outcome {
+            Outcome::Evacuated { status, .. } => (
                 "evacuated",
-                Some(to.to_string()),
-                Some(status.clone()),
-                None,
                 format!("running again on another host ({status})"),
             ),
-            Outcome::Failed { reason } => (
-                "failed",
-                None,
-                None,
-                Some(reason.clone()),
-                format!("could not be moved: {reason}"),
-            ),
-            Outcome::Skipped { reason } => (
-                "skipped",
-                None,
-                None,
-                Some(reason.clone()),
-                format!("left on the failed host: {reason}"),
-            ),
+            Outcome::Failed { reason } => ("failed", format!("could not be moved: {reason}")),
+            Outcome::Skipped { reason } => {
+                ("skipped", format!("left on the failed host: {reason}"))
+            }
             Outcome::Gone => (
                 "gone",
-                None,
-                None,
-                None,
                 "deleted by its owner during the recovery".to_owned(),
             ),
-            Outcome::Evacuating => (
-                "evacuating",
-                None,
-                None,
-                None,
-                "being moved to another host".to_owned(),
-            ),
+            Outcome::Evacuating => ("evacuating", "being moved to another host".to_owned()),
+        };
+        let (new_host, status) = match &o.outcome {
+            Outcome::Evacuated { to, status } => (Some(to.to_string()), Some(status.clone())),
+            Outcome::Failed { .. }
+            | Outcome::Skipped { .. }
+            | Outcome::Gone
+            | Outcome::Evacuating => (None, None),
+        };
+        let reason = match &o.outcome {
+            Outcome::Failed { reason } | Outcome::Skipped { reason } => Some(reason.clone()),
+            Outcome::Evacuated { .. } | Outcome::Gone | Outcome::Evacuating => None,
         };
         Self {
             name: i.name.clone(),

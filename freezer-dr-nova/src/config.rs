@@ -292,6 +292,52 @@ fn yaml_str(v: &serde_yaml_ng::Value) -> Option<String> {
     }
 }
 
+/// One `auth` option for [`AuthConfig::resolve`]: the field and its key, the same in a `clouds.yaml`
+/// entry's `auth`; its variable is `OS_` and the key in upper case, as for openstackclient.
+type AuthOption<T> = (fn(&mut AuthConfig) -> &mut Option<T>, &'static str);
+
+/// The `auth` options taken as they are from `clouds.yaml` or the `OS_*` variables.
+const TEXT_OPTIONS: [AuthOption<String>; 11] = [
+    (|a| &mut a.auth_url, "auth_url"),
+    (|a| &mut a.username, "username"),
+    (|a| &mut a.user_id, "user_id"),
+    (|a| &mut a.user_domain_name, "user_domain_name"),
+    (|a| &mut a.user_domain_id, "user_domain_id"),
+    (|a| &mut a.project_name, "project_name"),
+    (|a| &mut a.project_id, "project_id"),
+    (|a| &mut a.project_domain_name, "project_domain_name"),
+    (|a| &mut a.project_domain_id, "project_domain_id"),
+    (
+        |a| &mut a.application_credential_id,
+        "application_credential_id",
+    ),
+    (
+        |a| &mut a.application_credential_name,
+        "application_credential_name",
+    ),
+];
+
+/// The `auth` secrets taken from `clouds.yaml` or the `OS_*` variables.
+const SECRET_OPTIONS: [AuthOption<Secret>; 2] = [
+    (|a| &mut a.password, "password"),
+    (
+        |a| &mut a.application_credential_secret,
+        "application_credential_secret",
+    ),
+];
+
+/// Older names of `OS_*` variables, read when the current one is not set.
+const OLD_VARIABLES: [(&str, &str); 3] = [
+    ("OS_PROJECT_NAME", "OS_TENANT_NAME"),
+    ("OS_PROJECT_ID", "OS_TENANT_ID"),
+    ("OS_INTERFACE", "OS_ENDPOINT_TYPE"),
+];
+
+/// The `OS_*` variable of an `auth` key.
+fn variable(key: &str) -> String {
+    format!("OS_{}", key.to_uppercase())
+}
+
 impl AuthConfig {
     /// Fills the missing keys from `clouds.yaml` (when a cloud is named) or `OS_*` variables, and checks
     /// that one complete auth method results. Reads files, never the network.
@@ -303,33 +349,15 @@ impl AuthConfig {
             let (path, entry) = find_cloud(&cloud, &src.clouds_files)?;
             source = format!("clouds.yaml entry {cloud:?} in {}", path.display());
             let get = |k: &str| entry.auth.get(k).and_then(yaml_str);
-            fill(&mut a.auth_url, get("auth_url"));
-            fill(&mut a.username, get("username"));
-            fill(&mut a.user_id, get("user_id"));
-            fill(&mut a.user_domain_name, get("user_domain_name"));
-            fill(&mut a.user_domain_id, get("user_domain_id"));
-            fill(&mut a.project_name, get("project_name"));
-            fill(&mut a.project_id, get("project_id"));
-            fill(&mut a.project_domain_name, get("project_domain_name"));
-            fill(&mut a.project_domain_id, get("project_domain_id"));
-            fill(
-                &mut a.application_credential_id,
-                get("application_credential_id"),
-            );
-            fill(
-                &mut a.application_credential_name,
-                get("application_credential_name"),
-            );
+            for (field, key) in TEXT_OPTIONS {
+                fill(field(&mut a), get(key));
+            }
             if let Some(d) = get("domain_name") {
                 fill(&mut a.user_domain_name, Some(d.clone()));
                 fill(&mut a.project_domain_name, Some(d));
             }
-            if a.password.is_none() {
-                a.password = get("password").map(Secret::new);
-            }
-            if a.application_credential_secret.is_none() {
-                a.application_credential_secret =
-                    get("application_credential_secret").map(Secret::new);
+            for (field, key) in SECRET_OPTIONS {
+                fill(field(&mut a), get(key).map(Secret::new));
             }
             fill(&mut a.region_name, entry.region_name.clone());
             fill(&mut a.interface, entry.interface.clone());
@@ -348,42 +376,20 @@ impl AuthConfig {
             }
         } else {
             source = "the config section and OS_* variables".to_owned();
-            let env = |k: &str| (src.env)(k);
-            fill(&mut a.auth_url, env("OS_AUTH_URL"));
-            fill(&mut a.username, env("OS_USERNAME"));
-            fill(&mut a.user_id, env("OS_USER_ID"));
-            fill(&mut a.user_domain_name, env("OS_USER_DOMAIN_NAME"));
-            fill(&mut a.user_domain_id, env("OS_USER_DOMAIN_ID"));
-            fill(
-                &mut a.project_name,
-                env("OS_PROJECT_NAME").or_else(|| env("OS_TENANT_NAME")),
-            );
-            fill(
-                &mut a.project_id,
-                env("OS_PROJECT_ID").or_else(|| env("OS_TENANT_ID")),
-            );
-            fill(&mut a.project_domain_name, env("OS_PROJECT_DOMAIN_NAME"));
-            fill(&mut a.project_domain_id, env("OS_PROJECT_DOMAIN_ID"));
-            fill(
-                &mut a.application_credential_id,
-                env("OS_APPLICATION_CREDENTIAL_ID"),
-            );
-            fill(
-                &mut a.application_credential_name,
-                env("OS_APPLICATION_CREDENTIAL_NAME"),
-            );
-            if a.password.is_none() {
-                a.password = env("OS_PASSWORD").map(Secret::new);
+            let env = |var: &str| {
+                (src.env)(var).or_else(|| {
+                    let (_, old) = OLD_VARIABLES.iter().find(|(new, _)| *new == var)?;
+                    (src.env)(old)
+                })
+            };
+            for (field, key) in TEXT_OPTIONS {
+                fill(field(&mut a), env(&variable(key)));
             }
-            if a.application_credential_secret.is_none() {
-                a.application_credential_secret =
-                    env("OS_APPLICATION_CREDENTIAL_SECRET").map(Secret::new);
+            for (field, key) in SECRET_OPTIONS {
+                fill(field(&mut a), env(&variable(key)).map(Secret::new));
             }
             fill(&mut a.region_name, env("OS_REGION_NAME"));
-            fill(
-                &mut a.interface,
-                env("OS_INTERFACE").or_else(|| env("OS_ENDPOINT_TYPE")),
-            );
+            fill(&mut a.interface, env("OS_INTERFACE"));
             fill(&mut a.cacert, env("OS_CACERT").map(PathBuf::from));
             if a.insecure.is_none() {
                 a.insecure = env("OS_INSECURE").map(|v| v == "1" || v.eq_ignore_ascii_case("true"));
@@ -532,27 +538,71 @@ mod tests {
         assert!(matches!(r.method, Method::Password { .. }));
     }
 
-    #[test]
-    fn os_variables_fill_the_gaps_like_openstackclient() {
-        let env = |k: &str| match k {
-            "OS_AUTH_URL" => Some("https://k/identity/v3".to_owned()),
-            "OS_APPLICATION_CREDENTIAL_ID" => Some("ac1".to_owned()),
-            "OS_APPLICATION_CREDENTIAL_SECRET" => Some("s3cr3t".to_owned()),
-            "OS_INTERFACE" => Some("internal".to_owned()),
-            "OS_REGION_NAME" => Some("RegionTwo".to_owned()),
-            _ => None,
+    /// An empty `auth` section resolved from these `OS_*` variables (and no clouds.yaml).
+    fn from_variables(vars: &[(&str, &str)]) -> ResolvedAuth {
+        let env = |k: &str| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
         };
-        let r = AuthConfig::default()
+        AuthConfig::default()
             .resolve(&Sources {
                 env: &env,
                 clouds_files: vec![],
             })
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn os_variables_fill_the_gaps_like_openstackclient() {
+        let r = from_variables(&[
+            ("OS_AUTH_URL", "https://k/identity/v3"),
+            ("OS_APPLICATION_CREDENTIAL_ID", "ac1"),
+            ("OS_APPLICATION_CREDENTIAL_SECRET", "s3cr3t"),
+            ("OS_INTERFACE", "internal"),
+            ("OS_REGION_NAME", "RegionTwo"),
+        ]);
         assert_eq!(r.auth_url, "https://k/identity/v3");
         assert_eq!(r.interface, "internal");
         assert_eq!(r.region.as_deref(), Some("RegionTwo"));
         assert!(matches!(r.method, Method::ApplicationCredential { .. }));
         assert!(!format!("{r:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_older_os_variable_names_are_read_when_the_current_ones_are_unset() {
+        let user = [
+            ("OS_AUTH_URL", "https://k/v3"),
+            ("OS_USER_ID", "u1"),
+            ("OS_PASSWORD", "pw"),
+        ];
+        let project = |extra: &[(&str, &str)]| {
+            let r = from_variables(&[&user[..], extra].concat());
+            match r.method {
+                Method::Password { project, .. } => (project, r.interface),
+                other => panic!("{other:?}"),
+            }
+        };
+        let old_id = Some(Identity::Id("old-id".into()));
+        assert_eq!(
+            project(&[("OS_TENANT_ID", "old-id"), ("OS_ENDPOINT_TYPE", "admin")]),
+            (old_id, "admin".to_owned())
+        );
+        let new_id = Some(Identity::Id("new-id".into()));
+        assert_eq!(
+            project(&[("OS_TENANT_ID", "old-id"), ("OS_PROJECT_ID", "new-id")]).0,
+            new_id
+        );
+        let old_name = Some(Identity::Name {
+            name: "old".into(),
+            domain_id: None,
+            domain_name: Some("Default".into()),
+        });
+        let by_name = [
+            ("OS_TENANT_NAME", "old"),
+            ("OS_PROJECT_DOMAIN_NAME", "Default"),
+        ];
+        assert_eq!(project(&by_name).0, old_name);
     }
 
     #[test]

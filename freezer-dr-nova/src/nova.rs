@@ -28,11 +28,8 @@ pub(crate) struct ComputeService {
     pub state: String,
     /// `enabled` or `disabled`.
     pub status: String,
-    #[serde(default)]
     pub forced_down: Option<bool>,
-    #[serde(default)]
     pub updated_at: Option<String>,
-    #[serde(default)]
     pub disabled_reason: Option<String>,
 }
 
@@ -63,14 +60,13 @@ pub(crate) struct Server {
     pub user_id: String,
     #[serde(default)]
     pub metadata: BTreeMap<String, Value>,
-    #[serde(rename = "OS-EXT-SRV-ATTR:host", default)]
+    #[serde(rename = "OS-EXT-SRV-ATTR:host")]
     pub host: Option<String>,
-    #[serde(rename = "OS-EXT-STS:task_state", default)]
+    #[serde(rename = "OS-EXT-STS:task_state")]
     pub task_state: Option<String>,
     /// `""` (or absent) for a server booted from a volume, else `{"id": ...}`.
     #[serde(default)]
     pub image: Value,
-    #[serde(default)]
     pub fault: Option<Fault>,
 }
 
@@ -119,11 +115,8 @@ impl Server {
 pub(crate) struct Migration {
     #[serde(default)]
     pub status: String,
-    #[serde(default)]
     pub source_compute: Option<String>,
-    #[serde(default)]
     pub migration_type: Option<String>,
-    #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
     pub id: Value,

@@ -61,9 +61,7 @@ struct CatalogService {
 #[derive(Debug, Deserialize)]
 struct CatalogEndpoint {
     interface: String,
-    #[serde(default)]
     region_id: Option<String>,
-    #[serde(default)]
     region: Option<String>,
     url: String,
 }

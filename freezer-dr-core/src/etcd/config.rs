@@ -33,13 +33,10 @@ pub struct HaConfig {
     #[serde(default = "HaConfig::default_request_timeout", with = "duration")]
     pub request_timeout: Duration,
     /// `[ha.tls]`: TLS to etcd (use `https://` endpoints with it).
-    #[serde(default)]
     pub tls: Option<HaTlsConfig>,
     /// etcd user (with `password`), when etcd has authentication enabled.
-    #[serde(default)]
     pub user: Option<String>,
     /// The etcd user's password: a string, `{ file = "..." }` or `{ env = "..." }`.
-    #[serde(default)]
     pub password: Option<crate::Secret>,
     /// Most operations in one etcd transaction: etcd's `--max-txn-ops` (default 128). A journal write that
     /// needs more is refused whole, never written in parts.
@@ -99,10 +96,8 @@ pub struct HaTlsConfig {
     /// PEM file of the CA that signed etcd's certificate.
     pub ca_file: PathBuf,
     /// PEM client certificate, when etcd requires one (`--client-cert-auth`); with `key_file`.
-    #[serde(default)]
     pub cert_file: Option<PathBuf>,
     /// PEM private key of `cert_file`.
-    #[serde(default)]
     pub key_file: Option<PathBuf>,
 }
 

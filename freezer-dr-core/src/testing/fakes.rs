@@ -141,6 +141,21 @@ impl FakeFencer {
         self
     }
 
+    /// One call about `host` (`call` names it for the log, given the host and this fencer's level): an
+    /// error for a host this fencer does not know, else `effect`.
+    async fn call<T>(
+        &self,
+        host: &HostId,
+        call: fn(HostId, usize) -> Call,
+        effect: impl FnOnce(&mut State) -> T,
+    ) -> Result<T> {
+        run(&self.world, call(host.clone(), self.level), |s| {
+            self.check(s, host)?;
+            Ok(effect(s))
+        })
+        .await
+    }
+
     fn check(&self, s: &State, host: &HostId) -> Result<()> {
         if self.excluded.contains(host) {
             return Err(
@@ -163,42 +178,28 @@ impl Fencer for FakeFencer {
     }
 
     async fn power_off(&self, host: &HostId) -> Result<()> {
-        let call = Call::PowerOff {
-            host: host.clone(),
-            level: self.level,
-        };
-        run(&self.world, call, |s| {
-            self.check(s, host)?;
+        let call = |host, level| Call::PowerOff { host, level };
+        self.call(host, call, |s| {
             s.power_off(host);
-            Ok(())
         })
         .await
     }
 
     async fn power_status(&self, host: &HostId) -> Result<PowerState> {
-        let call = Call::PowerStatus {
-            host: host.clone(),
-            level: self.level,
-        };
-        run(&self.world, call, |s| {
-            self.check(s, host)?;
-            Ok(s.host(host).map_or(PowerState::Unknown, |h| h.power))
+        let call = |host, level| Call::PowerStatus { host, level };
+        self.call(host, call, |s| {
+            s.host(host).map_or(PowerState::Unknown, |h| h.power)
         })
         .await
     }
 
     async fn power_on(&self, host: &HostId) -> Result<()> {
-        let call = Call::PowerOn {
-            host: host.clone(),
-            level: self.level,
-        };
-        run(&self.world, call, |s| {
-            self.check(s, host)?;
+        let call = |host, level| Call::PowerOn { host, level };
+        self.call(host, call, |s| {
             if let Some(h) = s.host_mut(host) {
                 h.power = PowerState::On;
                 h.service_up = true;
             }
-            Ok(())
         })
         .await
     }

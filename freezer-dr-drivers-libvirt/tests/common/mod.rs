@@ -51,8 +51,18 @@ pub fn node_uri(dir: &Path, running: &[&str], off: &[&str]) -> String {
     format!("test://{}", path.display())
 }
 
-/// Skips a daemon test only when the operator asked for it explicitly.
-pub fn skip_libvirtd() -> bool {
+/// A private `libvirtd` (see [`Libvirtd::start`]), or `None` (the test is skipped) only when the operator
+/// asked for it explicitly.
+pub fn libvirtd() -> Option<Libvirtd> {
+    (!skip_libvirtd()).then(Libvirtd::start)
+}
+
+/// Like [`libvirtd`], with SASL on its TCP socket (see [`Libvirtd::start_with_sasl`]).
+pub fn libvirtd_with_sasl(user: &str, password: &str) -> Option<Libvirtd> {
+    (!skip_libvirtd()).then(|| Libvirtd::start_with_sasl(user, password))
+}
+
+fn skip_libvirtd() -> bool {
     if std::env::var("FREEZER_DR_SKIP_LIBVIRTD").as_deref() == Ok("1") {
         eprintln!("FREEZER_DR_SKIP_LIBVIRTD=1: skipping a test that needs a private libvirtd");
         return true;

@@ -35,6 +35,12 @@ pub fn skip() -> bool {
     skip
 }
 
+/// A private `libvirtd` (see [`Libvirtd::start`]), or `None` (the test is skipped) only when
+/// `FREEZER_DR_SKIP_REDFISH=1` is set explicitly.
+pub fn libvirtd() -> Option<Libvirtd> {
+    (!skip()).then(Libvirtd::start)
+}
+
 fn venv() -> PathBuf {
     PathBuf::from(
         std::env::var("FREEZER_DR_REDFISH_VENV")
