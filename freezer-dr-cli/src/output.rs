@@ -378,28 +378,29 @@ mod tests {
     }
 
     #[test]
-    fn recovered_hosts_exit_0() {
-        let s = Summary {
-            recovered: vec![HostId::from("compute-1")],
+    fn recovered_hosts_exit_0_and_a_person_needed_or_failed_instances_exit_2() {
+        let host = || vec![HostId::from("compute-1")];
+        let recovered = Summary {
+            recovered: host(),
             ..Summary::default()
         };
-        assert_eq!(exit_code(&s), Exit::Ok);
-        assert!(summary(&s, false).contains("Recovered: compute-1"));
-        assert!(!summary(&s, false).contains("No failed nodes"));
-    }
-
-    #[test]
-    fn needs_operator_or_failed_instances_exit_2() {
-        let s = Summary {
-            needs_operator: vec![HostId::from("compute-1")],
+        assert!(summary(&recovered, false).contains("Recovered: compute-1"));
+        assert!(!summary(&recovered, false).contains("No failed nodes"));
+        let needs_operator = Summary {
+            needs_operator: host(),
             ..Summary::default()
         };
-        assert_eq!(exit_code(&s), Exit::NeedsOperator);
-        let s = Summary {
+        let failed = Summary {
             failed_instances: 1,
             ..Summary::default()
         };
-        assert_eq!(exit_code(&s), Exit::NeedsOperator);
+        for (s, code) in [
+            (recovered, Exit::Ok),
+            (needs_operator, Exit::NeedsOperator),
+            (failed, Exit::NeedsOperator),
+        ] {
+            assert_eq!(exit_code(&s), code, "{s:?}");
+        }
     }
 
     #[test]

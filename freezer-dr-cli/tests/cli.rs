@@ -184,15 +184,12 @@ fn drivers_lists_every_linked_driver() {
 #[cfg(feature = "ipmi")]
 #[test]
 fn the_ipmi_example_and_an_imported_servers_yml_validate() {
-    let dir = tempfile::tempdir().unwrap();
-    let yml = dir.path().join("servers.yml");
-    std::fs::write(
-        &yml,
+    let (dir, yml) = freezer_dr_core::testing::temp_file(
+        "servers.yml",
         "---\n  servers:\n    - id: COMPUTE-0001\n      ip-addr: 192.168.10.6\n      \
          hostname: compute-1\n      fencer-ip: 192.168.9.6\n      fencer-password: pw\n      \
          fencer-user: admin\n",
-    )
-    .unwrap();
+    );
     let imported = freezer_dr(dir.path(), &["import-servers", yml.to_str().unwrap()]);
     assert_eq!(imported.code, Some(0), "{}", imported.show());
     assert!(

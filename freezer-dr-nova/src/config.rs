@@ -607,15 +607,12 @@ mod tests {
 
     #[test]
     fn clouds_yaml_is_read_for_the_named_cloud() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("clouds.yaml");
-        std::fs::write(
-            &f,
+        let (dir, f) = freezer_dr_core::testing::temp_file(
+            "clouds.yaml",
             "clouds:\n  lab:\n    auth:\n      auth_url: http://127.0.0.1:5000/v3\n      username: admin\n      \
              password: hunter2\n      project_name: admin\n      user_domain_name: Default\n      \
              project_domain_name: Default\n    region_name: RegionOne\n    verify: false\n",
-        )
-        .unwrap();
+        );
         let env = |k: &str| (k == "OS_CLOUD").then(|| "lab".to_owned());
         let r = AuthConfig::default()
             .resolve(&Sources {

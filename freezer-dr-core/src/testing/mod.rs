@@ -21,6 +21,7 @@ pub mod drivers;
 mod etcd;
 mod examples;
 mod fakes;
+mod files;
 mod peer;
 mod recovery;
 mod sample;
@@ -34,6 +35,7 @@ pub use examples::{Built, BuiltExample, EXAMPLE_SECRET, build_examples, build_ex
 pub use fakes::{
     FakeDirectory, FakeEvacuator, FakeFencer, FakeMonitor, FakeNotifier, fake_pipeline,
 };
+pub use files::temp_file;
 pub use peer::{ChildGuard, free_port};
 pub use recovery::fast_recovery;
 pub use sample::instance;
