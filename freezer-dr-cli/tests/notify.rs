@@ -121,12 +121,7 @@ fn run_tells_systemd_ready_after_the_first_observation_then_watchdog_status_and_
     assert!(pings(&got) >= 5, "{}", show(&got));
 
     // SIGTERM: STOPPING=1, then a clean exit.
-    let term = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(term.success());
+    sigterm(&child);
     receive_until(&sock, &mut got, |g| {
         g.iter().any(|m| m.lines().any(|l| l == "STOPPING=1"))
     });

@@ -5,46 +5,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use freezer_dr_core::testing::promtool;
 
 fn contrib() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/prometheus")
 }
 
-/// `promtool args...` in contrib/prometheus: its output, after asserting it succeeded.
-fn promtool(args: &[&str]) -> Option<String> {
-    match Command::new("promtool")
-        .args(args)
-        .current_dir(contrib())
-        .output()
-    {
-        Ok(out) => {
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(out.status.success(), "promtool {args:?} failed:\n{text}");
-            Some(text)
-        }
-        Err(e) if std::env::var("FREEZER_DR_SKIP_PROMETHEUS").as_deref() == Ok("1") => {
-            eprintln!("skipped (FREEZER_DR_SKIP_PROMETHEUS=1): cannot run promtool: {e}");
-            None
-        }
-        Err(e) => panic!(
-            "cannot run `promtool` ({e}): install it with tools/test-deps.sh (Debian package \
-             prometheus), or set FREEZER_DR_SKIP_PROMETHEUS=1 to skip this test"
-        ),
-    }
-}
-
 #[test]
 fn the_example_alert_rules_pass_promtool_check_and_their_unit_tests() {
-    let Some(out) = promtool(&["check", "rules", "freezer-dr.rules.yml"]) else {
+    let Some(out) = promtool(&contrib(), &["check", "rules", "freezer-dr.rules.yml"]) else {
         return;
     };
     assert!(out.contains("SUCCESS"), "{out}");
-    let out = promtool(&["test", "rules", "freezer-dr.rules.test.yml"]).unwrap();
+    let out = promtool(&contrib(), &["test", "rules", "freezer-dr.rules.test.yml"]).unwrap();
     assert!(out.contains("SUCCESS"), "{out}");
 }
 

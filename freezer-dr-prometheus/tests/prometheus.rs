@@ -9,7 +9,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Certs, Group, Prometheus, Target, health_of, observe_until};
+use common::{Group, Target, health_of, observe_until, scrape_configs};
+use freezer_dr_core::testing::{PrometheusServer, TestCerts};
 use freezer_dr_core::{ErrorKind, Health, Monitor, Secret};
 use freezer_dr_prometheus::{PrometheusConfig, PrometheusMonitor};
 
@@ -39,9 +40,6 @@ fn is_unknown(seen: &[freezer_dr_core::HostHealth], host: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_target_reads_down_a_stale_or_unscraped_one_unknown_and_a_live_one_up() {
-    if common::skip() {
-        return;
-    }
     let (mut a, mut b, c) = (
         Target::start().await,
         Target::start().await,
@@ -66,11 +64,13 @@ async fn a_killed_target_reads_down_a_stale_or_unscraped_one_unknown_and_a_live_
                 labels: vec![("nova_host", "compute-3")],
             });
         }
-        g
+        scrape_configs(&g)
     };
-    let prom = Prometheus::start(&groups(true), None);
+    let Some(mut prom) = PrometheusServer::start(&groups(true)) else {
+        return;
+    };
     let m = PrometheusMonitor::new(mapped(
-        &prom.url,
+        prom.url(),
         &[
             ("compute-1", &a.address),
             ("compute-2", &b.address),
@@ -138,7 +138,7 @@ async fn a_killed_target_reads_down_a_stale_or_unscraped_one_unknown_and_a_live_
 
     // Prometheus stops scraping compute-3's target (gone from its service discovery): its series go
     // stale, and a stale series is unknown — not up, and never down.
-    prom.rescrape(&groups(false)).await;
+    prom.reload(&groups(false));
     let seen = observe_until(
         &m,
         WAIT,
@@ -152,7 +152,7 @@ async fn a_killed_target_reads_down_a_stale_or_unscraped_one_unknown_and_a_live_
     );
 
     // The series carry the Nova host name in a label: host_label instead of a mapping.
-    let mut named = PrometheusConfig::new(&prom.url);
+    let mut named = PrometheusConfig::new(prom.url());
     named.host_label = Some("nova_host".into());
     let named = PrometheusMonitor::new(named).unwrap();
     let seen = named.observe().await.unwrap();
@@ -170,26 +170,26 @@ async fn a_killed_target_reads_down_a_stale_or_unscraped_one_unknown_and_a_live_
     );
 
     // Prometheus refuses a query: the observation fails with its message (never "all down").
-    let mut bad = mapped(&prom.url, &[("compute-1", &a.address)]);
-    bad.down_query = "up{job=\"node\" == 0".into();
-    let e = PrometheusMonitor::new(bad)
-        .unwrap()
-        .observe()
-        .await
-        .unwrap_err();
+    // The error of one observation of compute-1 with the config changed by `set`.
+    let error_with = |set: fn(&mut PrometheusConfig)| {
+        let mut c = mapped(prom.url(), &[("compute-1", &a.address)]);
+        set(&mut c);
+        async move {
+            PrometheusMonitor::new(c)
+                .unwrap()
+                .observe()
+                .await
+                .unwrap_err()
+        }
+    };
+    let e = error_with(|c| c.down_query = "up{job=\"node\" == 0".into()).await;
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     let text = e.to_string();
     assert!(
         text.contains("Prometheus query down_query `up{job=\"node\" == 0`: Prometheus refused it (bad_data): invalid parameter \"query\""),
         "{text}"
     );
-    let mut scalar = mapped(&prom.url, &[("compute-1", &a.address)]);
-    scalar.present_query = "1".into();
-    let e = PrometheusMonitor::new(scalar)
-        .unwrap()
-        .observe()
-        .await
-        .unwrap_err();
+    let e = error_with(|c| c.present_query = "1".into()).await;
     assert!(
         e.to_string()
             .contains("returned a scalar, not an instant vector"),
@@ -206,10 +206,7 @@ async fn a_killed_target_reads_down_a_stale_or_unscraped_one_unknown_and_a_live_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_authentication_and_tls_with_the_ca_file() {
-    if common::skip() {
-        return;
-    }
-    let certs = Certs::generate();
+    let certs = TestCerts::generate();
     let password = "Pr0m-Passw0rd-do-not-log";
     let web = format!(
         "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  freezer: {}\n",
@@ -218,15 +215,15 @@ async fn basic_authentication_and_tls_with_the_ca_file() {
         common::bcrypt(password)
     );
     let target = Target::start().await;
-    let prom = Prometheus::start(
-        &[Group {
-            targets: vec![target.address.as_str()],
-            labels: vec![],
-        }],
-        Some(&web),
-    );
+    let scrape = scrape_configs(&[Group {
+        targets: vec![target.address.as_str()],
+        labels: vec![],
+    }]);
+    let Some(prom) = PrometheusServer::start_with_web(&scrape, Some(&web)) else {
+        return;
+    };
     let config = |user: &str, pw: &str, ca: &std::path::Path| {
-        let mut c = mapped(&prom.url, &[("compute-1", &target.address)]);
+        let mut c = mapped(prom.url(), &[("compute-1", &target.address)]);
         c.username = Some(user.into());
         c.password = Some(Secret::new(pw));
         c.ca_file = Some(ca.to_owned());

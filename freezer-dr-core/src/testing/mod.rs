@@ -12,7 +12,8 @@
 //! - [`fast_recovery`] is one `[recovery]` with every wait short, for tests that run a runtime in real time.
 //! - [`free_port`] and [`ChildGuard`] for tests that start a real peer process; [`TestCerts`] for those
 //!   that speak TLS to it.
-//! - `EtcdServer` (with feature `etcd`) starts a real etcd for HA tests.
+//! - `EtcdServer` (with feature `etcd`) starts a real etcd for HA tests; [`PrometheusServer`] a real
+//!   Prometheus, [`promtool`] its rule checker, [`http_get`] one plain GET to a local server.
 
 mod certs;
 pub mod conformance;
@@ -23,6 +24,7 @@ mod examples;
 mod fakes;
 mod files;
 mod peer;
+mod prometheus;
 mod recovery;
 mod sample;
 mod secrets;
@@ -37,6 +39,7 @@ pub use fakes::{
 };
 pub use files::temp_file;
 pub use peer::{ChildGuard, free_port};
+pub use prometheus::{PrometheusServer, http_get, promtool};
 pub use recovery::fast_recovery;
 pub use sample::instance;
 pub use secrets::{CapturedLog, assert_not_shown, exercise_fencer, exercise_fencer_config};

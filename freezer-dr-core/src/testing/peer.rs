@@ -4,6 +4,7 @@
 use std::net::TcpListener;
 use std::ops::{Deref, DerefMut};
 use std::process::Child;
+use std::time::{Duration, Instant};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it), for a peer the test starts.
 /// Panics when loopback cannot be bound: such a machine cannot run these tests at all.
@@ -20,6 +21,31 @@ pub fn free_port() -> u16 {
 /// process behind. Derefs to the [`Child`].
 #[derive(Debug)]
 pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    /// Polls `ready` every 100 ms until it holds. Fails the test, with `log()`, when the process exits
+    /// first or `within` passes; `name` names the process in those messages.
+    pub fn wait_until(
+        &mut self,
+        name: &str,
+        within: Duration,
+        mut ready: impl FnMut() -> bool,
+        log: impl Fn() -> String,
+    ) {
+        let deadline = Instant::now() + within;
+        while !ready() {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                panic!("{name} exited ({status}); its log:\n{}", log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: not ready within {within:?}; its log:\n{}",
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
 
 impl Deref for ChildGuard {
     type Target = Child;
