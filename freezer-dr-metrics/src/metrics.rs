@@ -48,9 +48,8 @@ struct CallLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
-    driver: String,
-    role: String,
-    operation: String,
+    #[prometheus(flatten)]
+    call: CallLabels,
     kind: String,
 }
 
@@ -342,9 +341,7 @@ impl Observer for Metrics {
                 if let Some(kind) = c.error {
                     self.errors
                         .get_or_create(&ErrorLabels {
-                            driver: labels.driver,
-                            role: labels.role,
-                            operation: labels.operation,
+                            call: labels,
                             kind: kind.as_str().into(),
                         })
                         .inc();
@@ -378,5 +375,38 @@ impl Observer for Metrics {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use freezer_dr_core::ErrorKind;
+    use freezer_dr_core::runtime::Call;
+
+    #[test]
+    fn a_failed_call_is_counted_by_driver_role_operation_and_error_kind() {
+        let m = Metrics::with_drivers(HashMap::from([((Kind::Fencer, 0), "ipmi".into())]), false);
+        m.event(&Event::Call(Call {
+            role: Kind::Fencer,
+            index: 0,
+            operation: "power_off",
+            took: Duration::from_millis(5),
+            error: Some(ErrorKind::Timeout),
+        }));
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "freezer_dr_driver_errors_total{driver=\"ipmi\",role=\"fencer\",operation=\"power_off\",kind=\"timeout\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "freezer_dr_driver_calls_total{driver=\"ipmi\",role=\"fencer\",operation=\"power_off\"} 1\n"
+            ),
+            "{text}"
+        );
     }
 }
