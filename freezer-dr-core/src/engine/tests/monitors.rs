@@ -4,18 +4,31 @@
 use super::*;
 use crate::{Combine, MonitorView};
 
-/// One observation of every bench host by the monitors `nova` and `tcp` (and `ping` when `three`), each
-/// seeing down the hosts listed for it, combined as `mode` says; monitors in `failed` failed.
+/// Each monitor and the hosts it sees down: `&[("nova", &["c1"])]`.
+type Down<'a> = &'a [(&'a str, &'a [&'a str])];
+
+/// One observation of every bench host by the monitors `nova` and `tcp` (and `ping` with quorum, where
+/// a majority of two would be both), each seeing down the hosts listed for it, combined as the
+/// bench's `combine` says; monitors in `failed` failed.
 struct Views<'a> {
-    mode: Combine,
-    down: &'a [(&'a str, &'a [&'a str])],
+    down: Down<'a>,
     failed: &'a [&'a str],
-    three: bool,
 }
 
-impl Views<'_> {
+impl<'a> Views<'a> {
+    /// Each monitor sees down the hosts `down` lists for it; none fails.
+    fn new(down: Down<'a>) -> Self {
+        Self { down, failed: &[] }
+    }
+
+    /// The same observation with the monitors `failed` failing.
+    fn failing(self, failed: &'a [&'a str]) -> Self {
+        Self { failed, ..self }
+    }
+
     fn of(&self, b: &Bench) -> Vec<HostHealth> {
-        let monitors: &[&str] = if self.three {
+        let mode = b.engine.config().monitors.combine;
+        let monitors: &[&str] = if mode == Combine::Quorum {
             &["nova", "tcp", "ping"]
         } else {
             &["nova", "tcp"]
@@ -47,7 +60,7 @@ impl Views<'_> {
                         }
                     })
                     .collect();
-                let mut hh = HostHealth::new(*h, self.mode.verdict(&views));
+                let mut hh = HostHealth::new(*h, mode.verdict(&views));
                 hh.views = views;
                 hh
             })
@@ -77,12 +90,7 @@ fn observe_n(b: &mut Bench, views: &Views<'_>, n: usize) -> Vec<String> {
 #[test]
 fn with_all_a_dead_nova_compute_on_a_host_that_answers_is_never_fenced_and_told_once() {
     let mut b = bench(Combine::All);
-    let only_nova = Views {
-        mode: Combine::All,
-        down: &[("nova", &["c1"])],
-        failed: &[],
-        three: false,
-    };
+    let only_nova = Views::new(&[("nova", &["c1"])]);
     // Far past the strike count: one report, at the strike count, and nothing else.
     assert_eq!(
         observe_n(&mut b, &only_nova, 10),
@@ -101,10 +109,7 @@ fn with_all_a_dead_nova_compute_on_a_host_that_answers_is_never_fenced_and_told_
     );
 
     // The episode ends when the monitors agree; a new one is told again.
-    let agree = Views {
-        down: &[],
-        ..only_nova
-    };
+    let agree = Views::new(&[]);
     assert!(observe_n(&mut b, &agree, 1).is_empty());
     assert_eq!(
         observe_n(&mut b, &only_nova, 5),
@@ -112,22 +117,14 @@ fn with_all_a_dead_nova_compute_on_a_host_that_answers_is_never_fenced_and_told_
     );
 
     // Both say down (the host lost its power): fenced as today, after the strike count.
-    let both = Views {
-        down: &[("nova", &["c1"]), ("tcp", &["c1"])],
-        ..only_nova
-    };
+    let both = Views::new(&[("nova", &["c1"]), ("tcp", &["c1"])]);
     assert_eq!(observe_n(&mut b, &both, 3), ["power_off c1 #0"]);
 }
 
 #[test]
 fn the_disagreement_report_shows_every_view_and_names_the_mode() {
     let mut b = bench(Combine::All);
-    let only_nova = Views {
-        mode: Combine::All,
-        down: &[("nova", &["c2"])],
-        failed: &[],
-        three: false,
-    };
+    let only_nova = Views::new(&[("nova", &["c2"])]);
     let mut reports = Vec::new();
     for _ in 0..3 {
         let obs = only_nova.of(&b);
@@ -158,45 +155,27 @@ fn the_disagreement_report_shows_every_view_and_names_the_mode() {
 #[test]
 fn with_any_one_monitor_saying_down_is_enough() {
     let mut b = bench(Combine::Any);
-    let only_tcp = Views {
-        mode: Combine::Any,
-        down: &[("tcp", &["c1"])],
-        failed: &[],
-        three: false,
-    };
+    let only_tcp = Views::new(&[("tcp", &["c1"])]);
     assert_eq!(observe_n(&mut b, &only_tcp, 3), ["power_off c1 #0"]);
 }
 
 #[test]
 fn with_quorum_a_majority_fences_and_a_minority_is_a_disagreement() {
     let mut b = bench(Combine::Quorum);
-    let one_of_three = Views {
-        mode: Combine::Quorum,
-        down: &[("nova", &["c1"])],
-        failed: &[],
-        three: true,
-    };
+    let one_of_three = Views::new(&[("nova", &["c1"])]);
     assert_eq!(
         observe_n(&mut b, &one_of_three, 4),
         ["notify monitors_disagree c1"]
     );
     assert_eq!(b.stage("c1"), Stage::Healthy);
-    let two_of_three = Views {
-        down: &[("nova", &["c1"]), ("ping", &["c1"])],
-        ..one_of_three
-    };
+    let two_of_three = Views::new(&[("nova", &["c1"]), ("ping", &["c1"])]);
     assert_eq!(observe_n(&mut b, &two_of_three, 3), ["power_off c1 #0"]);
 }
 
 #[test]
 fn with_all_a_failing_monitor_blocks_fencing_and_is_reported_once() {
     let mut b = bench(Combine::All);
-    let tcp_failing = Views {
-        mode: Combine::All,
-        down: &[("nova", &["c1"])],
-        failed: &["tcp"],
-        three: false,
-    };
+    let tcp_failing = Views::new(&[("nova", &["c1"])]).failing(&["tcp"]);
     assert_eq!(
         observe_n(&mut b, &tcp_failing, 8),
         ["notify observation_failing"],
@@ -204,11 +183,7 @@ fn with_all_a_failing_monitor_blocks_fencing_and_is_reported_once() {
     );
     assert_eq!(b.stage("c1"), Stage::Healthy);
     // tcp is back and agrees: the operators hear it resolved, then c1 is fenced.
-    let both = Views {
-        down: &[("nova", &["c1"]), ("tcp", &["c1"])],
-        failed: &[],
-        ..tcp_failing
-    };
+    let both = Views::new(&[("nova", &["c1"]), ("tcp", &["c1"])]);
     assert_eq!(
         observe_n(&mut b, &both, 3),
         ["notify resolved", "power_off c1 #0"]
@@ -218,12 +193,7 @@ fn with_all_a_failing_monitor_blocks_fencing_and_is_reported_once() {
 #[test]
 fn with_quorum_the_others_decide_while_one_monitor_fails() {
     let mut b = bench(Combine::Quorum);
-    let ping_failing = Views {
-        mode: Combine::Quorum,
-        down: &[("nova", &["c1"]), ("tcp", &["c1"])],
-        failed: &["ping"],
-        three: true,
-    };
+    let ping_failing = Views::new(&[("nova", &["c1"]), ("tcp", &["c1"])]).failing(&["ping"]);
     assert_eq!(
         observe_n(&mut b, &ping_failing, 3),
         ["notify observation_failing", "power_off c1 #0"]
@@ -233,20 +203,11 @@ fn with_quorum_the_others_decide_while_one_monitor_fails() {
 #[test]
 fn a_monitor_that_fails_mid_recovery_does_not_stop_the_recovery_nor_fence_another_host() {
     let mut b = bench(Combine::All);
-    let both = Views {
-        mode: Combine::All,
-        down: &[("nova", &["c1"]), ("tcp", &["c1"])],
-        failed: &[],
-        three: false,
-    };
+    let both = Views::new(&[("nova", &["c1"]), ("tcp", &["c1"])]);
     assert_eq!(observe_n(&mut b, &both, 3), ["power_off c1 #0"]);
     assert_eq!(b.powered_off("c1", 0, Ok(())), ["power_status c1 #0"]);
     // tcp goes away while c1 is being fenced; nova now also sees c2 down.
-    let tcp_gone = Views {
-        down: &[("nova", &["c1", "c2"])],
-        failed: &["tcp"],
-        ..both
-    };
+    let tcp_gone = Views::new(&[("nova", &["c1", "c2"])]).failing(&["tcp"]);
     let cmds = observe_n(&mut b, &tcp_gone, 4);
     assert_eq!(cmds, ["notify observation_failing"], "c2 is never fenced");
     assert_eq!(
@@ -279,20 +240,12 @@ fn a_fast_probe_that_sees_a_dead_host_before_nova_does_is_no_false_alarm() {
     cfg.monitors.disagreement_after = Duration::from_secs(60);
     b = Bench::new(cfg, 1);
     // The host lost its power: tcp sees it at once, Nova only once the heartbeat timed out (40 s later).
-    let tcp_first = Views {
-        mode: Combine::All,
-        down: &[("tcp", &["c1"])],
-        failed: &[],
-        three: false,
-    };
+    let tcp_first = Views::new(&[("tcp", &["c1"])]);
     assert!(
         observe_n(&mut b, &tcp_first, 5).is_empty(),
         "a disagreement shorter than disagreement_after is not told"
     );
-    let both = Views {
-        down: &[("nova", &["c1"]), ("tcp", &["c1"])],
-        ..tcp_first
-    };
+    let both = Views::new(&[("nova", &["c1"]), ("tcp", &["c1"])]);
     assert_eq!(observe_n(&mut b, &both, 3), ["power_off c1 #0"]);
     let rec = b.engine.host(&HostId::from("c1")).unwrap();
     assert!(rec.disputed == 0 && rec.disputed_since.is_none() && !rec.dispute_told);
