@@ -24,41 +24,22 @@ pub(super) fn instrumented(pipeline: Pipeline, observers: &Observers) -> Pipelin
         observers: observers.clone(),
     };
     Pipeline {
-        monitor: Arc::new(Timed {
-            inner: pipeline.monitor,
-            site: site(Kind::Monitor, 0),
-        }),
+        monitor: timed(pipeline.monitor, site(Kind::Monitor, 0)),
         fencers: pipeline
             .fencers
             .into_iter()
             .enumerate()
-            .map(|(i, f)| {
-                Arc::new(Timed {
-                    inner: f,
-                    site: site(Kind::Fencer, i),
-                }) as Arc<dyn Fencer>
-            })
+            .map(|(i, f)| timed(f, site(Kind::Fencer, i)) as Arc<dyn Fencer>)
             .collect(),
-        evacuator: Arc::new(Timed {
-            inner: pipeline.evacuator,
-            site: site(Kind::Evacuator, 0),
-        }),
-        directory: pipeline.directory.map(|d| {
-            Arc::new(Timed {
-                inner: d,
-                site: site(Kind::Directory, 0),
-            }) as Arc<dyn Directory>
-        }),
+        evacuator: timed(pipeline.evacuator, site(Kind::Evacuator, 0)),
+        directory: pipeline
+            .directory
+            .map(|d| timed(d, site(Kind::Directory, 0)) as Arc<dyn Directory>),
         notifiers: pipeline
             .notifiers
             .into_iter()
             .enumerate()
-            .map(|(i, n)| {
-                Arc::new(Timed {
-                    inner: n,
-                    site: site(Kind::Notifier, i),
-                }) as Arc<dyn Notifier>
-            })
+            .map(|(i, n)| timed(n, site(Kind::Notifier, i)) as Arc<dyn Notifier>)
             .collect(),
     }
 }
@@ -114,6 +95,10 @@ impl Drop for Pending<'_> {
 struct Timed<T: ?Sized> {
     inner: Arc<T>,
     site: Site,
+}
+
+fn timed<T: ?Sized>(inner: Arc<T>, site: Site) -> Arc<Timed<T>> {
+    Arc::new(Timed { inner, site })
 }
 
 #[async_trait]
