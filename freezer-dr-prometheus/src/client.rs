@@ -45,11 +45,9 @@ impl std::fmt::Debug for Client {
 #[derive(Deserialize)]
 struct Envelope {
     status: String,
-    #[serde(default)]
     data: Option<Data>,
-    #[serde(default, rename = "errorType")]
+    #[serde(rename = "errorType")]
     error_type: Option<String>,
-    #[serde(default)]
     error: Option<String>,
     #[serde(default)]
     warnings: Vec<String>,

@@ -29,7 +29,6 @@ pub struct PrometheusConfig {
     #[serde(default = "default_present_query")]
     pub present_query: String,
     /// The label whose value identifies a host in `hosts` (default `instance`).
-    #[serde(default)]
     pub label: Option<String>,
     /// Each exact Nova host name and the value of `label` in its series (`"compute-1" =
     /// "10.0.0.11:9100"`). Only these hosts are observed, each in every observation.
@@ -37,20 +36,15 @@ pub struct PrometheusConfig {
     pub hosts: BTreeMap<String, String>,
     /// Instead of `label` and `hosts`: a label whose value is the exact Nova host name. The hosts are
     /// those the queries list; one listed before and missing now is unknown.
-    #[serde(default)]
     pub host_label: Option<String>,
     /// A bearer token (`Authorization: Bearer`): a string, `{ file = "/path" }` or `{ env = "VAR" }`.
-    #[serde(default)]
     pub bearer_token: Option<Secret>,
     /// HTTP basic authentication: the user name (with `password`).
-    #[serde(default)]
     pub username: Option<String>,
     /// HTTP basic authentication: the password (with `username`).
-    #[serde(default)]
     pub password: Option<Secret>,
     /// The CA bundle (PEM) Prometheus's certificate must chain to; only it is trusted. Unset: the
     /// system's roots.
-    #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// The longest one query may take (connecting included); also sent to Prometheus as the query's
     /// own `timeout`. Both queries of an observation run at once.

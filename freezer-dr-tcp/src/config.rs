@@ -16,7 +16,6 @@ pub struct TcpConfig {
     /// observed.
     pub hosts: BTreeMap<String, TcpHostConfig>,
     /// The port of an address written without one (e.g. `22`, sshd), unless its host sets another.
-    #[serde(default)]
     pub port: Option<u16>,
     /// How long one probe waits for the connection (every probe of an observation runs at once, so an
     /// observation takes about this long at most).
@@ -35,7 +34,6 @@ pub struct TcpHostConfig {
     /// that takes the host's or the section's `port`. IP literals only: no name is resolved.
     pub addresses: Vec<String>,
     /// The port of this host's addresses written without one (default: the section's `port`).
-    #[serde(default)]
     pub port: Option<u16>,
 }
 
