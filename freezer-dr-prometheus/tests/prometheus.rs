@@ -14,8 +14,6 @@ use freezer_dr_core::testing::{PrometheusServer, TestCerts};
 use freezer_dr_core::{ErrorKind, Health, Monitor, Secret};
 use freezer_dr_prometheus::{PrometheusConfig, PrometheusMonitor};
 
-const WAIT: Duration = Duration::from_secs(40);
-
 fn mapped(url: &str, hosts: &[(&str, &str)]) -> PrometheusConfig {
     let mut c = PrometheusConfig::new(url);
     c.hosts = hosts
@@ -80,7 +78,7 @@ async fn a_killed_target_reads_down_a_stale_or_unscraped_one_unknown_and_a_live_
     ))
     .unwrap();
 
-    let seen = observe_until(&m, WAIT, "all three targets up", |s| {
+    let seen = observe_until(&m, "all three targets up", |s| {
         ["compute-1", "compute-2", "compute-3"]
             .iter()
             .all(|h| is_up(s, h))
@@ -114,12 +112,9 @@ async fn a_killed_target_reads_down_a_stale_or_unscraped_one_unknown_and_a_live_
     // A target dies: down (up == 0), with the series as evidence; the others stay up.
     let b_address = b.address.clone();
     b.kill().await;
-    let seen = observe_until(
-        &m,
-        WAIT,
-        "compute-2 down after its target was killed",
-        |s| is_down(s, "compute-2"),
-    )
+    let seen = observe_until(&m, "compute-2 down after its target was killed", |s| {
+        is_down(s, "compute-2")
+    })
     .await;
     let Some(Health::Down { reason }) = health_of(&seen, "compute-2") else {
         unreachable!()
@@ -139,12 +134,9 @@ async fn a_killed_target_reads_down_a_stale_or_unscraped_one_unknown_and_a_live_
     // Prometheus stops scraping compute-3's target (gone from its service discovery): its series go
     // stale, and a stale series is unknown — not up, and never down.
     prom.reload(&groups(false));
-    let seen = observe_until(
-        &m,
-        WAIT,
-        "compute-3 unknown once its series went stale",
-        |s| is_unknown(s, "compute-3"),
-    )
+    let seen = observe_until(&m, "compute-3 unknown once its series went stale", |s| {
+        is_unknown(s, "compute-3")
+    })
     .await;
     assert!(
         is_up(&seen, "compute-1") && is_down(&seen, "compute-2"),
@@ -230,7 +222,7 @@ async fn basic_authentication_and_tls_with_the_ca_file() {
         c
     };
     let m = PrometheusMonitor::new(config("freezer", password, &certs.ca)).unwrap();
-    observe_until(&m, WAIT, "compute-1 up over TLS with basic auth", |s| {
+    observe_until(&m, "compute-1 up over TLS with basic auth", |s| {
         is_up(s, "compute-1")
     })
     .await;

@@ -103,15 +103,16 @@ pub fn health_of(seen: &[HostHealth], host: &str) -> Option<Health> {
         .map(|h| h.health.clone())
 }
 
-/// Observes until `ok` holds for an observation (Prometheus needs a few scrapes to notice a change),
-/// or fails after `within` with the last observation.
+/// How long a test waits for Prometheus to notice a change (a few scrapes, 1 s apart, suffice).
+const WAIT: Duration = Duration::from_secs(40);
+
+/// Observes until `ok` holds for an observation, or fails after [`WAIT`] with the last observation.
 pub async fn observe_until(
     m: &dyn Monitor,
-    within: Duration,
     what: &str,
     ok: impl Fn(&[HostHealth]) -> bool,
 ) -> Vec<HostHealth> {
-    let deadline = Instant::now() + within;
+    let deadline = Instant::now() + WAIT;
     loop {
         let seen = m.observe().await;
         if let Ok(s) = &seen
@@ -121,7 +122,7 @@ pub async fn observe_until(
         }
         assert!(
             Instant::now() < deadline,
-            "not {what} within {within:?}; last observation: {seen:?}"
+            "not {what} within {WAIT:?}; last observation: {seen:?}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
