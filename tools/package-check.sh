@@ -80,7 +80,7 @@ version_text=$(/usr/bin/freezer-dr --version)
 check "--version starts with freezer-dr $version" test "$(head -n 1 <<<"$version_text")" = "freezer-dr $version"
 check "--version lists the production drivers" bash -c '
     grep -qx "fencer: *ipmi (freezer-dr-drivers-ipmi), libvirt (freezer-dr-drivers-libvirt), redfish (freezer-dr-drivers-redfish)" <<<"$1" &&
-    grep -qx "monitor: *nova (freezer-dr-nova)" <<<"$1" && grep -qx "ha: *etcd" <<<"$1"' _ "$version_text"
+    grep -qx "monitor: *nova (freezer-dr-nova), prometheus (freezer-dr-prometheus), tcp (freezer-dr-tcp)" <<<"$1" && grep -qx "ha: *etcd" <<<"$1"' _ "$version_text"
 check "--version lists no testing driver" bash -c '! grep -qw testing <<<"$1"' _ "$version_text"
 check "drivers lists no testing driver" bash -c '! /usr/bin/freezer-dr drivers | awk "\$2 == \"testing\"" | grep -q .'
 printf '[journal]\npath = "%s/j.redb"\n[monitor]\ntype = "testing"\n[[fencer]]\ntype = "testing"\n[evacuator]\ntype = "testing"\n' \
