@@ -211,6 +211,14 @@ impl Error {
         self.message = lines.join("\n");
     }
 
+    /// A call that did not answer within `limit`: `<what>: no answer within <limit>` (temporary).
+    pub fn no_answer(what: impl fmt::Display, limit: std::time::Duration) -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            format!("{what}: no answer within {}", humantime::format_duration(limit)),
+        )
+    }
+
     /// Shorthand for a configuration error.
     pub fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, message)

@@ -177,13 +177,7 @@ impl Monitor for CombinedMonitor {
         let asks = self.monitors.iter().map(|(name, m)| async move {
             match tokio::time::timeout(self.timeout, m.observe()).await {
                 Ok(r) => r,
-                Err(_) => Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "monitor {name} did not answer within {}",
-                        humantime::format_duration(self.timeout)
-                    ),
-                )),
+                Err(_) => Err(Error::no_answer(format!("monitor {name}"), self.timeout)),
             }
         });
         let results = join_all(asks).await;
@@ -363,7 +357,7 @@ mod tests {
             "{c1:?}"
         );
         assert!(
-            c1.views[2].to_string().contains("did not answer within"),
+            c1.views[2].to_string().contains("monitor slow: no answer within"),
             "{c1:?}"
         );
         assert!(

@@ -24,10 +24,7 @@ pub(super) fn deposed(input: &Input) -> Option<&Failure> {
 }
 
 pub(super) fn timeout_failure(op: &str, d: Duration) -> Failure {
-    Failure::new(
-        ErrorKind::Timeout,
-        format!("{op}: no answer within {}", humantime::format_duration(d)),
-    )
+    Error::no_answer(op, d).to_failure()
 }
 
 /// How the runtime makes the driver call of one command.
@@ -105,13 +102,7 @@ where
         }
         let result = match tokio::time::timeout(cfg.call_timeout, f()).await {
             Ok(r) => r,
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                format!(
-                    "{op}: no answer within {}",
-                    humantime::format_duration(cfg.call_timeout)
-                ),
-            )),
+            Err(_) => Err(Error::no_answer(op, cfg.call_timeout)),
         };
         match result {
             Ok(v) => return Ok(v),
