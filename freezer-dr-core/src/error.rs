@@ -215,7 +215,10 @@ impl Error {
     pub fn no_answer(what: impl fmt::Display, limit: std::time::Duration) -> Self {
         Self::new(
             ErrorKind::Timeout,
-            format!("{what}: no answer within {}", humantime::format_duration(limit)),
+            format!(
+                "{what}: no answer within {}",
+                humantime::format_duration(limit)
+            ),
         )
     }
 

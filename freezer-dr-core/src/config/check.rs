@@ -45,41 +45,36 @@ pub(super) fn check_recovery(r: &RecoveryConfig) -> Vec<(String, String)> {
             ));
         }
     };
-    at_least_one(
-        "recovery.strikes",
-        r.strikes.into(),
-        "consecutive down observations before a host is fenced",
-    );
-    at_least_one(
-        "recovery.call_attempts",
-        r.call_attempts.into(),
-        "the first try counts",
-    );
-    at_least_one(
-        "recovery.evacuation.attempts",
-        r.evacuation.attempts.into(),
-        "the first try counts",
-    );
-    at_least_one(
-        "recovery.fencing.concurrency",
-        r.fencing.concurrency as u64,
-        "power-offs in flight at once",
-    );
-    at_least_one(
-        "recovery.evacuation.concurrency",
-        r.evacuation.concurrency as u64,
-        "instances evacuated at once",
-    );
-    at_least_one(
-        "recovery.storm.max_hosts",
-        r.storm.max_hosts as u64,
-        "to stop all fencing use `freezer-dr pause`",
-    );
-    at_least_one(
-        "recovery.storm.max_new_fencings_per_cycle",
-        r.storm.max_new_fencings_per_cycle as u64,
-        "to stop all fencing use `freezer-dr pause`",
-    );
+    let first_try = "the first try counts";
+    let pause = "to stop all fencing use `freezer-dr pause`";
+    let strikes = "consecutive down observations before a host is fenced";
+    for (key, n, why) in [
+        ("recovery.strikes", u64::from(r.strikes), strikes),
+        ("recovery.call_attempts", r.call_attempts.into(), first_try),
+        (
+            "recovery.evacuation.attempts",
+            r.evacuation.attempts.into(),
+            first_try,
+        ),
+        (
+            "recovery.fencing.concurrency",
+            r.fencing.concurrency as u64,
+            "power-offs in flight at once",
+        ),
+        (
+            "recovery.evacuation.concurrency",
+            r.evacuation.concurrency as u64,
+            "instances evacuated at once",
+        ),
+        ("recovery.storm.max_hosts", r.storm.max_hosts as u64, pause),
+        (
+            "recovery.storm.max_new_fencings_per_cycle",
+            r.storm.max_new_fencings_per_cycle as u64,
+            pause,
+        ),
+    ] {
+        at_least_one(key, n, why);
+    }
 
     // The pause before listing a fenced host's instances (two daemons racing): a few seconds is what it
     // takes; more only delays every recovery.

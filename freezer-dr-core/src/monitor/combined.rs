@@ -357,7 +357,9 @@ mod tests {
             "{c1:?}"
         );
         assert!(
-            c1.views[2].to_string().contains("monitor slow: no answer within"),
+            c1.views[2]
+                .to_string()
+                .contains("monitor slow: no answer within"),
             "{c1:?}"
         );
         assert!(
