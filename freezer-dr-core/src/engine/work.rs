@@ -414,6 +414,7 @@ impl Engine {
     /// Checks the index against one built from a full scan (what is filed per instance, the counters,
     /// the wake-ups); panics on a difference. Run after every step by the engine scenarios and by debug
     /// builds.
+    #[cfg(any(test, debug_assertions))]
     pub(crate) fn check_work(&self) {
         let mut fresh = self.clone();
         fresh.file_everything();
