@@ -41,8 +41,7 @@ impl KeystoneDirectory {
     }
 
     async fn get(&self, path: &str, what: &str) -> Result<Value> {
-        Ok(self
-            .session
+        self.session
             .send(&Call {
                 method: HttpMethod::GET,
                 service: Service::Identity,
@@ -52,7 +51,7 @@ impl KeystoneDirectory {
                 what,
             })
             .await?
-            .body)
+            .json(what)
     }
 
     async fn user(&self, id: &str, name: &str) -> Result<UserRecord> {

@@ -115,7 +115,7 @@ pub(crate) fn merge(
     window: Duration,
     beats: &mut Beats,
 ) -> Vec<HostHealth> {
-    let mut by_host: BTreeMap<HostId, HostHealth> = BTreeMap::new();
+    let mut hosts: Vec<HostHealth> = Vec::with_capacity(services.len());
     for s in services {
         let updated = s.updated_at.as_deref().and_then(parse_time);
         let seen = match updated {
@@ -136,16 +136,21 @@ pub(crate) fn merge(
                 0
             }
         };
-        let h = health_of(s, now, timeout, seen);
-        match by_host.get_mut(&h.host) {
-            Some(prev) if prev.health != Health::Up => *prev = h,
-            Some(_) => {}
-            None => {
-                by_host.insert(h.host.clone(), h);
-            }
-        }
+        hosts.push(health_of(s, now, timeout, seen));
     }
-    by_host.into_values().collect()
+    // By host name; a host listed again replaces what came before unless that said up (a stable sort
+    // keeps Nova's order within a host).
+    hosts.sort_by(|a, b| a.host.cmp(&b.host));
+    hosts.dedup_by(|later, kept| {
+        if later.host != kept.host {
+            return false;
+        }
+        if kept.health != Health::Up {
+            std::mem::swap(later, kept);
+        }
+        true
+    });
+    hosts
 }
 
 #[async_trait]

@@ -10,7 +10,7 @@ use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
 use crate::microversion::Microversion;
-use crate::session::{Call, Service, Session};
+use crate::session::{Call, Reply, Service, Session};
 
 /// A `nova-compute` service as `GET /os-services` lists it.
 ///
@@ -226,13 +226,12 @@ impl NovaApi {
                 what: "discover the compute API's microversions",
             })
             .await?;
-        let doc = r
-            .body
+        let body = r.json("discover the compute API's microversions")?;
+        let doc = body
             .get("version")
             .cloned()
             .or_else(|| {
-                r.body
-                    .get("versions")
+                body.get("versions")
                     .and_then(Value::as_array)
                     .and_then(|vs| {
                         vs.iter()
@@ -278,9 +277,19 @@ impl NovaApi {
         body: Option<Value>,
         what: &str,
     ) -> Result<Value> {
+        self.call_reply(method, path, body, what).await?.json(what)
+    }
+
+    /// [`call`](Self::call), the body left as received (for [`parse`]).
+    async fn call_reply(
+        &self,
+        method: HttpMethod,
+        path: &str,
+        body: Option<Value>,
+        what: &str,
+    ) -> Result<Reply> {
         let mv = self.version().await?;
-        let r = self
-            .session
+        self.session
             .send(&Call {
                 method,
                 service: Service::Compute,
@@ -289,8 +298,7 @@ impl NovaApi {
                 microversion: Some(mv),
                 what,
             })
-            .await?;
-        Ok(r.body)
+            .await
     }
 
     /// `nova-compute` services, all or of one host (matched exactly here, whatever Nova's filter does).
@@ -303,7 +311,7 @@ impl NovaApi {
             Some(h) => format!("list the nova-compute service of {h}"),
             None => "list nova-compute services".to_owned(),
         };
-        let body = self.call(HttpMethod::GET, &path, None, &what).await?;
+        let body = self.call_reply(HttpMethod::GET, &path, None, &what).await?;
         let list: Vec<ComputeService> = parse(&body, "services", &what)?;
         Ok(list
             .into_iter()
@@ -381,7 +389,7 @@ impl NovaApi {
                 .call(HttpMethod::GET, &path, None, &what)
                 .await
                 .map_err(|e| e.with_context("host", host))?;
-            let servers: Vec<Server> = parse(&body, "servers", &what)?;
+            let servers: Vec<Server> = parse_value(&body, "servers", &what)?;
             let has_next = body
                 .get("servers_links")
                 .and_then(Value::as_array)
@@ -418,7 +426,7 @@ impl NovaApi {
     pub(crate) async fn server(&self, id: &str) -> Result<Option<Server>> {
         let what = format!("read server {id}");
         match self
-            .call(
+            .call_reply(
                 HttpMethod::GET,
                 &format!("/servers/{}", enc(id)),
                 None,
@@ -485,7 +493,7 @@ impl NovaApi {
     pub(crate) async fn evacuations(&self, id: &str) -> Result<Vec<Migration>> {
         let what = format!("list the migrations of server {id}");
         let body = self
-            .call(
+            .call_reply(
                 HttpMethod::GET,
                 &format!(
                     "/os-migrations?instance_uuid={}&migration_type=evacuation",
@@ -520,7 +528,59 @@ fn id_num(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &Value, key: &str, what: &str) -> Result<T> {
+/// The value of `key` in `reply`'s body, read straight from its bytes: nothing else is kept (a list of
+/// 10,000 services is read field by field, without a JSON tree in between). A body it cannot read is
+/// read again whole, for the same error as before.
+fn parse<T: serde::de::DeserializeOwned>(reply: &Reply, key: &str, what: &str) -> Result<T> {
+    if let Ok(Some(v)) = field(&reply.bytes, key) {
+        return Ok(v);
+    }
+    parse_value(&reply.json(what)?, key, what)
+}
+
+/// `key` of the JSON object `bytes`, the other keys skipped; `None` if it has no such key.
+fn field<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    key: &str,
+) -> std::result::Result<Option<T>, serde_json::Error> {
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+    struct Field<'k, T>(&'k str, std::marker::PhantomData<T>);
+    impl<'de, T: serde::de::DeserializeOwned> Visitor<'de> for Field<'_, T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "an object with {:?}", self.0)
+        }
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if k == self.0 && found.is_none() {
+                    found = Some(map.next_value::<T>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    impl<'de, T: serde::de::DeserializeOwned> DeserializeSeed<'de> for Field<'_, T> {
+        type Value = Option<T>;
+        fn deserialize<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let v = Field(key, std::marker::PhantomData).deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+fn parse_value<T: serde::de::DeserializeOwned>(body: &Value, key: &str, what: &str) -> Result<T> {
     let v = body.get(key).ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidResponse,

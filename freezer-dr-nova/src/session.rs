@@ -24,11 +24,31 @@ pub(crate) enum Service {
     Identity,
 }
 
-/// A successful response.
+/// A successful response, its body as received: [`Reply::json`] reads it whole, a caller that wants a
+/// few fields of a large list reads them straight from [`Reply::bytes`].
 #[derive(Debug)]
 pub(crate) struct Reply {
-    pub body: Value,
+    pub bytes: Vec<u8>,
     pub request_id: Option<String>,
+    url: String,
+}
+
+impl Reply {
+    /// The body as JSON (`null` when empty), for `what`.
+    pub(crate) fn json(&self, what: &str) -> Result<Value> {
+        if self.bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&self.bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidResponse,
+                format!("{what}: the response is not JSON"),
+            )
+            .with_context("url", &self.url)
+            .with_context("request_id", self.request_id.as_deref().unwrap_or("-"))
+            .with_source(e)
+        })
+    }
 }
 
 /// One HTTP call, described for the error message.
@@ -400,22 +420,10 @@ impl Session {
                 &url,
             ));
         }
-        let body = if bytes.iter().all(u8::is_ascii_whitespace) {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).map_err(|e| {
-                Error::new(
-                    ErrorKind::InvalidResponse,
-                    format!("{}: the response is not JSON", call.what),
-                )
-                .with_context("url", &url)
-                .with_context("request_id", rid.as_deref().unwrap_or("-"))
-                .with_source(e)
-            })?
-        };
         Ok(Sent::Done(Reply {
-            body,
+            bytes: Vec::from(bytes),
             request_id: rid,
+            url,
         }))
     }
 }

@@ -152,6 +152,7 @@ impl Engine {
         };
         if let Some(rec) = self.hosts.get_mut(host) {
             rec.instances = instances;
+            self.work.mark_all(host);
         }
         self.set_stage(
             now,

@@ -222,6 +222,7 @@ impl Engine {
             for i in rec.instances.values_mut() {
                 i.inflight = false;
             }
+            self.work.mark_all(host);
             let why = format!(
                 "seen alive after it was fenced (at stage {}): the fence proof is void; nothing more is \
                  done to it until its power reads off again (it is powered off again if it reads on)",

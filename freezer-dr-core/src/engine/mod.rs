@@ -24,6 +24,7 @@ mod step;
 #[cfg(test)]
 mod tests;
 mod views;
+mod work;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,6 +55,11 @@ pub struct Engine {
     journal_id: String,
     // Shutting down: results are taken in, nothing new is started (not stored: a restart starts afresh).
     draining: bool,
+    // What `drive` and `next_wakeup` look at (derived from the state, see work.rs).
+    work: work::Work,
+    // The engine scenarios' reference: drive by a full scan, not through the work index.
+    #[cfg(test)]
+    by_scan: bool,
 }
 
 impl Engine {
@@ -78,7 +84,7 @@ impl Engine {
                 (h.host.clone(), h)
             })
             .collect();
-        Self {
+        let mut engine = Self {
             cfg,
             levels: fencing_levels,
             hosts,
@@ -90,7 +96,12 @@ impl Engine {
             history: Vec::new(),
             journal_id: snapshot.journal_id,
             draining: false,
-        }
+            work: work::Work::default(),
+            #[cfg(test)]
+            by_scan: false,
+        };
+        engine.file_everything();
+        engine
     }
 
     /// Shutting down: from now on results are still taken in, but nothing new is started — no call, and
@@ -119,28 +130,17 @@ impl Engine {
         &self.meta
     }
 
-    /// True if no host is between `Fencing` and `Restoring` (what `run --once` waits for). Hosts waiting
-    /// for a person (`NeedsOperator`) or for their repair (`Evacuated`) do not keep it busy.
-    pub fn is_settled(&self) -> bool {
-        self.hosts.values().all(|h| {
-            matches!(
-                h.stage,
-                Stage::Healthy
-                    | Stage::Suspect { .. }
-                    | Stage::Evacuated
-                    | Stage::NeedsOperator { .. }
-            )
-        })
-    }
-
     /// Everything that changed since the last call, for the journal.
     pub fn take_changes(&mut self) -> Changes {
         let hosts = std::mem::take(&mut self.dirty_hosts)
             .into_iter()
-            .filter_map(|h| self.hosts.get(&h).cloned())
-            .map(|mut r| {
-                r.instances.clear();
-                r
+            .filter_map(|h| {
+                // Without its instances (journaled on their own), and without copying them.
+                let rec = self.hosts.get_mut(&h)?;
+                let instances = std::mem::take(&mut rec.instances);
+                let copy = rec.clone();
+                rec.instances = instances;
+                Some(copy)
             })
             .collect();
         let instances = std::mem::take(&mut self.dirty_instances)

@@ -12,6 +12,8 @@ impl Engine {
     ) {
         match request {
             OperatorRequest::Pause { reason } => {
+                // The brake holds writes and wake-ups: every host is filed again.
+                self.refile_all();
                 self.meta.paused = Some(reason.clone());
                 self.meta.paused_reported.clear();
                 self.meta_dirty = true;
@@ -27,6 +29,7 @@ impl Engine {
             }
             OperatorRequest::Resume => {
                 if self.meta.paused.take().is_some() {
+                    self.refile_all();
                     self.meta.paused_reported.clear();
                     self.meta_dirty = true;
                     self.note(now, None, None, "resumed by an operator".to_owned());

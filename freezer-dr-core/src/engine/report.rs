@@ -107,6 +107,7 @@ impl Engine {
 
     pub(super) fn touch_instance(&mut self, now: Timestamp, host: &HostId, id: &str, what: String) {
         self.dirty_instances.insert((host.clone(), id.to_owned()));
+        self.work.mark_instance(host, id);
         self.note(now, Some(host), Some(id), what);
     }
 }

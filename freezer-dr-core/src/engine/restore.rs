@@ -103,6 +103,11 @@ impl Engine {
     }
 }
 
+/// When a host being returned to service goes to the operators if it is not back by then.
+pub(super) fn restore_overdue_at(rec: &HostRecord, restore_timeout: Duration) -> Timestamp {
+    rec.since.after(restore_timeout)
+}
+
 /// Why a host being returned to service goes to the operators now, if it does: it was not returned within
 /// `restore_timeout` (and no call is in flight).
 pub(super) fn restore_overdue(

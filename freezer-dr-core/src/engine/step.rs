@@ -46,7 +46,15 @@ impl Engine {
             Input::Restored { host, result } => self.restored(now, &host, result, &mut out),
             Input::Operator(request) => self.operator(now, request, &mut out),
         }
+        #[cfg(test)]
+        if self.by_scan {
+            self.drive_by_scan(now, &mut out);
+            return out;
+        }
         self.drive(now, &mut out);
+        self.refile(now);
+        #[cfg(debug_assertions)]
+        self.check_work();
         out
     }
 
@@ -62,6 +70,7 @@ impl Engine {
     pub(super) fn host_mut(&mut self, host: &HostId) -> Option<&mut HostRecord> {
         let rec = self.hosts.get_mut(host)?;
         self.dirty_hosts.insert(host.clone());
+        self.work.mark(host);
         Some(rec)
     }
 
@@ -70,7 +79,9 @@ impl Engine {
         if rec.stage != Stage::Evacuating {
             return None;
         }
-        rec.instances.get_mut(id)
+        let inst = rec.instances.get_mut(id)?;
+        self.work.mark_instance(host, id);
+        Some(inst)
     }
 
     /// Clears the host's in-flight call if it is `call`; false (ignore the result) otherwise.
@@ -78,6 +89,7 @@ impl Engine {
         match self.hosts.get_mut(host) {
             Some(rec) if rec.pending == Some(call) => {
                 rec.pending = None;
+                self.work.mark(host);
                 true
             }
             _ => false,
@@ -134,6 +146,7 @@ impl Engine {
         {
             rec.instances.clear();
             self.cleared.insert(host.clone());
+            self.work.mark_all(host);
         }
     }
 

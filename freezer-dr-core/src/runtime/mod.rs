@@ -191,8 +191,9 @@ impl Runtime {
 /// The running state of a runtime.
 struct Core {
     engine: Engine,
-    cfg: RecoveryConfig,
-    pipeline: Pipeline,
+    // Shared with every driver task (one per command): a reference count, not a copy, per call.
+    cfg: Arc<RecoveryConfig>,
+    pipeline: Arc<Pipeline>,
     journal: Arc<dyn Journal>,
     dry_run: bool,
     tx: mpsc::UnboundedSender<Input>,
@@ -259,8 +260,8 @@ impl Core {
         let (fencings, evacuations) = (rt.cfg.fencing.concurrency, rt.cfg.evacuation.concurrency);
         let mut core = Self {
             engine,
-            cfg: rt.cfg,
-            pipeline,
+            cfg: Arc::new(rt.cfg),
+            pipeline: Arc::new(pipeline),
             journal: rt.journal,
             dry_run: rt.dry_run,
             tx,
@@ -286,8 +287,8 @@ impl Core {
         if !core.dry_run {
             core.deliverer = Some(tokio::spawn(deliver_outbox(
                 core.journal.clone(),
-                core.pipeline.clone(),
-                core.cfg.clone(),
+                (*core.pipeline).clone(),
+                (*core.cfg).clone(),
                 core.clock,
                 core.outbox_wake.clone(),
                 core.watch.outbox.clone(),

@@ -116,8 +116,26 @@ impl Bench {
         self.now = self.now.after(Duration::from_secs(secs));
     }
 
+    /// One step, checked against the full scan: the same commands, state and next wake-up as the
+    /// engine without its work index, and an index that matches one rebuilt from scratch.
     fn raw(&mut self, input: Input) -> Vec<Command> {
-        self.engine.step(self.now, input)
+        let mut reference = self.engine.clone();
+        reference.by_scan = true;
+        let want = reference.step(self.now, input.clone());
+        let cmds = self.engine.step(self.now, input);
+        assert_eq!(
+            cmds, want,
+            "the work index drove other commands than a full scan"
+        );
+        assert_eq!(self.engine.hosts, reference.hosts, "state after the step");
+        assert_eq!(
+            self.engine.history, reference.history,
+            "history of the step"
+        );
+        assert_eq!(self.engine.next_wakeup(), reference.next_wakeup_by_scan());
+        assert_eq!(self.engine.is_settled(), reference.is_settled_by_scan());
+        self.engine.check_work();
+        cmds
     }
 
     fn step(&mut self, input: Input) -> Vec<String> {
@@ -467,5 +485,6 @@ mod main_path;
 mod monitors;
 mod one_actor;
 mod operator;
+mod reference;
 mod restore;
 mod waiting;
