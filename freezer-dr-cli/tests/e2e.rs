@@ -191,6 +191,14 @@ impl Lab {
         std::fs::read_to_string(self.path(&format!("bmc/{host}/power"))).unwrap()
     }
 
+    /// Boots servers on exact hosts (`PROJECT:HOST:COUNT` each) and waits until they are ACTIVE.
+    fn boot(&self, servers: &[&str]) {
+        let args: Vec<&str> = std::iter::once("boot")
+            .chain(servers.iter().copied())
+            .collect();
+        self.lab_py(&args);
+    }
+
     fn lab_py(&self, args: &[&str]) -> String {
         let out = Command::new(format!("{}/bin/python", self.var("LAB_VENV")))
             .arg(lab::repo().join("lab/lab.py"))
@@ -279,6 +287,15 @@ fn servers(lab: &Lab) -> Vec<Server> {
             project_id: s["project_id"].as_str().unwrap().to_owned(),
         })
         .collect()
+}
+
+/// The servers that `placement` put on `host`.
+fn servers_on<'a>(
+    all: &'a [Server],
+    placement: &BTreeMap<String, (String, usize)>,
+    host: &str,
+) -> Vec<&'a Server> {
+    all.iter().filter(|s| placement[&s.id].0 == host).collect()
 }
 
 /// Where each server runs now, and how many evacuations Nova recorded for it.
@@ -477,6 +494,25 @@ fn digests(mails: &[Mail], host: &str) -> usize {
         .count()
 }
 
+/// `host`'s entry in `status --json`.
+fn status_of(status: &Value, host: &str) -> Value {
+    status["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == host)
+        .cloned()
+        .unwrap_or_else(|| panic!("{host} not in the status: {status:#}"))
+}
+
+/// Waits (at most `secs`) until every operator got `host`'s recovery digest: `what` finished.
+async fn wait_digests(lab: &Lab, host: &str, what: &str, secs: u64) {
+    wait_for(what, Duration::from_secs(secs), || async {
+        digests(&lab.mails(), host) >= OPERATORS.len()
+    })
+    .await;
+}
+
 fn assert_no_mail_twice(mails: &[Mail]) {
     let mut seen = BTreeSet::new();
     for m in mails {
@@ -497,8 +533,7 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
     let v = lab.cli(&["validate", "--connect"]);
     assert!(v.status.success(), "validate --connect: {v:?}");
 
-    lab.lab_py(&[
-        "boot",
+    lab.boot(&[
         "demo:compute1:2",
         "other:compute1:1",
         "demo:compute2:1",
@@ -524,10 +559,7 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
     let crashed = Instant::now();
     let pid = lab.hang("compute1");
     assert!(process_exists(pid));
-    let on1: Vec<&Server> = all
-        .iter()
-        .filter(|s| before[&s.id].0 == "compute1")
-        .collect();
+    let on1 = servers_on(&all, &before, "compute1");
     assert_eq!(on1.len(), 3);
     wait_for(
         "compute1's instances ACTIVE elsewhere",
@@ -547,12 +579,7 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
         "heartbeat_timeout 5s: crash of compute1 → all its instances ACTIVE elsewhere in {:.1?}",
         crashed.elapsed()
     );
-    wait_for(
-        "compute1's recovery and its digest",
-        Duration::from_secs(150),
-        || async { digests(&lab.mails(), "compute1") == OPERATORS.len() },
-    )
-    .await;
+    wait_digests(&lab, "compute1", "compute1's recovery and its digest", 150).await;
     eprintln!(
         "compute1 recovered and reported {:.1?} after it hung",
         crashed.elapsed()
@@ -626,10 +653,7 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
     lab.lab_py(&["boot", "demo:compute2:2", "other:compute2:2"]);
     let all = servers(&lab);
     let before = placement(&admin, &all).await;
-    let on2: Vec<&Server> = all
-        .iter()
-        .filter(|s| before[&s.id].0 == "compute2")
-        .collect();
+    let on2 = servers_on(&all, &before, "compute2");
     assert!(on2.len() >= 6, "{on2:?}");
     let mails_before = lab.mails().len();
     let pid2 = lab.hang("compute2");
@@ -661,10 +685,11 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
     let st = lab.status();
     eprintln!("freezer-dr killed (SIGKILL) mid-evacuation; status then: {st:#}");
     lab.start_daemon();
-    wait_for(
+    wait_digests(
+        &lab,
+        "compute2",
         "compute2's recovery after the restart",
-        Duration::from_secs(150),
-        || async { digests(&lab.mails(), "compute2") == OPERATORS.len() },
+        150,
     )
     .await;
     assert!(
@@ -756,12 +781,7 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
 async fn two_daemons_without_ha_recover_a_failed_compute_once() {
     let Some(mut lab) = Lab::start() else { return };
     let admin = Admin::new(&lab).await;
-    lab.lab_py(&[
-        "boot",
-        "demo:compute2:2",
-        "other:compute2:1",
-        "demo:compute1:1",
-    ]);
+    lab.boot(&["demo:compute2:2", "other:compute2:1", "demo:compute1:1"]);
     let users = lab_users();
     let cfg = std::fs::read_to_string(lab.config()).unwrap();
     let journal_a = lab.path("freezer-dr/journal.redb");
@@ -790,10 +810,7 @@ async fn two_daemons_without_ha_recover_a_failed_compute_once() {
 
     let all = servers(&lab);
     let before = placement(&admin, &all).await;
-    let on2: Vec<&Server> = all
-        .iter()
-        .filter(|s| before[&s.id].0 == "compute2")
-        .collect();
+    let on2 = servers_on(&all, &before, "compute2");
     assert_eq!(on2.len(), 3, "{before:?}");
     lab.start_daemon();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -887,13 +904,7 @@ async fn two_daemons_without_ha_recover_a_failed_compute_once() {
     for (config, own) in [lab.config(), lab.second_config()].iter().zip(&journal_ids) {
         let out = lab.cli_on(config, &["status", "--json"]);
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let host = v["hosts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h["host"] == "compute2")
-            .cloned()
-            .unwrap_or_else(|| panic!("compute2 not in journal {own}: {v:#}"));
+        let host = status_of(&v, "compute2");
         stages.push((own.clone(), host));
     }
     let (winners, losers): (Vec<_>, Vec<_>) = stages
@@ -953,12 +964,7 @@ fn disagreements(mails: &[Mail], host: &str) -> Vec<Mail> {
 async fn a_second_monitor_tells_a_dead_nova_compute_from_a_dead_host() {
     let Some(mut lab) = Lab::start() else { return };
     let admin = Admin::new(&lab).await;
-    lab.lab_py(&[
-        "boot",
-        "demo:compute1:1",
-        "demo:compute2:1",
-        "other:compute3:1",
-    ]);
+    lab.boot(&["demo:compute1:1", "demo:compute2:1", "other:compute3:1"]);
     let lab_config = std::fs::read_to_string(lab.config()).unwrap();
     std::fs::write(lab.config(), combined_config(&lab, &lab_config, "all")).unwrap();
     let v = lab.cli(&["validate", "--connect"]);
@@ -1010,13 +1016,7 @@ async fn a_second_monitor_tells_a_dead_nova_compute_from_a_dead_host() {
         told[0].text
     );
     let st = lab.status();
-    let c1 = st["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["host"] == "compute1")
-        .cloned()
-        .unwrap_or_else(|| panic!("compute1 not in status: {st:#}"));
+    let c1 = status_of(&st, "compute1");
     assert_eq!(c1["stage"]["stage"], "healthy", "{c1:#}");
     assert_eq!(c1["views"][1]["monitor"], "tcp", "{c1:#}");
     assert_eq!(placement(&admin, &all).await, before, "nothing moved");
@@ -1025,10 +1025,7 @@ async fn a_second_monitor_tells_a_dead_nova_compute_from_a_dead_host() {
     // ---- 2. all: compute2 loses its power (its BMC, as a pulled plug): both monitors see it down.
     let crashed = Instant::now();
     lab.bmc("compute2", &["power", "off"]);
-    wait_for("compute2 recovered", Duration::from_secs(180), || async {
-        digests(&lab.mails(), "compute2") >= OPERATORS.len()
-    })
-    .await;
+    wait_digests(&lab, "compute2", "compute2 recovered", 180).await;
     eprintln!(
         "all: compute2 powered off; recovered {:.1?} later",
         crashed.elapsed()
@@ -1047,10 +1044,11 @@ async fn a_second_monitor_tells_a_dead_nova_compute_from_a_dead_host() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let crashed = Instant::now();
     lab.compute("kill", "compute3");
-    wait_for(
+    wait_digests(
+        &lab,
+        "compute3",
         "compute3 recovered with combine = any",
-        Duration::from_secs(180),
-        || async { digests(&lab.mails(), "compute3") >= OPERATORS.len() },
+        180,
     )
     .await;
     eprintln!(

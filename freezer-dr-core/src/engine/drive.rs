@@ -237,13 +237,7 @@ impl Engine {
         else {
             return self.needs_operator(now, host, "evacuating without a fence proof".into(), out);
         };
-        let turn = InstanceTurn {
-            host,
-            fenced: &fenced,
-            now,
-            paused,
-            evac: &evac,
-        };
+        let turn = InstanceTurn::new(host, &fenced, now, paused, &evac);
         let mut events: Vec<(String, String)> = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -287,7 +281,24 @@ pub(super) struct InstanceTurn<'a> {
     pub(super) evac: &'a EvacuationConfig,
 }
 
-impl InstanceTurn<'_> {
+impl<'a> InstanceTurn<'a> {
+    /// The turn of `host`'s instances at `now`.
+    pub(super) fn new(
+        host: &'a HostId,
+        fenced: &'a Fenced,
+        now: Timestamp,
+        paused: bool,
+        evac: &'a EvacuationConfig,
+    ) -> Self {
+        Self {
+            host,
+            fenced,
+            now,
+            paused,
+            evac,
+        }
+    }
+
     /// One instance with no call in flight: its request (if `slot_free`), read, start or time-out, if
     /// due.
     pub(super) fn drive(

@@ -33,13 +33,7 @@ impl Engine {
                 self.needs_operator(now, host, "evacuating without a fence proof".into(), out);
                 continue;
             };
-            let turn = InstanceTurn {
-                host,
-                fenced: &fenced,
-                now,
-                paused,
-                evac: &evac,
-            };
+            let turn = InstanceTurn::new(host, &fenced, now, paused, &evac);
             let mut events = Vec::new();
             let mut all_done = true;
             for (id, inst) in rec.instances.iter_mut() {
