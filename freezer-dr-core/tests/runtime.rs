@@ -918,3 +918,98 @@ async fn a_hung_directory_costs_each_delivery_one_short_wait_for_names() {
         "one lookup per delivery runs out the budget; the other projects are named by their ids"
     );
 }
+
+/// Forty instances on `c1` at concurrency 40, each evacuated at its first progress read.
+fn forty_at_once() -> (World, RecoveryConfig) {
+    let w = World::c1_failed(3, 40, 0);
+    let mut cfg = config();
+    cfg.storm.max_fraction = 1.0;
+    cfg.evacuation.concurrency = 40;
+    (w, cfg)
+}
+
+#[tokio::test(start_paused = true)]
+async fn answers_that_arrive_together_share_one_journal_commit() {
+    let (w, cfg) = forty_at_once();
+    let journal = MemoryJournal::new();
+    let summary = runtime(&w, &journal, cfg).run_once().await.unwrap();
+    assert_eq!(summary.failed_instances, 0, "{summary:?}");
+    assert_eq!(w.count(Op::Evacuate), 40);
+    assert_eq!(w.count(Op::Progress), 40);
+    // 40 evacuation answers and 40 progress answers would be 80 commits one by one; they arrive
+    // together, so they are journaled together (with redb, each commit is a durable write).
+    assert!(
+        journal.commits() < 20,
+        "{} journal commits for 80 answers that arrived in two bursts",
+        journal.commits()
+    );
+    assert!(w.violations().is_empty(), "{:?}", w.violations());
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_a_burst_of_answers_decided_runs_before_its_commit() {
+    let (w, mut cfg) = forty_at_once();
+    cfg.evacuation.concurrency = 20;
+    let journal = MemoryJournal::new();
+    let running = Running::start(runtime(&w, &journal, cfg));
+    // The first twenty are requested; their progress reads are due 2 s later.
+    wait_for(|| w.count(Op::Evacuate) >= 20, 600).await;
+    assert_eq!(w.count(Op::Progress), 0);
+    // The commit of the twenty answers "done" (which frees the slots for the next twenty) fails.
+    journal.fail_next_commits(1000);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(
+        running.stop().await.is_err(),
+        "the runtime stops on a refused commit"
+    );
+    assert_eq!(w.count(Op::Progress), 20, "the burst of reads was answered");
+    assert_eq!(
+        w.count(Op::Evacuate),
+        20,
+        "no evacuation that the unrecorded answers allowed"
+    );
+}
+
+/// The times of the status snapshots an observer was given, with the observation count of each.
+#[derive(Default)]
+struct Turns(std::sync::Mutex<Vec<(freezer_dr_core::Timestamp, u64)>>);
+
+impl freezer_dr_core::runtime::Observer for Turns {
+    fn turn(&self, status: &freezer_dr_core::runtime::Status) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((status.at, status.observations));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_observers_status_is_taken_after_each_observation_and_at_most_every_100_ms_on_ticks() {
+    // Thirty instances read every 10 ms: the loop ticks about every 10 ms, and a status reads every host.
+    let w = World::c1_failed(3, 30, 5);
+    let mut cfg = config();
+    cfg.storm.max_fraction = 1.0;
+    cfg.evacuation.concurrency = 30;
+    cfg.evacuation.poll_interval = Duration::from_millis(10);
+    let turns = Arc::new(Turns::default());
+    let summary = runtime(&w, &MemoryJournal::new(), cfg)
+        .observer(turns.clone())
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!(summary.failed_instances, 0, "{summary:?}");
+    let turns = turns.0.lock().unwrap();
+    assert!(turns.len() >= 3, "{} snapshots", turns.len());
+    let observations = turns.last().map_or(0, |t| t.1);
+    assert!(observations >= 1);
+    for pair in turns.windows(2) {
+        let ((a, seen_a), (b, seen_b)) = (pair[0], pair[1]);
+        assert!(
+            seen_b > seen_a || b.since(a) >= Duration::from_millis(100),
+            "two snapshots on ticks alone {:?} apart ({} in all, {} engine steps)",
+            b.since(a),
+            turns.len(),
+            summary.steps
+        );
+    }
+}
