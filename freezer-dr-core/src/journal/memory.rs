@@ -68,9 +68,11 @@ impl MemoryJournal {
     }
 }
 
+/// The record as it comes back from its stored bytes: encoded and decoded as [`super::RedbJournal`]
+/// encodes it on commit and decodes it on load.
 fn roundtrip<T: Serialize + DeserializeOwned>(value: &T) -> Result<T> {
-    serde_json::to_value(value)
-        .and_then(serde_json::from_value)
+    serde_json::to_vec(value)
+        .and_then(|bytes| serde_json::from_slice(&bytes))
         .map_err(|e| {
             Error::new(ErrorKind::Journal, "cannot encode a journal record").with_source(e)
         })
