@@ -204,10 +204,7 @@ impl Cli {
     /// `-v` say: what [`main`] does once the command line is parsed.
     pub fn run(&self) -> ExitCode {
         init_logging(self);
-        let runtime = match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
+        let runtime = match freezer_dr_core::runtime::tokio_runtime() {
             Ok(rt) => rt,
             Err(e) => {
                 eprintln!("error: cannot start the async runtime: {e}");
