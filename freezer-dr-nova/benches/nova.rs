@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use freezer_dr_core::config::RecoveryConfig;
+use freezer_dr_core::journal::Journal;
 use freezer_dr_core::journal::MemoryJournal;
 use freezer_dr_core::runtime::Pipeline;
-use freezer_dr_core::{Fencer, HostId, Monitor, PowerState, Result, Runtime, Secret};
+use freezer_dr_core::{Fencer, HostId, Monitor, PowerState, Result, Runtime, Secret, Timestamp};
 use freezer_dr_nova::{AuthConfig, NovaConfig, NovaEvacuator, NovaMonitor};
 use serde_json::Value;
 
@@ -40,9 +41,16 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// CPU time (user + system) of this process so far.
+/// CPU time (user + system, every thread) of this process so far: `CLOCK_PROCESS_CPUTIME_ID`.
 fn cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// CPU time (user + system) of process `pid` so far, from /proc/PID/stat (10 ms resolution): the
+/// scripted server's, to see whether it kept up.
+fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(") ").map(|x| x.1).unwrap_or("");
     let f: Vec<u64> = after
         .split_whitespace()
@@ -218,7 +226,7 @@ fn main() {
     );
     println!(
         "\nCPU is user + system time of this process (the scripted server runs in a child process), \
-         from /proc/self/stat at 10 ms resolution; per observation averaged over 50 rounds. RSS is \
+         from its CPU clock (CLOCK_PROCESS_CPUTIME_ID); per observation averaged over 50 rounds. RSS is \
          this process's (VmRSS, VmHWM) right after the pass, its engine and journal (in memory) included."
     );
 }
@@ -255,6 +263,28 @@ fn table(head: [&str; 6], rows: &[[String; 6]]) {
     }
 }
 
+/// The first failed host's recovery, phase by phase, from the journal's history: when each host-level
+/// event happened (ms after the pass started), and its first and last instance events.
+async fn phases(journal: &MemoryJournal, started: Timestamp) {
+    let history = journal.history(usize::MAX).await.unwrap();
+    let host = HostId::from(host_name(0));
+    let mine: Vec<_> = history
+        .iter()
+        .filter(|e| e.host.as_ref() == Some(&host))
+        .collect();
+    let ms = |t: Timestamp| t.as_millis().saturating_sub(started.as_millis());
+    println!("\nphases of {host} (ms after the pass started):");
+    let mut shown_instance = false;
+    for (i, e) in mine.iter().enumerate() {
+        let last_instance =
+            e.instance.is_some() && !mine[i + 1..].iter().any(|n| n.instance.is_some());
+        if e.instance.is_none() || !shown_instance || last_instance {
+            println!("{:>7}  {}", ms(e.at), e.what);
+            shown_instance |= e.instance.is_some();
+        }
+    }
+}
+
 fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed: u64) -> Summary {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--serve", "--latency-ms", &latency.to_string()])
@@ -275,11 +305,10 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
         .read_line(&mut line)
         .unwrap();
     let addr = line.trim().to_owned();
+    let server = child.id();
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    // The client runs on the daemon's own runtime (`freezer-dr run`'s).
+    let rt = freezer_dr_core::runtime::tokio_runtime().unwrap();
     let lat = Duration::from_millis(latency);
     let mut rows: Vec<[String; 6]> = Vec::new();
     let summary = rt.block_on(async {
@@ -313,7 +342,9 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
         };
         rc.fencing.poll_interval = Duration::from_millis(1);
         rc.evacuation.concurrency = concurrency;
-        rc.evacuation.poll_interval = Duration::from_millis(1);
+        // No wait between an evacuation request and its first progress read (the scripted Nova
+        // evacuates at once): every millisecond between two calls about a server is the client's.
+        rc.evacuation.poll_interval = Duration::ZERO;
         // The storm budget raised for the bench: every failed host is fenced in the first cycle.
         let failed_hosts = usize::try_from(failed).unwrap();
         rc.storm.max_hosts = failed_hosts;
@@ -327,26 +358,46 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
             directory: None,
             notifiers: Vec::new(),
         };
-        let settle = rc.isolation_settle;
-        let runtime = Runtime::new(rc, pipeline, Arc::new(MemoryJournal::new()));
-        let (c0, t0) = (cpu(), Instant::now());
+        let (settle, poll) = (rc.isolation_settle, rc.evacuation.poll_interval);
+        let journal = MemoryJournal::new();
+        let runtime = Runtime::new(rc, pipeline, Arc::new(journal.clone()));
+        let (c0, t0, started) = (cpu(), Instant::now(), Timestamp::now());
+        let server0 = cpu_of(server);
         let summary = runtime.run_once().await.unwrap();
         let (wall, pass_cpu) = (t0.elapsed(), cpu() - c0);
+        let server_cpu = cpu_of(server) - server0;
         let rss = rss();
         assert_eq!(summary.failed_instances, 0, "{summary:?}");
         let mut recovered = summary.recovered.clone();
         recovered.sort();
         let want: Vec<HostId> = (0..failed).map(|h| HostId::from(host_name(h))).collect();
         assert_eq!(recovered, want, "{summary:?}");
+        phases(&journal, started).await;
         let after = stats(&addr).await;
         let d = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
-        let (posts, gets, calls) = (d("evacuate_posts"), d("server_gets"), d("calls"));
+        // Keystone's token requests are calls at the same latency too (the server logs them apart).
+        let (posts, gets, calls) = (
+            d("evacuate_posts"),
+            d("server_gets"),
+            d("calls") + d("auth"),
+        );
         // Before each request, the instance's evacuation migrations are read (one actor per host).
         let migration_gets = d("migration_gets");
         assert_eq!(posts, instances, "one evacuation request per instance");
         let evac_calls = posts + gets + migration_gets;
-        let ideal = lat * u32::try_from(evac_calls).unwrap() / u32::try_from(concurrency).unwrap();
+        // Each instance holds its slot for its calls and for the configured wait before its first
+        // progress read (`evacuation.poll_interval`), a wait by design like `isolation_settle`.
+        let ideal = (lat * u32::try_from(evac_calls).unwrap()
+            + poll * u32::try_from(instances).unwrap())
+            / u32::try_from(concurrency).unwrap();
         let window = Duration::from_secs_f64(after["evac_window_s"].as_f64().unwrap());
+        println!(
+            "between two calls about one server: {:.2} ms in the client on average; each injected \
+             wait overshot by {:.2} ms; the scripted server used {} of CPU",
+            after["think_ms"].as_f64().unwrap(),
+            after["overslept_ms"].as_f64().unwrap(),
+            secs(server_cpu)
+        );
         rows.push([
             format!("evacuate {instances} (migrations+evacuate+progress calls)"),
             evac_calls.to_string(),
@@ -397,7 +448,7 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
         &rows,
     );
     println!(
-        "\nideal = calls x latency / concurrency for the evacuations; serial calls (observe, auth, \
+        "\nideal = (calls x latency + instances x evacuation.poll_interval) / concurrency for the evacuations; serial calls (observe, auth, \
          discovery, isolate, listing) at one latency each, one host's share when several failed, plus \
          the isolation_settle pause (2 s by default)."
     );
