@@ -2,7 +2,7 @@
 //! re-authenticates once on a 401, finds endpoints in the catalog, and turns every failed call into a
 //! classified [`Error`] that says what was being done and carries Nova's request id.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use freezer_dr_core::{Error, ErrorKind, Result, Secret};
@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tracing::debug;
+use url::Url;
 
 use crate::config::{Identity, Method, ResolvedAuth};
 use crate::microversion::Microversion;
@@ -68,6 +69,9 @@ struct Token {
     /// Reuse the token until this instant.
     refresh_at: SystemTime,
     catalog: Vec<CatalogService>,
+    /// The endpoints found for this token, parsed once: a call copies one and sets its path.
+    compute: OnceLock<Url>,
+    identity: OnceLock<Url>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,6 +313,8 @@ impl Session {
             value: Secret::new(subject),
             refresh_at: expires - margin,
             catalog: body.token.catalog,
+            compute: OnceLock::new(),
+            identity: OnceLock::new(),
         })
     }
 
@@ -381,11 +387,31 @@ impl Session {
         }
     }
 
+    /// The URL of `call`: its service's endpoint (parsed once per token) with the call's path and query.
+    fn url(&self, call: &Call<'_>, token: &Token) -> Result<Url> {
+        let cell = match call.service {
+            Service::Compute => &token.compute,
+            Service::Identity => &token.identity,
+        };
+        let base = match cell.get() {
+            Some(u) => u.clone(),
+            None => {
+                let endpoint = self.endpoint(call.service, token)?;
+                let u = Url::parse(&endpoint).map_err(|e| {
+                    Error::config(format!("the endpoint {endpoint} is not a URL: {e}"))
+                })?;
+                cell.get_or_init(|| u).clone()
+            }
+        };
+        Ok(with_path(base, call.path))
+    }
+
     async fn send_with(&self, call: &Call<'_>, token: &Token) -> Result<Sent> {
-        let url = format!("{}{}", self.endpoint(call.service, token)?, call.path);
+        let parsed = self.url(call, token)?;
+        let url = parsed.to_string();
         let mut req = self
             .http
-            .request(call.method.clone(), &url)
+            .request(call.method.clone(), parsed)
             .header("X-Auth-Token", token.value.expose())
             .header("Accept", "application/json");
         if let Some(mv) = call.microversion {
@@ -426,6 +452,19 @@ impl Session {
             url,
         }))
     }
+}
+
+/// `base` with `path_and_query` after its path: what parsing the two strings joined gives, without
+/// parsing the scheme and host again.
+fn with_path(mut base: Url, path_and_query: &str) -> Url {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let path = format!("{}{path}", base.path().trim_end_matches('/'));
+    base.set_path(&path);
+    base.set_query(query);
+    base
 }
 
 enum Sent {
@@ -551,6 +590,35 @@ pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_s_url_is_its_endpoint_and_path_as_if_parsed_joined() {
+        let bases = [
+            "http://127.0.0.1:8774/compute/v2.1",
+            "https://nova.example.org:8774/v2.1/",
+            "http://[::1]/identity/v3",
+            "http://ctl",
+        ];
+        let paths = [
+            "/",
+            "/os-services?binary=nova-compute&host=c%201",
+            "/servers/detail?all_tenants=1&host=c1&limit=1000&marker=abc-1",
+            "/servers/0f1e/action",
+            "/os-migrations?instance_uuid=0f1e&migration_type=evacuation",
+            "/projects/p%2F1",
+            "/servers/a b",
+        ];
+        for base in bases {
+            for path in paths {
+                let joined = format!("{}{path}", base.trim_end_matches('/'));
+                assert_eq!(
+                    with_path(Url::parse(base).unwrap(), path).as_str(),
+                    Url::parse(&joined).unwrap().as_str(),
+                    "{base} + {path}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn statuses_are_classified_once() {
