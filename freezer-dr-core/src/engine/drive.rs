@@ -118,10 +118,18 @@ impl Engine {
             };
             match self.stage_of(&host) {
                 Some(Stage::Evacuating) => {
+                    #[cfg(test)]
+                    {
+                        self.visits.0 += 1;
+                    }
                     let ids = due.remove(&host).unwrap_or_default();
                     self.drive_instances(now, &host, paused, &ids, out);
                 }
                 Some(s) if s.under_way() => {
+                    #[cfg(test)]
+                    {
+                        self.visits.0 += 1;
+                    }
                     self.drive_host(now, &host, paused, out);
                     self.refile_host(&host, now, false);
                 }
@@ -253,6 +261,10 @@ impl Engine {
             let Some(id) = first_of(after_in(due, cursor.as_ref()), ready).cloned() else {
                 break;
             };
+            #[cfg(test)]
+            {
+                self.visits.1 += 1;
+            }
             if let Some(inst) = self
                 .hosts
                 .get_mut(host)

@@ -60,6 +60,9 @@ pub struct Engine {
     // The engine scenarios' reference: drive by a full scan, not through the work index.
     #[cfg(test)]
     by_scan: bool,
+    // The engine scenarios' measure of what `drive` looked at: hosts driven and instance turns taken.
+    #[cfg(test)]
+    visits: (usize, usize),
 }
 
 impl Engine {
@@ -99,6 +102,8 @@ impl Engine {
             work: work::Work::default(),
             #[cfg(test)]
             by_scan: false,
+            #[cfg(test)]
+            visits: (0, 0),
         };
         engine.file_everything();
         engine

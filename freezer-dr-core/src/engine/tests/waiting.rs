@@ -116,3 +116,27 @@ fn a_result_taken_in_while_draining_starts_nothing_and_counts_no_attempt() {
     let rec = b.engine.host(&"c1".into()).unwrap();
     assert_eq!(rec.instances["b"].attempts, 0);
 }
+
+#[test]
+fn a_step_looks_only_at_what_it_changed() {
+    // 20 instances of c1 wait for the one slot.
+    let mut b = Bench::with(1, |cfg| cfg.evacuation.concurrency = 1);
+    let many: Vec<Instance> = (0..21)
+        .map(|i| instance(&format!("i{i:02}"), "c1"))
+        .collect();
+    assert_eq!(b.fence_and_list("c1", many), ["evacuate i00 from c1"]);
+    // The running one's answer (taken in by its own handler): c1 driven once, no turn for the 20 that wait.
+    b.engine.visits = (0, 0);
+    assert!(b.sent("c1", "i00", Ok(())).is_empty());
+    assert_eq!(b.engine.visits, (1, 0), "(hosts driven, instance turns)");
+    // An observation drives the one host in recovery, not the healthy ones.
+    b.engine.visits = (0, 0);
+    b.observe(&[]);
+    assert!(b.engine.visits.0 <= 1, "{:?}", b.engine.visits);
+    // With the brake on, a tick turns nothing that waits.
+    b.step(pause("maintenance"));
+    b.engine.visits = (0, 0);
+    b.advance(1);
+    b.step(Input::Tick);
+    assert_eq!(b.engine.visits.1, 0, "{:?}", b.engine.visits);
+}
