@@ -393,7 +393,7 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
         let window = Duration::from_secs_f64(after["evac_window_s"].as_f64().unwrap());
         println!(
             "between two calls about one server: {:.2} ms in the client on average; each injected \
-             wait overshot by {:.2} ms; the scripted server used {} of CPU",
+             wait took {:+.2} ms more than the latency on average; the scripted server used {} of CPU",
             after["think_ms"].as_f64().unwrap(),
             after["overslept_ms"].as_f64().unwrap(),
             secs(server_cpu)

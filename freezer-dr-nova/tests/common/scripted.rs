@@ -52,8 +52,9 @@ pub struct State {
     pub answered: BTreeMap<String, Instant>,
     /// Sum and count of those gaps: from an answer about a server to the next request about it.
     pub think: (Duration, u64),
-    /// Sum of how much longer than `latency` the injected waits took (timer granularity).
-    pub overslept: (Duration, u64),
+    /// Sum (in seconds, signed: a wait may also end early) of how much longer than `latency` the
+    /// injected waits took, and their count.
+    pub overslept: (f64, u64),
 }
 
 #[derive(Clone)]
@@ -243,7 +244,7 @@ async fn handle(
     if !latency.is_zero() {
         let t = Instant::now();
         wait_precisely(latency).await;
-        let over = t.elapsed().saturating_sub(latency);
+        let over = t.elapsed().as_secs_f64() - latency.as_secs_f64();
         let mut s = st.lock().unwrap();
         s.overslept.0 += over;
         s.overslept.1 += 1;
@@ -308,7 +309,7 @@ async fn answer(
                 "migration_gets": count(&Method::GET, &|p| p.starts_with("/compute/v2.1/os-migrations")),
                 "evac_window_s": window,
                 "think_ms": s.think.0.as_secs_f64() * 1e3 / s.think.1.max(1) as f64,
-                "overslept_ms": s.overslept.0.as_secs_f64() * 1e3 / s.overslept.1.max(1) as f64,
+                "overslept_ms": s.overslept.0 * 1e3 / s.overslept.1.max(1) as f64,
             }),
         );
     }
