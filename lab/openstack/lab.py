@@ -119,14 +119,44 @@ def keystone_setup():
     print("LAB_OTHER_PROJECT_ID=%s" % other)
 
 
+def started_at(pid):
+    """Field 22 of /proc/PID/stat (the start time), counted after the command name; None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def dead(names):
+    """Which of the services up.sh started (DIR/pids/NAME: "PID STARTTIME", as common.sh writes) are gone."""
+    gone = []
+    for name in names:
+        try:
+            with open(os.path.join(os.environ["LAB_DIR"], "pids", name)) as f:
+                pid, start = f.read().split()
+        except (OSError, ValueError):
+            gone.append(name)
+            continue
+        if started_at(int(pid)) != start:
+            gone.append(name)
+    return gone
+
+
 def nova_ready(seconds):
     sess = admin_session()
     computes = os.environ["LAB_COMPUTES"].split()
+    # What must keep running for the computes to report: a dead one fails now, named, not after the timeout.
+    needed = ["mariadb", "rabbitmq", "keystone", "placement-api", "nova-api", "nova-conductor",
+              "nova-scheduler"] + ["nova-compute-" + h for h in computes]
     nova = "http://127.0.0.1:%s/v2.1" % os.environ["LAB_NOVA_PORT"]
     placement = "http://127.0.0.1:%s" % os.environ["LAB_PLACEMENT_PORT"]
     deadline = time.time() + seconds
     why = "nothing checked yet"
     while time.time() < deadline:
+        gone = dead(needed)
+        if gone:
+            sys.exit("Nova cannot become ready: %s exited (%s)" % (", ".join(gone), why))
         try:
             svcs = sess.get(nova + "/os-services?binary=nova-compute",
                             headers={"OpenStack-API-Version": "compute 2.53"}).json()["services"]

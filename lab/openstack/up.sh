@@ -44,6 +44,13 @@ MEGROUP="$(id -gn)"
 
 fail() {
     echo "lab: $*" >&2
+    # The errors first (a CI log may keep only the head of this): the last error lines of every log, then
+    # the last lines of each.
+    echo "lab: errors in $LAB_DIR/logs and $LAB_DIR/rabbitmq/log:" >&2
+    for f in "$LAB_DIR"/logs/*.log "$LAB_DIR"/rabbitmq/log/*.log; do
+        [ -s "$f" ] || continue
+        grep -E "ERROR|CRITICAL|Traceback|[Ee]rror:|crash|refused" "$f" | tail -n 4 | sed "s|^|$(basename "$f"): |" >&2 || true
+    done
     echo "lab: logs in $LAB_DIR/logs; last lines:" >&2
     for f in "$LAB_DIR"/logs/*.log; do
         [ -e "$f" ] || continue
