@@ -486,3 +486,28 @@ fn a_temporary_start_failure_is_tried_again_after_the_poll_interval() {
     b.advance(2);
     assert_eq!(b.step(Input::Tick), ["start a from c1"]);
 }
+
+#[test]
+fn a_start_that_never_succeeds_fails_at_the_evacuation_timeout() {
+    let mut b = Bench::default();
+    b.rebuilding("c1", "a");
+    assert_eq!(
+        b.progress("c1", "a", needs_start("c2")),
+        ["start a from c1"]
+    );
+    assert!(
+        b.step(Input::Started {
+            host: "c1".into(),
+            instance: "a".into(),
+            result: Err(fail(ErrorKind::PeerFailure)),
+        })
+        .is_empty()
+    );
+    // Past the timeout (300 s from the request) with a start due again: it fails instead, and is told.
+    b.advance(400);
+    assert_eq!(b.step(Input::Tick), ["notify recovered c1"]);
+    let InstanceState::Failed { reason } = b.instance_state("c1", "a") else {
+        panic!("{:?}", b.instance_state("c1", "a"))
+    };
+    assert!(reason.contains("could not be started"), "{reason}");
+}

@@ -141,3 +141,43 @@ fn a_step_looks_only_at_what_it_changed() {
     b.step(Input::Tick);
     assert_eq!(b.engine.visits.1, 0, "{:?}", b.engine.visits);
 }
+
+#[test]
+fn a_step_drives_only_the_hosts_whose_work_is_due() {
+    let mut b = Bench::with(1, |cfg| cfg.evacuation.concurrency = 1);
+    // c1 evacuates three instances through the one slot: i0 holds it, i1 and i2 wait for it.
+    let three: Vec<Instance> = (0..3).map(|i| instance(&format!("i{i}"), "c1")).collect();
+    assert_eq!(b.fence_and_list("c1", three), ["evacuate i0 from c1"]);
+    assert!(b.sent("c1", "i0", Ok(())).is_empty());
+    // c2 is fenced meanwhile (i0's progress is read as its strikes are counted), and its isolation fails
+    // on an unreachable Nova: retried in 30 s, a host-level deadline ahead.
+    b.down_for_strikes(&["c1", "c2"]);
+    b.in_progress("c1", "i0", "rebuilding");
+    b.powered_off("c2", 0, Ok(()));
+    assert_eq!(b.power_read("c2", 0, PowerState::Off), ["isolate c2"]);
+    assert!(
+        b.isolated_with("c2", Err(fail(ErrorKind::Unreachable)))
+            .is_empty()
+    );
+    assert_eq!(b.stage("c1"), Stage::Evacuating);
+    assert_eq!(b.instance_at("c1", "i1"), "pending");
+    // A tick before any of it falls due drives no host: not c2 (its retry is ahead), not c1 (its one
+    // slot is taken).
+    b.engine.visits = (0, 0);
+    b.advance(1);
+    assert!(b.step(Input::Tick).is_empty());
+    assert_eq!(b.engine.visits, (0, 0), "(hosts driven, instance turns)");
+    // A first strike on c3 changes c3, which is not under way, and nothing else: no host is driven.
+    b.engine.visits = (0, 0);
+    let cmds = b.observe(&["c1", "c2", "c3"]);
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert_eq!(b.engine.visits, (0, 0), "(hosts driven, instance turns)");
+    // Long past c2's retry: it is driven (a deadline that passed before the tick, not at it).
+    b.advance(60);
+    b.engine.visits = (0, 0);
+    let cmds = b.step(Input::Tick);
+    assert!(cmds.contains(&"isolate c2".to_owned()), "{cmds:?}");
+    // And c1, for i0's read, the one instance turned (the two waiting ones still have no slot).
+    assert!(cmds.contains(&"progress i0 on c1".to_owned()), "{cmds:?}");
+    assert_eq!(b.engine.visits, (2, 1), "(hosts driven, instance turns)");
+}
