@@ -11,7 +11,7 @@
 //! concurrency, and CPU time), then a summary: CPU per observation, per driver call, and the
 //! process's resident memory after each pass.
 //! `cargo bench -p freezer-dr-nova --bench nova [-- --latency-ms 50 --hosts 1000 --instances 1000
-//! --failed 1]` runs one scenario.
+//! --failed 1]` runs one scenario; `--observe-rounds N` (default 50) observations are averaged.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -226,8 +226,9 @@ fn main() {
     );
     println!(
         "\nCPU is user + system time of this process (the scripted server runs in a child process), \
-         from its CPU clock (CLOCK_PROCESS_CPUTIME_ID); per observation averaged over 50 rounds. RSS is \
-         this process's (VmRSS, VmHWM) right after the pass, its engine and journal (in memory) included."
+         from its CPU clock (CLOCK_PROCESS_CPUTIME_ID); per observation averaged over {} rounds. RSS is \
+         this process's (VmRSS, VmHWM) right after the pass, its engine and journal (in memory) included.",
+        arg("--observe-rounds", 50).max(1)
     );
 }
 
@@ -316,7 +317,8 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
         let monitor = NovaMonitor::new(cfg(&addr)).unwrap();
         let seen = monitor.observe().await.unwrap(); // auth + microversion discovery
         assert_eq!(seen.len() as u64, hosts);
-        let rounds = 50u32;
+        // `--observe-rounds 1` leaves (nearly) only the pass to a profiler.
+        let rounds = u32::try_from(arg("--observe-rounds", 50)).unwrap().max(1);
         let (c0, t0) = (cpu(), Instant::now());
         for _ in 0..rounds {
             monitor.observe().await.unwrap();
