@@ -3,12 +3,14 @@
 //!
 //! 1. observe the compute services (one `GET /os-services`);
 //! 2. evacuate every instance of the failed hosts at concurrency 32 through the real core runtime
-//!    (`Runtime::run_once`: observe, fence with a stand-in fencer, isolate, list, evacuate, track).
+//!    (`Runtime::run_once`: observe, fence with a stand-in fencer, isolate, list, evacuate, track);
+//! 3. the same pass against a server with no instances, for what a pass costs besides the
+//!    evacuations (the difference, over the difference in calls, is the CPU per evacuation call).
 //!
 //! Scenarios, by default: 1,000 services with 1,000 instances on one failed host; 10,000 services with
 //! 2,000 on one; 10,000 services with 20,000 across 100 failed hosts (the storm budget raised to let
 //! them all be fenced). Prints a table per scenario (wall time against the ideal, calls × latency /
-//! concurrency, and CPU time), then a summary: CPU per observation, per driver call, and the
+//! concurrency, and CPU time), then a summary: CPU per observation, per driver call (whole pass, and the evacuations' alone), and the
 //! process's resident memory after each pass.
 //! `cargo bench -p freezer-dr-nova --bench nova [-- --latency-ms 50 --hosts 1000 --instances 1000
 //! --failed 1]` runs one scenario; `--observe-rounds N` (default 50) observations are averaged.
@@ -19,7 +21,7 @@
 mod scripted;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -168,6 +170,9 @@ struct Summary {
     pass_cpu: Duration,
     calls: u64,
     rss: (String, String),
+    /// The client CPU and the calls of the same pass with no instances.
+    base_cpu: Duration,
+    base_calls: u64,
 }
 
 fn main() {
@@ -197,9 +202,11 @@ fn main() {
     println!(
         "\nfreezer-dr-nova summary, scripted Nova with {latency} ms per call, concurrency {concurrency}\n"
     );
-    let rows: Vec<[String; 6]> = summaries
+    let rows: Vec<[String; 7]> = summaries
         .iter()
         .map(|s| {
+            let evac_calls = s.calls.saturating_sub(s.base_calls).max(1);
+            let evac_cpu = s.pass_cpu.saturating_sub(s.base_cpu);
             [
                 s.scale.clone(),
                 format!("{:.1} ms", s.observe_cpu.as_secs_f64() * 1e3),
@@ -209,6 +216,7 @@ fn main() {
                     "{:.3} ms",
                     s.pass_cpu.as_secs_f64() * 1e3 / s.calls.max(1) as f64
                 ),
+                format!("{:.3} ms", evac_cpu.as_secs_f64() * 1e3 / evac_calls as f64),
                 format!("{} (peak {})", s.rss.0, s.rss.1),
             ]
         })
@@ -220,20 +228,24 @@ fn main() {
             "whole pass vs ideal",
             "client CPU of the pass",
             "CPU per call",
+            "CPU per evacuation call",
             "RSS after the pass",
         ],
         &rows,
     );
     println!(
         "\nCPU is user + system time of this process (the scripted server runs in a child process), \
-         from its CPU clock (CLOCK_PROCESS_CPUTIME_ID); per observation averaged over {} rounds. RSS is \
-         this process's (VmRSS, VmHWM) right after the pass, its engine and journal (in memory) included.",
+         from its CPU clock (CLOCK_PROCESS_CPUTIME_ID); per observation averaged over {} rounds. CPU per call is the \
+         whole pass's over all its calls; per evacuation call, what the evacuations added to it: (pass - \
+         the same pass with no instances) / (its calls - that pass's calls), the costs paid once per pass \
+         (start, the first sight of every service, the observation, fencing, isolation, listing) left \
+         out. RSS is this process's (VmRSS, VmHWM) right after the pass, its engine and journal (in memory) included.",
         arg("--observe-rounds", 50).max(1)
     );
 }
 
-fn table(head: [&str; 6], rows: &[[String; 6]]) {
-    let widths: Vec<usize> = (0..6)
+fn table<const N: usize>(head: [&str; N], rows: &[[String; N]]) {
+    let widths: Vec<usize> = (0..N)
         .map(|i| {
             rows.iter()
                 .map(|r| r[i].chars().count())
@@ -286,7 +298,8 @@ async fn phases(journal: &MemoryJournal, started: Timestamp) {
     }
 }
 
-fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed: u64) -> Summary {
+/// Starts the scripted server in a child process; its address and pid.
+fn spawn_server(latency: u64, hosts: u64, instances: u64, failed: u64) -> (Child, String, u32) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--serve", "--latency-ms", &latency.to_string()])
         .args([
@@ -306,8 +319,106 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
         .read_line(&mut line)
         .unwrap();
     let addr = line.trim().to_owned();
-    let server = child.id();
+    let pid = child.id();
+    (child, addr, pid)
+}
 
+/// Stops a scripted server (it serves until its stdin closes).
+fn stop_server(mut child: Child) {
+    drop(child.stdin.take());
+    let _ = child.wait();
+}
+
+/// What one `run_once` pass cost.
+struct Pass {
+    wall: Duration,
+    /// The client's (this process's) CPU time.
+    cpu: Duration,
+    server_cpu: Duration,
+    /// The calls the server answered in the pass (Keystone's included).
+    calls: u64,
+    settle: Duration,
+    poll: Duration,
+    journal: MemoryJournal,
+    started: Timestamp,
+    /// The server's counters before the pass.
+    before: Value,
+}
+
+/// One `run_once` pass against the server at `addr` (pid `server`): every failed host fenced (a
+/// stand-in fencer), isolated, listed and evacuated, checked recovered.
+async fn pass(addr: &str, server: u32, concurrency: usize, failed: u64) -> Pass {
+    let before = stats(addr).await;
+    // A short interval: run_once's own waits between its phases are multiples of it (core's, not
+    // the driver's); the default 10 s would dominate the whole-pass row.
+    let mut rc = RecoveryConfig {
+        strikes: 1,
+        interval: Duration::from_millis(arg("--interval-ms", 200)),
+        ..Default::default()
+    };
+    rc.fencing.poll_interval = Duration::from_millis(1);
+    rc.evacuation.concurrency = concurrency;
+    // No wait between an evacuation request and its first progress read (the scripted Nova
+    // evacuates at once): every millisecond between two calls about a server is the client's.
+    rc.evacuation.poll_interval = Duration::ZERO;
+    // The storm budget raised for the bench: every failed host is fenced in the first cycle.
+    let failed_hosts = usize::try_from(failed).unwrap();
+    rc.storm.max_hosts = failed_hosts;
+    rc.storm.max_fraction = 1.0;
+    rc.storm.max_new_fencings_per_cycle = failed_hosts;
+    rc.fencing.concurrency = failed_hosts;
+    let pipeline = Pipeline {
+        monitor: Arc::new(NovaMonitor::new(cfg(addr)).unwrap()) as Arc<dyn Monitor>,
+        fencers: vec![Arc::new(InstantFencer)],
+        evacuator: Arc::new(NovaEvacuator::new(cfg(addr)).unwrap()),
+        directory: None,
+        notifiers: Vec::new(),
+    };
+    let (settle, poll) = (rc.isolation_settle, rc.evacuation.poll_interval);
+    let journal = MemoryJournal::new();
+    let runtime = Runtime::new(rc, pipeline, Arc::new(journal.clone()));
+    let (c0, t0, started) = (cpu(), Instant::now(), Timestamp::now());
+    let server0 = cpu_of(server);
+    let summary = runtime.run_once().await.unwrap();
+    let (wall, cpu) = (t0.elapsed(), cpu() - c0);
+    let server_cpu = cpu_of(server) - server0;
+    assert_eq!(summary.failed_instances, 0, "{summary:?}");
+    let mut recovered = summary.recovered.clone();
+    recovered.sort();
+    let want: Vec<HostId> = (0..failed).map(|h| HostId::from(host_name(h))).collect();
+    assert_eq!(recovered, want, "{summary:?}");
+    let after = stats(addr).await;
+    let d = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+    Pass {
+        wall,
+        cpu,
+        server_cpu,
+        calls: d("calls") + d("auth"),
+        settle,
+        poll,
+        journal,
+        started,
+        before,
+    }
+}
+
+/// The same pass with no instances on the failed hosts: what a pass costs besides the evacuations
+/// (start, first sight of every service, observation, fencing, isolation, listing, settle).
+fn baseline(
+    rt: &tokio::runtime::Runtime,
+    latency: u64,
+    concurrency: usize,
+    hosts: u64,
+    failed: u64,
+) -> Pass {
+    let (child, addr, server) = spawn_server(latency, hosts, 0, failed);
+    let p = rt.block_on(pass(&addr, server, concurrency, failed));
+    stop_server(child);
+    p
+}
+
+fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed: u64) -> Summary {
+    let (child, addr, server) = spawn_server(latency, hosts, instances, failed);
     // The client runs on the daemon's own runtime (`freezer-dr run`'s).
     let rt = freezer_dr_core::runtime::tokio_runtime().unwrap();
     let lat = Duration::from_millis(latency);
@@ -334,46 +445,11 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
         ]);
 
         // ---- 2. evacuate every instance of the failed hosts at concurrency 32 through the runtime.
-        let before = stats(&addr).await;
-        // A short interval: run_once's own waits between its phases are multiples of it (core's, not
-        // the driver's); the default 10 s would dominate the whole-pass row.
-        let mut rc = RecoveryConfig {
-            strikes: 1,
-            interval: Duration::from_millis(arg("--interval-ms", 200)),
-            ..Default::default()
-        };
-        rc.fencing.poll_interval = Duration::from_millis(1);
-        rc.evacuation.concurrency = concurrency;
-        // No wait between an evacuation request and its first progress read (the scripted Nova
-        // evacuates at once): every millisecond between two calls about a server is the client's.
-        rc.evacuation.poll_interval = Duration::ZERO;
-        // The storm budget raised for the bench: every failed host is fenced in the first cycle.
-        let failed_hosts = usize::try_from(failed).unwrap();
-        rc.storm.max_hosts = failed_hosts;
-        rc.storm.max_fraction = 1.0;
-        rc.storm.max_new_fencings_per_cycle = failed_hosts;
-        rc.fencing.concurrency = failed_hosts;
-        let pipeline = Pipeline {
-            monitor: Arc::new(NovaMonitor::new(cfg(&addr)).unwrap()) as Arc<dyn Monitor>,
-            fencers: vec![Arc::new(InstantFencer)],
-            evacuator: Arc::new(NovaEvacuator::new(cfg(&addr)).unwrap()),
-            directory: None,
-            notifiers: Vec::new(),
-        };
-        let (settle, poll) = (rc.isolation_settle, rc.evacuation.poll_interval);
-        let journal = MemoryJournal::new();
-        let runtime = Runtime::new(rc, pipeline, Arc::new(journal.clone()));
-        let (c0, t0, started) = (cpu(), Instant::now(), Timestamp::now());
-        let server0 = cpu_of(server);
-        let summary = runtime.run_once().await.unwrap();
-        let (wall, pass_cpu) = (t0.elapsed(), cpu() - c0);
-        let server_cpu = cpu_of(server) - server0;
+        let p = pass(&addr, server, concurrency, failed).await;
+        let (wall, pass_cpu, server_cpu, settle, poll) =
+            (p.wall, p.cpu, p.server_cpu, p.settle, p.poll);
         let rss = rss();
-        assert_eq!(summary.failed_instances, 0, "{summary:?}");
-        let mut recovered = summary.recovered.clone();
-        recovered.sort();
-        let want: Vec<HostId> = (0..failed).map(|h| HostId::from(host_name(h))).collect();
-        assert_eq!(recovered, want, "{summary:?}");
+        let (journal, started, before) = (p.journal, p.started, p.before);
         phases(&journal, started).await;
         let after = stats(&addr).await;
         let d = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
@@ -429,10 +505,26 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
             pass_cpu,
             calls,
             rss,
+            base_cpu: Duration::ZERO,
+            base_calls: 0,
         }
     });
-    drop(child.stdin.take());
-    let _ = child.wait();
+    stop_server(child);
+    // The same pass without instances, for what the evacuations alone cost per call.
+    let base = baseline(&rt, latency, concurrency, hosts, failed);
+    rows.push([
+        "the same pass with no instances (start, observation, fence, isolate, list)".into(),
+        base.calls.to_string(),
+        secs(base.wall),
+        "-".into(),
+        "-".into(),
+        secs(base.cpu),
+    ]);
+    let summary = Summary {
+        base_cpu: base.cpu,
+        base_calls: base.calls,
+        ..summary
+    };
 
     println!(
         "\nfreezer-dr-nova, {hosts} services, {instances} instances on {failed} failed host(s); scripted \
