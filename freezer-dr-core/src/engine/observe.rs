@@ -65,24 +65,39 @@ impl Engine {
 
         // Every host stale at once means the data source is broken, not the hosts.
         let all_stale = total > 0 && down == total;
-        let listed: BTreeSet<HostId> = observed.iter().map(|h| h.host.clone()).collect();
+        let listed: BTreeSet<&HostId> = observed.iter().map(|h| &h.host).collect();
         self.track_absent(now, &listed, out);
         self.track_monitor_failures(now, &observed, out);
         for h in observed {
-            let rec = self
-                .hosts
-                .entry(h.host.clone())
-                .or_insert_with(|| HostRecord::new(h.host.clone(), now));
-            if (rec.health != h.health
-                || rec.admin != h.admin
-                || rec.views != h.views
-                || rec.absent_since.is_some())
-                && let Some(rec) = self.host_mut(&h.host)
-            {
+            // One lookup for what most hosts are most of the time: known, healthy, unchanged, calm.
+            let (changed, calm) = match self.hosts.get(&h.host) {
+                Some(rec) => (
+                    rec.health != h.health
+                        || rec.admin != h.admin
+                        || rec.views != h.views
+                        || rec.absent_since.is_some(),
+                    // Nothing below would act on it: not down (no strike), no fence proof to void,
+                    // no dispute to count or to end.
+                    rec.stage == Stage::Healthy
+                        && rec.fence.is_none()
+                        && rec.disputed == 0
+                        && !h.health.is_down()
+                        && !h.disputed(),
+                ),
+                None => {
+                    let rec = HostRecord::new(h.host.clone(), now);
+                    self.hosts.insert(h.host.clone(), rec);
+                    (true, false)
+                }
+            };
+            if changed && let Some(rec) = self.host_mut(&h.host) {
                 rec.health = h.health.clone();
                 rec.admin = h.admin.clone();
                 rec.views = h.views.clone();
                 rec.absent_since = None;
+            }
+            if calm {
+                continue;
             }
             self.track_dispute(now, &h, out);
             if !all_stale {
@@ -124,7 +139,7 @@ impl Engine {
 
     /// Hosts the monitors no longer list (DESIGN §5.9): a suspect loses its strikes at once (it is never
     /// fenced); a host in recovery is reported once, then forgotten after `forget_after`.
-    fn track_absent(&mut self, now: Timestamp, listed: &BTreeSet<HostId>, out: &mut Vec<Command>) {
+    fn track_absent(&mut self, now: Timestamp, listed: &BTreeSet<&HostId>, out: &mut Vec<Command>) {
         let forget_after = self.cfg.forget_after;
         let absent: Vec<(HostId, Stage, Option<Timestamp>)> = self
             .hosts

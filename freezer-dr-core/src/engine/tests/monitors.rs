@@ -110,7 +110,19 @@ fn with_all_a_dead_nova_compute_on_a_host_that_answers_is_never_fenced_and_told_
 
     // The episode ends when the monitors agree; a new one is told again.
     let agree = Views::new(&[]);
+    b.engine.take_changes();
     assert!(observe_n(&mut b, &agree, 1).is_empty());
+    // Only the views changed (the verdict was up all along): they are kept, and journaled.
+    let rec = b.engine.host(&HostId::from("c1")).unwrap().clone();
+    assert!(rec.views.iter().all(|v| v.health == Health::Up), "{rec:?}");
+    let changes = b.engine.take_changes();
+    assert!(
+        changes
+            .hosts
+            .iter()
+            .any(|h| h.host == HostId::from("c1") && h.views == rec.views),
+        "{changes:?}"
+    );
     assert_eq!(
         observe_n(&mut b, &only_nova, 5),
         ["notify monitors_disagree c1"]
