@@ -70,24 +70,25 @@ impl Engine {
         self.track_monitor_failures(now, &observed, out);
         for h in observed {
             // One lookup for what most hosts are most of the time: known, healthy, unchanged, calm.
+            // Calm: nothing below would act on it, neither down (no strike) nor disputed (no dispute
+            // to count), and its record has no fence proof to void nor a dispute to end.
+            let quiet = !h.health.is_down() && !h.disputed();
             let (changed, calm) = match self.hosts.get(&h.host) {
                 Some(rec) => (
                     rec.health != h.health
                         || rec.admin != h.admin
                         || rec.views != h.views
                         || rec.absent_since.is_some(),
-                    // Nothing below would act on it: not down (no strike), no fence proof to void,
-                    // no dispute to count or to end.
-                    rec.stage == Stage::Healthy
+                    quiet
+                        && rec.stage == Stage::Healthy
                         && rec.fence.is_none()
-                        && rec.disputed == 0
-                        && !h.health.is_down()
-                        && !h.disputed(),
+                        && rec.disputed == 0,
                 ),
                 None => {
+                    // First sight: a new record is healthy, with no fence and no dispute.
                     let rec = HostRecord::new(h.host.clone(), now);
                     self.hosts.insert(h.host.clone(), rec);
-                    (true, false)
+                    (true, quiet)
                 }
             };
             if changed && let Some(rec) = self.host_mut(&h.host) {
