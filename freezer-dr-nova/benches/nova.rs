@@ -341,8 +341,9 @@ struct Pass {
     poll: Duration,
     journal: MemoryJournal,
     started: Timestamp,
-    /// The server's counters before the pass.
+    /// The server's counters before and after the pass.
     before: Value,
+    after: Value,
 }
 
 /// One `run_once` pass against the server at `addr` (pid `server`): every failed host fenced (a
@@ -389,16 +390,19 @@ async fn pass(addr: &str, server: u32, concurrency: usize, failed: u64) -> Pass 
     assert_eq!(recovered, want, "{summary:?}");
     let after = stats(addr).await;
     let d = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+    // Keystone's token requests are calls at the same latency too (the server logs them apart).
+    let calls = d("calls") + d("auth");
     Pass {
         wall,
         cpu,
         server_cpu,
-        calls: d("calls") + d("auth"),
+        calls,
         settle,
         poll,
         journal,
         started,
         before,
+        after,
     }
 }
 
@@ -449,16 +453,10 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
         let (wall, pass_cpu, server_cpu, settle, poll) =
             (p.wall, p.cpu, p.server_cpu, p.settle, p.poll);
         let rss = rss();
-        let (journal, started, before) = (p.journal, p.started, p.before);
+        let (journal, started, before, after, calls) = (p.journal, p.started, p.before, p.after, p.calls);
         phases(&journal, started).await;
-        let after = stats(&addr).await;
         let d = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
-        // Keystone's token requests are calls at the same latency too (the server logs them apart).
-        let (posts, gets, calls) = (
-            d("evacuate_posts"),
-            d("server_gets"),
-            d("calls") + d("auth"),
-        );
+        let (posts, gets) = (d("evacuate_posts"), d("server_gets"));
         // Before each request, the instance's evacuation migrations are read (one actor per host).
         let migration_gets = d("migration_gets");
         assert_eq!(posts, instances, "one evacuation request per instance");
