@@ -365,15 +365,16 @@ async fn status(cli: &Cli, json: bool) -> anyhow::Result<Exit> {
     if let Some(c) = store.candidate() {
         let ha = c.status().await?;
         let (snapshot, requests) = store.load().await?.unwrap_or_default();
+        let outbox = store.outbox().await?;
         if json {
-            let mut v = output::status_json(&snapshot, &requests);
+            let mut v = output::status_json(&snapshot, &requests, &outbox);
             v["ha"] = serde_json::to_value(&ha)?;
             println!("{v:#}");
         } else {
             print!(
                 "{}{}",
                 output::ha_status(&ha),
-                output::status(&snapshot, &requests)
+                output::status(&snapshot, &requests, &outbox)
             );
         }
         return Ok(Exit::Ok);
@@ -391,10 +392,11 @@ async fn status(cli: &Cli, json: bool) -> anyhow::Result<Exit> {
             (Snapshot::default(), Vec::new())
         }
     };
+    let outbox = store.outbox().await?;
     if json {
-        println!("{:#}", output::status_json(&snapshot, &requests));
+        println!("{:#}", output::status_json(&snapshot, &requests, &outbox));
     } else {
-        print!("{}", output::status(&snapshot, &requests));
+        print!("{}", output::status(&snapshot, &requests, &outbox));
     }
     Ok(Exit::Ok)
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use freezer_dr_core::engine::{HistoryEvent, HostRecord, OperatorRequest, Snapshot, Stage};
-use freezer_dr_core::journal::PendingRequest;
+use freezer_dr_core::journal::{OutboxEntry, PendingRequest};
 use freezer_dr_core::registry::DriverInfo;
 use freezer_dr_core::runtime::Summary;
 use serde_json::json;
@@ -177,7 +177,7 @@ pub fn ha_status(st: &freezer_dr_core::ha::HaStatus) -> String {
 }
 
 /// What `status` prints.
-pub fn status(snapshot: &Snapshot, requests: &[PendingRequest]) -> String {
+pub fn status(snapshot: &Snapshot, requests: &[PendingRequest], outbox: &[OutboxEntry]) -> String {
     let mut out = String::new();
     if !snapshot.journal_id.is_empty() {
         // The id this daemon writes into its isolation markers: tells two daemons apart.
@@ -268,11 +268,62 @@ pub fn status(snapshot: &Snapshot, requests: &[PendingRequest]) -> String {
             let _ = writeln!(out, "  #{} {}  {}", r.id, r.at, request_line(&r.request));
         }
     }
+    outbox_lines(&mut out, outbox);
     out
 }
 
+/// The reports not yet delivered: what each is, how often it was tried, and why it failed.
+fn outbox_lines(out: &mut String, outbox: &[OutboxEntry]) {
+    if outbox.is_empty() {
+        out.push_str("Outbox: empty (every report delivered)\n");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "Outbox: {} report(s) not delivered yet (the daemon retries them; nothing is dropped):",
+        outbox.len()
+    );
+    for e in outbox {
+        let r = &e.report;
+        let _ = writeln!(
+            out,
+            "  {}  {}  notifier #{}  queued {}: {}",
+            r.id,
+            r.kind.name(),
+            e.notifier,
+            r.at,
+            r.summary
+        );
+        if e.attempts > 0 {
+            let _ = writeln!(
+                out,
+                "    {} attempt(s), next at {}: {}",
+                e.attempts,
+                e.next_attempt,
+                e.last_error.as_deref().unwrap_or("no error recorded")
+            );
+        }
+        if !r.told.is_empty() {
+            let mut told: Vec<String> = Vec::new();
+            if r.told.operators {
+                told.push("the operators".into());
+            }
+            told.extend(r.told.projects.iter().map(|p| format!("project {p}")));
+            let _ = writeln!(
+                out,
+                "    already told (not sent again): {}",
+                told.join(", ")
+            );
+        }
+    }
+}
+
 /// `status --json`.
-pub fn status_json(snapshot: &Snapshot, requests: &[PendingRequest]) -> serde_json::Value {
+pub fn status_json(
+    snapshot: &Snapshot,
+    requests: &[PendingRequest],
+    outbox: &[OutboxEntry],
+) -> serde_json::Value {
     let hosts: Vec<serde_json::Value> = snapshot
         .hosts
         .iter()
@@ -312,6 +363,19 @@ pub fn status_json(snapshot: &Snapshot, requests: &[PendingRequest]) -> serde_js
         "monitor_failures": snapshot.meta.monitor_failures,
         "hosts": hosts,
         "requests": requests,
+        "outbox": outbox.iter().map(|e| json!({
+            "report": e.report.id,
+            "kind": e.report.kind.name(),
+            "host": e.report.host,
+            "summary": e.report.summary,
+            "queued": e.report.at.to_string(),
+            "notifier": e.notifier,
+            "attempts": e.attempts,
+            "last_error": e.last_error,
+            "next_attempt": e.next_attempt.to_string(),
+            "operators_told": e.report.told.operators,
+            "projects_told": e.report.told.projects,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -449,20 +513,20 @@ mod tests {
                 reason: "switch upgrade".into(),
             },
         };
-        let text = status(&snap, std::slice::from_ref(&req));
+        let text = status(&snap, std::slice::from_ref(&req), &[]);
         assert!(text.contains("Brake: off"), "{text}");
         assert!(!text.contains("Journal:"), "no journal, no id: {text}");
         snap.journal_id = "j0123456789abcdef".into();
-        let text = status(&snap, std::slice::from_ref(&req));
+        let text = status(&snap, std::slice::from_ref(&req), &[]);
         assert!(text.starts_with("Journal: j0123456789abcdef\n"), "{text}");
         assert!(
             text.contains("#7 1970-01-01T00:00:00Z  pause (switch upgrade)"),
             "{text}"
         );
         snap.meta.paused = Some("switch upgrade".into());
-        let text = status(&snap, &[]);
+        let text = status(&snap, &[], &[]);
         assert!(text.contains("Brake: ON (switch upgrade)"), "{text}");
-        let j = status_json(&snap, &[req]);
+        let j = status_json(&snap, &[req], &[]);
         assert_eq!(j["paused"], "switch upgrade");
         assert_eq!(j["journal_id"], "j0123456789abcdef");
         assert_eq!(j["requests"][0]["id"], 7);
@@ -502,11 +566,74 @@ mod tests {
             hosts: vec![h, healthy],
             ..Snapshot::default()
         };
-        let text = status(&snap, &[]);
+        let text = status(&snap, &[], &[]);
         assert!(text.contains("compute-1  evacuating"), "{text}");
         assert!(text.contains("a (vm-a)  requested  attempts 1"), "{text}");
         assert!(text.contains("1 instance(s) settled"), "{text}");
         assert!(!text.contains("compute-9"), "{text}");
+    }
+
+    #[test]
+    fn status_shows_the_reports_not_delivered_yet_and_why() {
+        let snap = Snapshot::default();
+        let text = status(&snap, &[], &[]);
+        assert!(text.contains("Outbox: empty"), "{text}");
+        let report: freezer_dr_core::Report = serde_json::from_value(json!({
+            "id": "1796290393471-4", "at": 0, "kind": "recovered", "audience": "operators_and_users",
+            "host": "compute2", "summary": "compute2: 1 of 1 instance(s) running elsewhere",
+            "details": [], "instances": [], "recipients": {},
+            "told": {"operators": true, "projects": ["alpha"]},
+        }))
+        .unwrap();
+        let waiting = OutboxEntry {
+            key: "1796290393471-4/0".into(),
+            notifier: 0,
+            report,
+            attempts: 0,
+            last_error: None,
+            next_attempt: Timestamp(0),
+        };
+        let failed = OutboxEntry {
+            attempts: 3,
+            last_error: Some("smtp.lab:25: connection refused".into()),
+            next_attempt: Timestamp(60_000),
+            ..waiting.clone()
+        };
+        let text = status(&snap, &[], std::slice::from_ref(&waiting));
+        assert!(
+            text.contains("Outbox: 1 report(s) not delivered yet"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  1796290393471-4  recovered  notifier #0  queued 1970-01-01T00:00:00Z: \
+                 compute2: 1 of 1 instance(s) running elsewhere\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("attempt(s)"), "not tried yet: {text}");
+        assert!(
+            text.contains("already told (not sent again): the operators, project alpha"),
+            "{text}"
+        );
+        let text = status(&snap, &[], std::slice::from_ref(&failed));
+        assert!(
+            text.contains(
+                "    3 attempt(s), next at 1970-01-01T00:01:00Z: smtp.lab:25: connection refused\n"
+            ),
+            "{text}"
+        );
+        let j = status_json(&snap, &[], &[failed]);
+        let e = &j["outbox"][0];
+        assert_eq!(e["report"], "1796290393471-4");
+        assert_eq!(e["kind"], "recovered");
+        assert_eq!(e["host"], "compute2");
+        assert_eq!(e["attempts"], 3);
+        assert_eq!(e["last_error"], "smtp.lab:25: connection refused");
+        assert_eq!(e["next_attempt"], "1970-01-01T00:01:00Z");
+        assert_eq!(e["operators_told"], true);
+        assert_eq!(e["projects_told"][0], "alpha");
+        assert_eq!(status_json(&snap, &[], &[])["outbox"], json!([]));
     }
 
     #[test]
@@ -531,7 +658,7 @@ mod tests {
             ..Snapshot::default()
         };
         snap.meta.monitor_failures.insert("prometheus".into(), 4);
-        let text = status(&snap, &[]);
+        let text = status(&snap, &[], &[]);
         assert!(text.contains("compute-2  healthy"), "{text}");
         assert!(
             text.contains(
@@ -547,7 +674,7 @@ mod tests {
             text.contains("Monitor prometheus: failing (4 in a row)"),
             "{text}"
         );
-        let j = status_json(&snap, &[]);
+        let j = status_json(&snap, &[], &[]);
         assert_eq!(j["hosts"][0]["views"][1]["monitor"], "tcp");
         assert_eq!(j["monitor_failures"]["prometheus"], 4);
     }

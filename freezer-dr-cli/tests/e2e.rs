@@ -513,6 +513,17 @@ async fn wait_digests(lab: &Lab, host: &str, what: &str, secs: u64) {
     .await;
 }
 
+/// Whether `status --json` shows every report delivered. A test that SIGKILLs the daemon waits for this
+/// first: a kill in the middle of an SMTP transaction resends that mail at the next start (the same
+/// Message-ID: nothing is lost, by design), and `assert_no_mail_twice` would then fail on the kill's
+/// timing, not on the code.
+fn outbox_empty(status: &Value) -> bool {
+    status["outbox"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no outbox in the status: {status:#}"))
+        .is_empty()
+}
+
 fn assert_no_mail_twice(mails: &[Mail]) {
     let mut seen = BTreeSet::new();
     for m in mails {
@@ -676,7 +687,8 @@ async fn the_lab_recovers_a_failed_compute_resumes_after_a_kill_and_refuses_a_st
                 let pending = states.iter().filter(|s| **s == "pending").count();
                 Some(moving >= 1 && pending >= 1)
             };
-            let go = started().unwrap_or(false);
+            // The fencing notice delivered first: see `outbox_empty`.
+            let go = started().unwrap_or(false) && outbox_empty(&st);
             async move { go }
         },
     )
@@ -1037,6 +1049,15 @@ async fn a_second_monitor_tells_a_dead_nova_compute_from_a_dead_host() {
     wait_back_in_service(&lab, &admin, "compute2", since).await;
 
     // ---- 3. any: a dead nova-compute alone is enough to fence compute3.
+    wait_for(
+        "compute2's return to service told to the operators",
+        Duration::from_secs(60),
+        || {
+            let empty = outbox_empty(&lab.status());
+            async move { empty }
+        },
+    )
+    .await;
     lab.kill_daemon();
     std::fs::write(lab.config(), combined_config(&lab, &lab_config, "any")).unwrap();
     let before = placement(&admin, &all).await;

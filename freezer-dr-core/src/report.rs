@@ -55,6 +55,24 @@ pub enum ReportKind {
     MonitorsDisagree,
 }
 
+impl ReportKind {
+    /// Its snake_case name, as stored and as templates see it (`host_fenced`, `recovered`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReportKind::HostFenced => "host_fenced",
+            ReportKind::Recovered => "recovered",
+            ReportKind::Restored => "restored",
+            ReportKind::NeedsOperator => "needs_operator",
+            ReportKind::Storm => "storm",
+            ReportKind::ObservationFailing => "observation_failing",
+            ReportKind::AllStale => "all_stale",
+            ReportKind::Resolved => "resolved",
+            ReportKind::Brake => "brake",
+            ReportKind::MonitorsDisagree => "monitors_disagree",
+        }
+    }
+}
+
 /// What happened to one instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -221,6 +239,26 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kind_s_name_is_its_stored_name() {
+        let all = [
+            ReportKind::HostFenced,
+            ReportKind::Recovered,
+            ReportKind::Restored,
+            ReportKind::NeedsOperator,
+            ReportKind::Storm,
+            ReportKind::ObservationFailing,
+            ReportKind::AllStale,
+            ReportKind::Resolved,
+            ReportKind::Brake,
+            ReportKind::MonitorsDisagree,
+        ];
+        for kind in all {
+            let stored = serde_json::to_value(&kind).unwrap();
+            assert_eq!(stored["kind"], kind.name(), "{kind:?}");
+        }
+    }
 
     /// An outbox report exactly as the release before `lookup_failed` and `told` wrote it.
     const PREVIOUS_RELEASE: &str = r#"{"id":"r-7","at":1700000000000,"kind":"recovered",

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::engine::{HistoryEvent, OperatorRequest, Snapshot};
-use crate::journal::{DaemonLock, MemoryJournal, PendingRequest, RedbJournal};
+use crate::journal::{DaemonLock, MemoryJournal, OutboxEntry, PendingRequest, RedbJournal};
 use crate::{Error, Journal, Result};
 
 #[cfg(feature = "etcd")]
@@ -131,6 +131,15 @@ impl Store {
             return Ok(None);
         };
         Ok(Some((j.load().await?, j.requests().await?)))
+    }
+
+    /// The reports waiting for delivery, in the order the daemon sends them (none when the journal file
+    /// does not exist).
+    pub async fn outbox(&self) -> Result<Vec<OutboxEntry>> {
+        match self.existing()? {
+            Some(j) => j.outbox().await,
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The newest `limit` history events, oldest first (none when the journal file does not exist).

@@ -11,7 +11,7 @@ use lettre::message::Mailbox;
 use crate::config::{EmailConfig, Phase};
 use crate::render::{
     Counts, OperatorView, ProjectDigest, ProjectRef, RejectedView, Rendered, ReportView, Templates,
-    UserView, instance_views, kind_name,
+    UserView, instance_views,
 };
 
 /// One mail of a report, before it is sent to each recipient.
@@ -194,7 +194,7 @@ impl Planner {
     fn user_view(&self, report: &Report, project: &str, phase: &'static str) -> UserView {
         let instances = instance_views(report.instances_of(project));
         UserView {
-            kind: kind_name(&report.kind),
+            kind: report.kind.name(),
             phase,
             cloud: self.cloud.clone(),
             host: report
@@ -305,7 +305,7 @@ impl Planner {
         // By name, like the instances; a project named by its id only sorts by its id.
         projects.sort_by_cached_key(|p| p.label.to_lowercase());
         OperatorView {
-            kind: kind_name(&report.kind),
+            kind: report.kind.name(),
             phase,
             cloud: self.cloud.clone(),
             host: report.host.as_ref().map(|h| h.to_string()),

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use freezer_dr_core::{Error, InstanceOutcome, Outcome, Report, ReportKind, Result};
+use freezer_dr_core::{Error, InstanceOutcome, Outcome, Report, Result};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
@@ -307,20 +307,4 @@ pub(crate) struct OperatorView {
     /// Projects whose users the directory could not list (their labels): not told yet, mailed once it
     /// answers.
     pub not_looked_up: Vec<String>,
-}
-
-/// The snake_case name of a report kind.
-pub(crate) fn kind_name(kind: &ReportKind) -> &'static str {
-    match kind {
-        ReportKind::HostFenced => "host_fenced",
-        ReportKind::Recovered => "recovered",
-        ReportKind::Restored => "restored",
-        ReportKind::NeedsOperator => "needs_operator",
-        ReportKind::Storm => "storm",
-        ReportKind::ObservationFailing => "observation_failing",
-        ReportKind::AllStale => "all_stale",
-        ReportKind::Resolved => "resolved",
-        ReportKind::Brake => "brake",
-        ReportKind::MonitorsDisagree => "monitors_disagree",
-    }
 }
