@@ -13,7 +13,9 @@
 //! concurrency, and CPU time), then a summary: CPU per observation, per driver call (whole pass, and the evacuations' alone), and the
 //! process's resident memory after each pass.
 //! `cargo bench -p freezer-dr-nova --bench nova [-- --latency-ms 50 --hosts 1000 --instances 1000
-//! --failed 1]` runs one scenario; `--observe-rounds N` (default 50) observations are averaged.
+//! --failed 1]` runs one scenario; `--observe-rounds N` (default 50) observations are averaged;
+//! `--repeat N` (default 3) runs each scale N times, the summary showing the median run and the range;
+//! the client is pinned to core 0 and the server to core 1 (`--no-pin` leaves them to the scheduler).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -63,6 +65,19 @@ fn cpu_of(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// Pins the calling thread (and so every thread it starts later) to core `core`, when the machine has it:
+/// the client on core 0 and the scripted server on core 1, so the server's work never lands on the core
+/// whose CPU time is measured. Returns whether it did.
+fn pin(core: usize) -> bool {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if cores < 2 || std::env::args().any(|a| a == "--no-pin") {
+        return false;
+    }
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(core);
+    rustix::thread::sched_setaffinity(None, &set).is_ok()
+}
+
 /// The resident set of this process now and at its peak (`VmRSS`, `VmHWM` in /proc/self/status).
 fn rss() -> (String, String) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -85,6 +100,7 @@ fn host_name(i: u64) -> String {
 }
 
 fn serve(latency_ms: u64, hosts: u64, instances: u64, failed: u64) {
+    pin(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -175,6 +191,19 @@ struct Summary {
     base_calls: u64,
 }
 
+impl Summary {
+    /// The whole pass's client CPU per call, in ms.
+    fn per_call(&self) -> f64 {
+        self.pass_cpu.as_secs_f64() * 1e3 / self.calls.max(1) as f64
+    }
+
+    /// What the evacuations added to the pass's client CPU, per call they added, in ms.
+    fn per_evacuation_call(&self) -> f64 {
+        let calls = self.calls.saturating_sub(self.base_calls).max(1);
+        self.pass_cpu.saturating_sub(self.base_cpu).as_secs_f64() * 1e3 / calls as f64
+    }
+}
+
 fn main() {
     let latency = arg("--latency-ms", 50);
     let concurrency = arg("--concurrency", 32) as usize;
@@ -190,33 +219,51 @@ fn main() {
         serve(latency, hosts, instances, failed);
         return;
     }
+    let pinned = pin(0);
+    let repeat = arg("--repeat", 3).max(1);
     let scenarios = if one {
         vec![(hosts, instances, failed)]
     } else {
         vec![(1000, 1000, 1), (10_000, 2000, 1), (10_000, 20_000, 100)]
     };
-    let mut summaries = Vec::new();
+    let mut summaries: Vec<Vec<Summary>> = Vec::new();
     for (hosts, instances, failed) in scenarios {
-        summaries.push(scenario(latency, concurrency, hosts, instances, failed));
+        let runs = (0..repeat)
+            .map(|_| scenario(latency, concurrency, hosts, instances, failed))
+            .collect();
+        summaries.push(runs);
     }
     println!(
-        "\nfreezer-dr-nova summary, scripted Nova with {latency} ms per call, concurrency {concurrency}\n"
+        "\nfreezer-dr-nova summary, scripted Nova with {latency} ms per call, concurrency {concurrency}, \
+         {repeat} run(s) per scale{}\n",
+        if pinned {
+            "; client pinned to core 0, scripted server to core 1"
+        } else {
+            "; not pinned"
+        }
     );
+    let mut medians = Vec::new();
     let rows: Vec<[String; 7]> = summaries
-        .iter()
-        .map(|s| {
-            let evac_calls = s.calls.saturating_sub(s.base_calls).max(1);
-            let evac_cpu = s.pass_cpu.saturating_sub(s.base_cpu);
+        .iter_mut()
+        .map(|runs| {
+            // The run with the median CPU per evacuation call stands for the scale; the spread is shown.
+            runs.sort_by(|a, b| a.per_evacuation_call().total_cmp(&b.per_evacuation_call()));
+            let (lo, hi) = (
+                runs[0].per_evacuation_call(),
+                runs[runs.len() - 1].per_evacuation_call(),
+            );
+            let whole: Vec<f64> = runs.iter().map(Summary::per_call).collect();
+            let whole_lo = whole.iter().copied().fold(f64::INFINITY, f64::min);
+            let whole_hi = whole.iter().copied().fold(0.0, f64::max);
+            let s = &runs[runs.len() / 2];
+            medians.push(s.per_evacuation_call());
             [
                 s.scale.clone(),
                 format!("{:.1} ms", s.observe_cpu.as_secs_f64() * 1e3),
                 s.pass_vs_ideal.clone(),
                 format!("{} / {} calls", secs(s.pass_cpu), s.calls),
-                format!(
-                    "{:.3} ms",
-                    s.pass_cpu.as_secs_f64() * 1e3 / s.calls.max(1) as f64
-                ),
-                format!("{:.3} ms", evac_cpu.as_secs_f64() * 1e3 / evac_calls as f64),
+                format!("{:.3} ms ({whole_lo:.3}..{whole_hi:.3})", s.per_call()),
+                format!("{:.3} ms ({lo:.3}..{hi:.3})", s.per_evacuation_call()),
                 format!("{} (peak {})", s.rss.0, s.rss.1),
             ]
         })
@@ -227,20 +274,31 @@ fn main() {
             "observe CPU",
             "whole pass vs ideal",
             "client CPU of the pass",
-            "CPU per call",
-            "CPU per evacuation call",
+            "CPU per call (range)",
+            "CPU per evacuation call (range)",
             "RSS after the pass",
         ],
         &rows,
     );
+    let (min, max) = medians
+        .iter()
+        .fold((f64::INFINITY, 0.0_f64), |(lo, hi), m| {
+            (lo.min(*m), hi.max(*m))
+        });
     println!(
         "\nCPU is user + system time of this process (the scripted server runs in a child process), \
          from its CPU clock (CLOCK_PROCESS_CPUTIME_ID); per observation averaged over {} rounds. CPU per call is the \
          whole pass's over all its calls; per evacuation call, what the evacuations added to it: (pass - \
          the same pass with no instances) / (its calls - that pass's calls), the costs paid once per pass \
          (start, the first sight of every service, the observation, fencing, isolation, listing) left \
-         out. RSS is this process's (VmRSS, VmHWM) right after the pass, its engine and journal (in memory) included.",
+         out. Each row is the run with the median CPU per evacuation call; the ranges span every run. \
+         RSS is this process's (VmRSS, VmHWM) right after the pass, its engine and journal (in memory) included.",
         arg("--observe-rounds", 50).max(1)
+    );
+    println!(
+        "median CPU per evacuation call across the scales: {min:.3}..{max:.3} ms, the largest {:+.0}% over \
+         the smallest",
+        (max / min - 1.0) * 100.0
     );
 }
 
@@ -310,6 +368,7 @@ fn spawn_server(latency: u64, hosts: u64, instances: u64, failed: u64) -> (Child
             "--failed",
             &failed.to_string(),
         ])
+        .args(std::env::args().filter(|a| a == "--no-pin"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
