@@ -15,7 +15,7 @@
 //! `cargo bench -p freezer-dr-nova --bench nova [-- --latency-ms 50 --hosts 1000 --instances 1000
 //! --failed 1]` runs one scenario; `--observe-rounds N` (default 50) observations are averaged;
 //! `--repeat N` (default 3) runs each scale N times, the summary showing the median run and the range;
-//! the client is pinned to core 0 and the server to core 1 (`--no-pin` leaves them to the scheduler).
+//! the client and the server are pinned to a core each (`--no-pin` leaves them to the scheduler).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -65,16 +65,25 @@ fn cpu_of(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// Pins the calling thread (and so every thread it starts later) to core `core`, when the machine has it:
-/// the client on core 0 and the scripted server on core 1, so the server's work never lands on the core
-/// whose CPU time is measured. Returns whether it did.
-fn pin(core: usize) -> bool {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    if cores < 2 || std::env::args().any(|a| a == "--no-pin") {
+/// Pins the calling thread (and so every thread it starts later) to the `nth` core this process may run
+/// on (its affinity mask, not core numbers: a container may be given cores 4 and 5): the client on the
+/// first and the scripted server on the second, so the server's work never lands on the core whose CPU
+/// time is measured. Returns whether it did; false with fewer than two cores or `--no-pin`.
+fn pin(nth: usize) -> bool {
+    if std::env::args().any(|a| a == "--no-pin") {
+        return false;
+    }
+    let Ok(allowed) = rustix::thread::sched_getaffinity(None) else {
+        return false;
+    };
+    let cores: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|c| allowed.is_set(*c))
+        .collect();
+    if cores.len() < 2 {
         return false;
     }
     let mut set = rustix::thread::CpuSet::new();
-    set.set(core);
+    set.set(cores[nth]);
     rustix::thread::sched_setaffinity(None, &set).is_ok()
 }
 
@@ -100,7 +109,11 @@ fn host_name(i: u64) -> String {
 }
 
 fn serve(latency_ms: u64, hosts: u64, instances: u64, failed: u64) {
-    pin(1);
+    if !std::env::args().any(|a| a == "--no-pin") && !pin(1) {
+        eprintln!(
+            "scripted server: not pinned to a core of its own (fewer than two cores allowed?)"
+        );
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -237,7 +250,7 @@ fn main() {
         "\nfreezer-dr-nova summary, scripted Nova with {latency} ms per call, concurrency {concurrency}, \
          {repeat} run(s) per scale{}\n",
         if pinned {
-            "; client pinned to core 0, scripted server to core 1"
+            "; client and scripted server pinned to a core each"
         } else {
             "; not pinned"
         }
