@@ -124,6 +124,10 @@ impl Session {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("freezer-dr/", env!("CARGO_PKG_VERSION")))
+            // Never follow a redirect: every call carries the token in X-Auth-Token, which reqwest
+            // does not know to drop on the way elsewhere, and a 307 from Keystone would resend the
+            // password. A redirect is an error that says where it pointed (`refused_redirect`).
+            .redirect(reqwest::redirect::Policy::none())
             .use_rustls_tls();
         if let Some(path) = &auth.cacert {
             let pem = std::fs::read(path).map_err(|e| {
@@ -243,6 +247,9 @@ impl Session {
             .map_err(|e| transport_error(what, &url, e))?;
         let status = resp.status();
         let request_id = request_id(resp.headers());
+        if let Some(e) = refused_redirect(status, resp.headers(), what, &url) {
+            return Err(e);
+        }
         let subject = resp
             .headers()
             .get("x-subject-token")
@@ -428,6 +435,9 @@ impl Session {
             .map_err(|e| transport_error(call.what, &url, e))?;
         let status = resp.status();
         let rid = request_id(resp.headers());
+        if let Some(e) = refused_redirect(status, resp.headers(), call.what, &url) {
+            return Err(e);
+        }
         let bytes = resp
             .bytes()
             .await
@@ -543,6 +553,35 @@ pub(crate) fn error_message(body: &[u8]) -> String {
 /// Classifies an HTTP error status once: 409, 429 and 5xx are temporary; 400, 403, 404 and other 4xx are
 /// permanent — except Nova's 400 "Compute service of X is still in use" on evacuate, which means Nova still
 /// believes the host is up (it is temporary: once the service is forced down, the same request is accepted).
+/// The error for a redirect (3xx with a `Location`), which the client does not follow: it names the
+/// target so that an operator who moved the endpoint can configure it there.
+fn refused_redirect(
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    what: &str,
+    url: &str,
+) -> Option<Error> {
+    if !status.is_redirection() {
+        return None;
+    }
+    let location = headers
+        .get(reqwest::header::LOCATION)
+        .map_or("(no Location)".into(), |v| {
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        });
+    Some(
+        Error::new(
+            ErrorKind::Config,
+            format!(
+                "{what}: HTTP {status} redirect to {location}, not followed (it would carry the \
+                 token or the password there); if that is the endpoint, configure it"
+            ),
+        )
+        .with_context("url", url)
+        .permanent(),
+    )
+}
+
 pub(crate) fn status_error(
     status: StatusCode,
     body: &[u8],

@@ -331,6 +331,53 @@ async fn an_unreachable_api_is_temporary() {
     assert!(e.is_temporary());
 }
 
+/// A redirect is an error, never followed: the token (a header reqwest does not know is secret) would go
+/// wherever the `Location` points, and a 307 or 308 from Keystone would send the password along in the
+/// body. The error says where it pointed, so the operator can set that endpoint if it is theirs.
+#[tokio::test]
+async fn a_redirect_is_an_error_and_no_token_or_password_follows_it() {
+    let s = cloud().await;
+    let elsewhere = cloud().await;
+    let away = |path: &str| elsewhere.auth_url().replace("/identity/v3", path);
+    // 1. Keystone redirects the token request (307 keeps the method and the body: the password).
+    s.fault(
+        Method::POST,
+        "/identity/v3/auth/tokens",
+        Fault::Redirect(307, away("/identity/v3/auth/tokens")),
+    );
+    let m = NovaMonitor::new(cfg(&s)).unwrap();
+    let e = m.observe().await.expect_err("a redirect is not followed");
+    assert!(e.to_string().contains("307"), "{e}");
+    assert!(
+        format!("{e:#}").contains(&away("/identity/v3/auth/tokens")),
+        "{e:#}"
+    );
+    // 2. Nova redirects a call made with the token.
+    m.observe().await.expect("no fault left");
+    let calls = s.with(|st| st.log.len());
+    s.fault(
+        Method::GET,
+        "/compute/v2.1/os-services",
+        Fault::Redirect(302, away("/compute/v2.1/os-services")),
+    );
+    let e = m.observe().await.expect_err("a redirect is not followed");
+    assert!(e.to_string().contains("302"), "{e}");
+    assert!(
+        format!("{e:#}").contains(&away("/compute/v2.1/os-services")),
+        "{e:#}"
+    );
+    assert_eq!(
+        s.with(|st| st.log.len()),
+        calls + 1,
+        "one call, not retried"
+    );
+    assert_eq!(
+        elsewhere.with(|st| (st.auth_calls, st.log.len())),
+        (0, 0),
+        "nothing reached the redirect's target"
+    );
+}
+
 #[tokio::test]
 async fn no_secret_in_errors_or_debug_output() {
     let s = cloud().await;

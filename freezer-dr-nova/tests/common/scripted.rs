@@ -23,6 +23,8 @@ pub enum Fault {
     Status(u16, Value),
     /// Answer normally, but only after this long.
     Delay(Duration),
+    /// This redirect status with this `Location`.
+    Redirect(u16, String),
 }
 
 #[derive(Default)]
@@ -284,6 +286,13 @@ async fn answer(
             return reply(code, b);
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Redirect(code, location)) => {
+            st.lock().unwrap().log.push((method, full));
+            let mut r = reply(code, json!({}));
+            r.headers_mut()
+                .insert("location", HeaderValue::from_str(&location).expect("ascii"));
+            return r;
+        }
         None => {}
     }
 
