@@ -4,7 +4,10 @@
 //! 1. observe the compute services (one `GET /os-services`);
 //! 2. evacuate every instance of the failed hosts at concurrency 32 through the real core runtime
 //!    (`Runtime::run_once`: observe, fence with a stand-in fencer, isolate, list, evacuate, track);
-//! 3. the same pass against a server with no instances, for what a pass costs besides the
+//! 3. bare reqwest GETs of the same server's instances at the same concurrency: the HTTP stack's own
+//!    CPU per call on this machine (the floor), since the same build's CPU per call differs twofold
+//!    between two days on this VM;
+//! 4. the same pass against a server with no instances, for what a pass costs besides the
 //!    evacuations (the difference, over the difference in calls, is the CPU per evacuation call).
 //!
 //! Scenarios, by default: 1,000 services with 1,000 instances on one failed host; 10,000 services with
@@ -65,27 +68,30 @@ fn cpu_of(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// Pins the calling thread (and so every thread it starts later) to the `nth` core this process may run
-/// on (its affinity mask, not core numbers: a container may be given cores 4 and 5): the client on the
-/// first and the scripted server on the second, so the server's work never lands on the core whose CPU
-/// time is measured. Returns whether it did; false with fewer than two cores or `--no-pin`.
-fn pin(nth: usize) -> bool {
+/// The cores this process may run on (its affinity mask, not core numbers: a container may be given
+/// cores 4 and 5); empty with `--no-pin`.
+fn allowed_cores() -> Vec<usize> {
     if std::env::args().any(|a| a == "--no-pin") {
-        return false;
+        return Vec::new();
     }
     let Ok(allowed) = rustix::thread::sched_getaffinity(None) else {
-        return false;
+        return Vec::new();
     };
-    let cores: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+    (0..rustix::thread::CpuSet::MAX_CPU)
         .filter(|c| allowed.is_set(*c))
-        .collect();
-    if cores.len() < 2 {
-        return false;
-    }
+        .collect()
+}
+
+/// Pins the calling thread (and so every thread it starts later, and every child process) to `core`.
+fn pin_to(core: usize) -> bool {
     let mut set = rustix::thread::CpuSet::new();
-    set.set(cores[nth]);
+    set.set(core);
     rustix::thread::sched_setaffinity(None, &set).is_ok()
 }
+
+/// The core the scripted server is to pin itself to (`--core`), chosen by the client before it pinned
+/// itself: a child inherits its parent's mask, so the server could not find a second core on its own.
+static SERVER_CORE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
 
 /// The resident set of this process now and at its peak (`VmRSS`, `VmHWM` in /proc/self/status).
 fn rss() -> (String, String) {
@@ -109,10 +115,14 @@ fn host_name(i: u64) -> String {
 }
 
 fn serve(latency_ms: u64, hosts: u64, instances: u64, failed: u64) {
-    if !std::env::args().any(|a| a == "--no-pin") && !pin(1) {
-        eprintln!(
-            "scripted server: not pinned to a core of its own (fewer than two cores allowed?)"
-        );
+    let core = std::env::args()
+        .skip_while(|a| a != "--core")
+        .nth(1)
+        .and_then(|c| c.parse().ok());
+    if let Some(core) = core
+        && !pin_to(core)
+    {
+        eprintln!("scripted server: could not pin itself to core {core}");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -202,6 +212,8 @@ struct Summary {
     /// The client CPU and the calls of the same pass with no instances.
     base_cpu: Duration,
     base_calls: u64,
+    /// The client CPU per call of bare reqwest GETs against the same server (see `floor`).
+    floor: Duration,
 }
 
 impl Summary {
@@ -232,7 +244,11 @@ fn main() {
         serve(latency, hosts, instances, failed);
         return;
     }
-    let pinned = pin(0);
+    // The client on the first allowed core, the scripted server on the second, so the server's work
+    // never lands on the core whose CPU time is measured.
+    let cores = allowed_cores();
+    let pinned = cores.len() >= 2 && pin_to(cores[0]);
+    let _ = SERVER_CORE.set(pinned.then(|| cores[1]));
     let repeat = arg("--repeat", 3).max(1);
     let scenarios = if one {
         vec![(hosts, instances, failed)]
@@ -256,7 +272,8 @@ fn main() {
         }
     );
     let mut medians = Vec::new();
-    let rows: Vec<[String; 7]> = summaries
+    let mut above = Vec::new();
+    let rows: Vec<[String; 9]> = summaries
         .iter_mut()
         .map(|runs| {
             // The run with the median CPU per evacuation call stands for the scale; the spread is shown.
@@ -270,6 +287,8 @@ fn main() {
             let whole_hi = whole.iter().copied().fold(0.0, f64::max);
             let s = &runs[runs.len() / 2];
             medians.push(s.per_evacuation_call());
+            let floor = s.floor.as_secs_f64() * 1e3;
+            above.push(s.per_evacuation_call() - floor);
             [
                 s.scale.clone(),
                 format!("{:.1} ms", s.observe_cpu.as_secs_f64() * 1e3),
@@ -277,6 +296,8 @@ fn main() {
                 format!("{} / {} calls", secs(s.pass_cpu), s.calls),
                 format!("{:.3} ms ({whole_lo:.3}..{whole_hi:.3})", s.per_call()),
                 format!("{:.3} ms ({lo:.3}..{hi:.3})", s.per_evacuation_call()),
+                format!("{floor:.3} ms"),
+                format!("{:.3} ms", s.per_evacuation_call() - floor),
                 format!("{} (peak {})", s.rss.0, s.rss.1),
             ]
         })
@@ -289,6 +310,8 @@ fn main() {
             "client CPU of the pass",
             "CPU per call (range)",
             "CPU per evacuation call (range)",
+            "HTTP floor per call",
+            "above the floor",
             "RSS after the pass",
         ],
         &rows,
@@ -305,6 +328,9 @@ fn main() {
          the same pass with no instances) / (its calls - that pass's calls), the costs paid once per pass \
          (start, the first sight of every service, the observation, fencing, isolation, listing) left \
          out. Each row is the run with the median CPU per evacuation call; the ranges span every run. \
+         The HTTP floor is bare reqwest GETs of the same server's instances at the same concurrency in \
+         the same run (nothing parsed or stored); above the floor is the median run's CPU per evacuation \
+         call minus it: freezer-dr's own work per call (session, JSON, engine, journal, tracing). \
          RSS is this process's (VmRSS, VmHWM) right after the pass, its engine and journal (in memory) included.",
         arg("--observe-rounds", 50).max(1)
     );
@@ -313,6 +339,10 @@ fn main() {
          the smallest",
         (max / min - 1.0) * 100.0
     );
+    let (lo, hi) = above.iter().fold((f64::INFINITY, 0.0_f64), |(lo, hi), m| {
+        (lo.min(*m), hi.max(*m))
+    });
+    println!("CPU per evacuation call above the HTTP floor across the scales: {lo:.3}..{hi:.3} ms");
 }
 
 fn table<const N: usize>(head: [&str; N], rows: &[[String; N]]) {
@@ -381,7 +411,15 @@ fn spawn_server(latency: u64, hosts: u64, instances: u64, failed: u64) -> (Child
             "--failed",
             &failed.to_string(),
         ])
-        .args(std::env::args().filter(|a| a == "--no-pin"))
+        .args(
+            SERVER_CORE
+                .get()
+                .copied()
+                .flatten()
+                .map(|c| ["--core".to_owned(), c.to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -493,6 +531,61 @@ fn baseline(
     p
 }
 
+/// The floor: what the HTTP stack alone costs this client per call on this machine. `calls` GETs of
+/// the instances (`/servers/{id}`, the progress read's answer) through a bare `reqwest::Client` (rustls,
+/// as the session builds it) at `concurrency`, each body read and dropped, nothing parsed or stored;
+/// its wall time and CPU.
+/// CPU time per call differs twofold between two runs of this VM on different days for the same
+/// build, so the pass's figure is shown beside this one: the difference is freezer-dr's own work.
+async fn floor(addr: &str, concurrency: usize, instances: u64, calls: u64) -> (Duration, Duration) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let auth = http
+        .post(format!("http://{addr}/identity/v3/auth/tokens"))
+        .json(
+            &serde_json::json!({"auth": {"identity": {"methods": ["password"],
+            "password": {"user": {"name": "admin", "password": "s3cret-pw"}}}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let token = auth.headers()["x-subject-token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (c0, t0) = (cpu(), Instant::now());
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (http, next, token, addr) =
+            (http.clone(), next.clone(), token.clone(), addr.to_owned());
+        workers.spawn(async move {
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= calls {
+                    return;
+                }
+                let url = format!(
+                    "http://{addr}/compute/v2.1/servers/i{:05}",
+                    n % instances.max(1)
+                );
+                let resp = http
+                    .get(url)
+                    .header("X-Auth-Token", &token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(resp.status().is_success(), "{}", resp.status());
+                drop(resp.bytes().await.unwrap());
+            }
+        });
+    }
+    while workers.join_next().await.is_some() {}
+    (t0.elapsed(), cpu() - c0)
+}
+
 fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed: u64) -> Summary {
     let (child, addr, server) = spawn_server(latency, hosts, instances, failed);
     // The client runs on the daemon's own runtime (`freezer-dr run`'s).
@@ -568,7 +661,23 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
             pass_vs_ideal.clone(),
             secs(pass_cpu),
         ]);
+        // ---- 3. the HTTP floor on the same server, as many calls as the evacuations made (at most
+        // 3,000: the floor per call does not depend on their number, and each costs 50 ms / 32 of wall).
+        let floor_calls = evac_calls.min(3000);
+        let (floor_wall, floor_cpu) = floor(&addr, concurrency, instances, floor_calls).await;
+        rows.push([
+            "bare reqwest GET /servers/{id} at the same concurrency (the HTTP floor)".into(),
+            floor_calls.to_string(),
+            secs(floor_wall),
+            secs(lat * u32::try_from(floor_calls).unwrap() / u32::try_from(concurrency).unwrap()),
+            over(
+                floor_wall,
+                lat * u32::try_from(floor_calls).unwrap() / u32::try_from(concurrency).unwrap(),
+            ),
+            secs(floor_cpu),
+        ]);
         Summary {
+            floor: floor_cpu / u32::try_from(floor_calls.max(1)).unwrap(),
             scale: format!("{hosts} services, {instances} instances on {failed} failed host(s)"),
             observe_cpu,
             pass_vs_ideal,
