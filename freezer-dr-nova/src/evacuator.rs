@@ -419,7 +419,7 @@ impl Evacuator for NovaEvacuator {
             if let Some(Value::Object(m)) = after
                 && let Some(Value::String(state)) = m.get("state")
             {
-                svc.state = state.clone();
+                svc.state = state.as_str().into();
             } else {
                 svc = self.api.service(h).await?;
             }

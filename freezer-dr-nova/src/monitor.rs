@@ -9,7 +9,6 @@ use freezer_dr_core::{AdminState, Health, HostHealth, HostId, Monitor, Result};
 
 use crate::config::NovaConfig;
 use crate::nova::{ComputeService, NovaApi};
-use crate::session::parse_time;
 
 /// Observes Nova's `nova-compute` services.
 ///
@@ -53,7 +52,7 @@ impl NovaMonitor {
 
 /// The health of one service at `now`; `beats`: distinct fresh heartbeats observed while it is forced down.
 pub(crate) fn health_of(
-    s: &ComputeService,
+    s: ComputeService,
     now: SystemTime,
     timeout: Duration,
     beats: usize,
@@ -71,8 +70,7 @@ pub(crate) fn health_of(
             s.state, s.status
         )
     };
-    let updated = s.updated_at.as_deref().and_then(parse_time);
-    let health = match updated {
+    let health = match s.updated_at {
         // A cell Nova cannot reach: nothing is known about its hosts (never fenced, never counted down).
         _ if s.in_down_cell() => Health::Unknown {
             reason: "nova-compute status UNKNOWN: its Nova cell does not answer".to_owned(),
@@ -99,7 +97,7 @@ pub(crate) fn health_of(
         }
     };
     HostHealth {
-        host: HostId::from(s.host.as_str()),
+        host: HostId::from(s.host),
         health,
         admin,
         views: Vec::new(),
@@ -109,7 +107,7 @@ pub(crate) fn health_of(
 /// One entry per host: if Nova lists a host twice (several cells), it is up if any of its services is.
 /// A forced-down host's distinct heartbeats are counted over `window` (its newest must be fresh).
 pub(crate) fn merge(
-    services: &[ComputeService],
+    services: Vec<ComputeService>,
     now: SystemTime,
     timeout: Duration,
     window: Duration,
@@ -117,8 +115,7 @@ pub(crate) fn merge(
 ) -> Vec<HostHealth> {
     let mut hosts: Vec<HostHealth> = Vec::with_capacity(services.len());
     for s in services {
-        let updated = s.updated_at.as_deref().and_then(parse_time);
-        let seen = match updated {
+        let seen = match s.updated_at {
             // A down cell's record says nothing about heartbeats: the count is kept until it answers.
             _ if s.in_down_cell() => 0,
             Some(t) if s.forced_down.unwrap_or(false) => {
@@ -162,7 +159,7 @@ impl Monitor for NovaMonitor {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(merge(
-            &services,
+            services,
             SystemTime::now(),
             self.heartbeat_timeout,
             self.heartbeat_window,
@@ -195,12 +192,7 @@ mod tests {
             state: state.into(),
             status: "enabled".into(),
             forced_down: Some(forced),
-            updated_at: age_s.map(|a| {
-                humantime::format_rfc3339_micros(now - Duration::from_secs(a))
-                    .to_string()
-                    .trim_end_matches('Z')
-                    .to_owned()
-            }),
+            updated_at: age_s.map(|a| now - Duration::from_secs(a)),
             disabled_reason: None,
         }
     }
@@ -210,26 +202,26 @@ mod tests {
         let now = SystemTime::now();
         let t = Duration::from_secs(30);
         assert_eq!(
-            health_of(&svc("a", "up", false, Some(2), now), now, t, 0).health,
+            health_of(svc("a", "up", false, Some(2), now), now, t, 0).health,
             Health::Up
         );
-        let stale = health_of(&svc("a", "up", false, Some(45), now), now, t, 0).health;
+        let stale = health_of(svc("a", "up", false, Some(45), now), now, t, 0).health;
         assert!(
             stale.is_down(),
             "a stale heartbeat is down even if Nova says up: {stale:?}"
         );
-        let down = health_of(&svc("a", "down", false, Some(2), now), now, t, 0).health;
+        let down = health_of(svc("a", "down", false, Some(2), now), now, t, 0).health;
         assert!(down.is_down());
         // Forced down by freezer-dr, but heartbeating again: the repaired host shows it is back.
         let back = health_of(
-            &svc("a", "down", true, Some(1), now),
+            svc("a", "down", true, Some(1), now),
             now,
             t,
             FORCED_UP_BEATS,
         );
         assert_eq!(back.health, Health::Up);
         assert!(back.admin.forced_down);
-        let dead = health_of(&svc("a", "down", true, Some(300), now), now, t, 0).health;
+        let dead = health_of(svc("a", "down", true, Some(300), now), now, t, 0).health;
         let Health::Down { reason } = dead else {
             panic!("expected down")
         };
@@ -238,7 +230,7 @@ mod tests {
             "{reason}"
         );
         assert!(matches!(
-            health_of(&svc("a", "down", false, None, now), now, t, 0).health,
+            health_of(svc("a", "down", false, None, now), now, t, 0).health,
             Health::Unknown { .. }
         ));
     }
@@ -249,7 +241,7 @@ mod tests {
         let mut s = svc("a", "up", false, Some(1), now);
         s.status = "disabled".into();
         s.disabled_reason = Some("disk swap, ticket 42".into());
-        let h = health_of(&s, now, Duration::from_secs(30), 0);
+        let h = health_of(s.clone(), now, Duration::from_secs(30), 0);
         assert!(h.admin.disabled_by_operator());
         s.disabled_reason = Some(freezer_dr_core::isolation_marker(
             "j1",
@@ -257,7 +249,7 @@ mod tests {
             freezer_dr_core::Timestamp(0),
         ));
         assert!(
-            health_of(&s, now, Duration::from_secs(30), 0)
+            health_of(s, now, Duration::from_secs(30), 0)
                 .admin
                 .isolated_by_freezer_dr()
         );
@@ -267,7 +259,7 @@ mod tests {
     fn duplicate_hosts_are_merged() {
         let now = SystemTime::now();
         let v = merge(
-            &[
+            vec![
                 svc("a", "down", false, Some(100), now),
                 svc("a", "up", false, Some(1), now),
                 svc("b", "up", false, Some(1), now),
@@ -295,7 +287,7 @@ mod tests {
         };
         for (written, now) in [(0, 0), (1, 1), (1, 3), (1, 9), (1, 30)] {
             let (s, now) = isolated(written, now);
-            let h = merge(&[s], now, t, t * 3, &mut beats);
+            let h = merge(vec![s], now, t, t * 3, &mut beats);
             assert!(
                 h[0].health.is_down(),
                 "written at {written}, read at {now:?}: {h:?}"
@@ -304,13 +296,13 @@ mod tests {
         // Its nova-compute runs again: a new value every report_interval; up at the third distinct one.
         for (beat, up) in [(31, false), (33, false), (35, true)] {
             let (s, now) = isolated(beat, beat);
-            let h = merge(&[s], now, t, t * 3, &mut beats);
+            let h = merge(vec![s], now, t, t * 3, &mut beats);
             assert_eq!(h[0].health == Health::Up, up, "beat at {beat}: {h:?}");
         }
         // Not forced down any more: Nova's own state decides again, and the count starts over.
         let s = svc("a", "up", false, Some(0), at(14));
         assert_eq!(
-            merge(&[s], at(14), t, t * 3, &mut beats)[0].health,
+            merge(vec![s], at(14), t, t * 3, &mut beats)[0].health,
             Health::Up
         );
         assert!(beats.is_empty());
@@ -327,7 +319,7 @@ mod tests {
         // Even forced down with a record of beats: UNKNOWN is no sign of life nor of death.
         let mut beats = Beats::from([("c9".to_owned(), vec![now, now - Duration::from_secs(2)])]);
         let v = merge(
-            &[partial, svc("a", "up", false, Some(1), now)],
+            vec![partial, svc("a", "up", false, Some(1), now)],
             now,
             Duration::from_secs(30),
             Duration::from_secs(90),
@@ -357,21 +349,21 @@ mod tests {
         // Isolation's two writes, long ago.
         for (w, now) in [(0, 0), (1, 1), (1, 20)] {
             assert!(
-                merge(&[forced(w)], at(now), t, t * 3, &mut beats)[0]
+                merge(vec![forced(w)], at(now), t, t * 3, &mut beats)[0]
                     .health
                     .is_down()
             );
         }
         let mut up_at = None;
         for beat in [31, 34, 37, 40] {
-            let h = merge(&[forced(beat)], at(beat), t, t * 3, &mut beats);
+            let h = merge(vec![forced(beat)], at(beat), t, t * 3, &mut beats);
             if h[0].health == Health::Up && up_at.is_none() {
                 up_at = Some(beat);
             }
         }
         assert_eq!(up_at, Some(37), "up at the third distinct fresh beat");
         // The newest beat must still be fresh: a host that stops again reads down at once.
-        let h = merge(&[forced(40)], at(46), t, t * 3, &mut beats);
+        let h = merge(vec![forced(40)], at(46), t, t * 3, &mut beats);
         assert!(h[0].health.is_down(), "{h:?}");
     }
 }
