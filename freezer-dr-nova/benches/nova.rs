@@ -1,13 +1,16 @@
 //! Benchmark of the Nova drivers against the scripted Keystone/Nova server with injected latency (50 ms a
 //! call by default), the server running in a child process so the CPU time measured is the client's:
 //!
-//! 1. observe the compute services (one `GET /os-services`);
+//! 1. observe the compute services (one `GET /os-services`), beside bare GETs of the same list (its
+//!    HTTP floor: the rest is reading the services and judging them);
 //! 2. evacuate every instance of the failed hosts at concurrency 32 through the real core runtime
 //!    (`Runtime::run_once`: observe, fence with a stand-in fencer, isolate, list, evacuate, track);
 //! 3. bare reqwest GETs of the same server's instances at the same concurrency: the HTTP stack's own
 //!    CPU per call on this machine (the floor), since the same build's CPU per call differs twofold
 //!    between two days on this VM;
-//! 4. the same pass against a server with no instances, for what a pass costs besides the
+//! 4. `NovaEvacuator::progress` alone on the evacuated instances at the same concurrency: what the
+//!    driver adds to the floor, and so what the runtime adds to the driver;
+//! 5. the same pass against a server with no instances, for what a pass costs besides the
 //!    evacuations (the difference, over the difference in calls, is the CPU per evacuation call).
 //!
 //! Scenarios, by default: 1,000 services with 1,000 instances on one failed host; 10,000 services with
@@ -18,7 +21,8 @@
 //! `cargo bench -p freezer-dr-nova --bench nova [-- --latency-ms 50 --hosts 1000 --instances 1000
 //! --failed 1]` runs one scenario; `--observe-rounds N` (default 50) observations are averaged;
 //! `--repeat N` (default 3) runs each scale N times, the summary showing the median run and the range;
-//! the client and the server are pinned to a core each (`--no-pin` leaves them to the scheduler).
+//! the client and the server are pinned to a core each (`--no-pin` leaves them to the scheduler);
+//! `--proc-clock` reads the CPU time from /proc (10 ms resolution), for a run under valgrind.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -35,7 +39,9 @@ use freezer_dr_core::config::RecoveryConfig;
 use freezer_dr_core::journal::Journal;
 use freezer_dr_core::journal::MemoryJournal;
 use freezer_dr_core::runtime::Pipeline;
-use freezer_dr_core::{Fencer, HostId, Monitor, PowerState, Result, Runtime, Secret, Timestamp};
+use freezer_dr_core::{
+    Evacuator, Fencer, HostId, Monitor, PowerState, Result, Runtime, Secret, Timestamp,
+};
 use freezer_dr_nova::{AuthConfig, NovaConfig, NovaEvacuator, NovaMonitor};
 use serde_json::Value;
 
@@ -48,8 +54,15 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// CPU time (user + system, every thread) of this process so far: `CLOCK_PROCESS_CPUTIME_ID`.
+/// CPU time (user + system, every thread) of this process so far: `CLOCK_PROCESS_CPUTIME_ID`; with
+/// `--proc-clock`, from /proc/self/stat (10 ms resolution), for a run under valgrind (callgrind counts
+/// instructions, the same for the same build whatever the VM's speed that day), whose process rustix's
+/// vDSO lookup crashes.
 fn cpu() -> Duration {
+    static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *PROC.get_or_init(|| std::env::args().any(|a| a == "--proc-clock")) {
+        return cpu_of(std::process::id());
+    }
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
@@ -205,6 +218,8 @@ async fn stats(addr: &str) -> Value {
 struct Summary {
     scale: String,
     observe_cpu: Duration,
+    /// The client CPU of a bare GET of the same service list (see `observe_floor`).
+    observe_floor: Duration,
     pass_vs_ideal: String,
     pass_cpu: Duration,
     calls: u64,
@@ -214,6 +229,8 @@ struct Summary {
     base_calls: u64,
     /// The client CPU per call of bare reqwest GETs against the same server (see `floor`).
     floor: Duration,
+    /// The client CPU per call of `NovaEvacuator::progress` alone against the same server (see `driver`).
+    driver: Duration,
 }
 
 impl Summary {
@@ -273,7 +290,7 @@ fn main() {
     );
     let mut medians = Vec::new();
     let mut above = Vec::new();
-    let rows: Vec<[String; 9]> = summaries
+    let rows: Vec<[String; 11]> = summaries
         .iter_mut()
         .map(|runs| {
             // The run with the median CPU per evacuation call stands for the scale; the spread is shown.
@@ -289,15 +306,22 @@ fn main() {
             medians.push(s.per_evacuation_call());
             let floor = s.floor.as_secs_f64() * 1e3;
             above.push(s.per_evacuation_call() - floor);
+            let driver = s.driver.as_secs_f64() * 1e3;
             [
                 s.scale.clone(),
-                format!("{:.1} ms", s.observe_cpu.as_secs_f64() * 1e3),
+                format!(
+                    "{:.1} ms (floor {:.1})",
+                    s.observe_cpu.as_secs_f64() * 1e3,
+                    s.observe_floor.as_secs_f64() * 1e3
+                ),
                 s.pass_vs_ideal.clone(),
                 format!("{} / {} calls", secs(s.pass_cpu), s.calls),
                 format!("{:.3} ms ({whole_lo:.3}..{whole_hi:.3})", s.per_call()),
                 format!("{:.3} ms ({lo:.3}..{hi:.3})", s.per_evacuation_call()),
                 format!("{floor:.3} ms"),
                 format!("{:.3} ms", s.per_evacuation_call() - floor),
+                format!("{driver:.3} ms ({:+.3})", driver - floor),
+                format!("{:.3} ms", s.per_evacuation_call() - driver),
                 format!("{} (peak {})", s.rss.0, s.rss.1),
             ]
         })
@@ -305,13 +329,15 @@ fn main() {
     table(
         [
             "scale",
-            "observe CPU",
+            "observe CPU (HTTP floor)",
             "whole pass vs ideal",
             "client CPU of the pass",
             "CPU per call (range)",
             "CPU per evacuation call (range)",
             "HTTP floor per call",
             "above the floor",
+            "driver alone per call (vs floor)",
+            "runtime's share (evacuation call - driver)",
             "RSS after the pass",
         ],
         &rows,
@@ -323,14 +349,18 @@ fn main() {
         });
     println!(
         "\nCPU is user + system time of this process (the scripted server runs in a child process), \
-         from its CPU clock (CLOCK_PROCESS_CPUTIME_ID); per observation averaged over {} rounds. CPU per call is the \
+         from its CPU clock (CLOCK_PROCESS_CPUTIME_ID); per observation averaged over {} rounds, its floor \
+         the same number of bare reqwest GETs of the same list (read, not parsed). CPU per call is the \
          whole pass's over all its calls; per evacuation call, what the evacuations added to it: (pass - \
          the same pass with no instances) / (its calls - that pass's calls), the costs paid once per pass \
          (start, the first sight of every service, the observation, fencing, isolation, listing) left \
          out. Each row is the run with the median CPU per evacuation call; the ranges span every run. \
          The HTTP floor is bare reqwest GETs of the same server's instances at the same concurrency in \
          the same run (nothing parsed or stored); above the floor is the median run's CPU per evacuation \
-         call minus it: freezer-dr's own work per call (session, JSON, engine, journal, tracing). \
+         call minus it: freezer-dr's own work per call (session, JSON, engine, journal, tracing). The \
+         driver alone is NovaEvacuator::progress of the evacuated instances at the same concurrency (one \
+         GET each, parsed), its difference to the floor the driver's work; the runtime's share is the \
+         CPU per evacuation call minus the driver's (engine, journal, workers, tracing). \
          RSS is this process's (VmRSS, VmHWM) right after the pass, its engine and journal (in memory) included.",
         arg("--observe-rounds", 50).max(1)
     );
@@ -502,6 +532,10 @@ async fn pass(addr: &str, server: u32, concurrency: usize, failed: u64) -> Pass 
     let d = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
     // Keystone's token requests are calls at the same latency too (the server logs them apart).
     let calls = d("calls") + d("auth");
+    println!(
+        "engine steps in the pass: {} for {calls} calls (ticks included)",
+        summary.steps
+    );
     Pass {
         wall,
         cpu,
@@ -531,13 +565,8 @@ fn baseline(
     p
 }
 
-/// The floor: what the HTTP stack alone costs this client per call on this machine. `calls` GETs of
-/// the instances (`/servers/{id}`, the progress read's answer) through a bare `reqwest::Client` (rustls,
-/// as the session builds it) at `concurrency`, each body read and dropped, nothing parsed or stored;
-/// its wall time and CPU.
-/// CPU time per call differs twofold between two runs of this VM on different days for the same
-/// build, so the pass's figure is shown beside this one: the difference is freezer-dr's own work.
-async fn floor(addr: &str, concurrency: usize, instances: u64, calls: u64) -> (Duration, Duration) {
+/// A bare `reqwest::Client` (rustls, as the session builds it) and a token from the server at `addr`.
+async fn bare_client(addr: &str) -> (reqwest::Client, String) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -555,6 +584,40 @@ async fn floor(addr: &str, concurrency: usize, instances: u64, calls: u64) -> (D
         .to_str()
         .unwrap()
         .to_owned();
+    (http, token)
+}
+
+/// The observation's floor: `rounds` bare GETs of the service list the monitor reads
+/// (`/os-services?binary=nova-compute`), each body read whole and dropped, nothing parsed; CPU per GET.
+async fn observe_floor(addr: &str, rounds: u32) -> Duration {
+    let (http, token) = bare_client(addr).await;
+    let get = || {
+        http.get(format!(
+            "http://{addr}/compute/v2.1/os-services?binary=nova-compute"
+        ))
+        .header("X-Auth-Token", &token)
+        .send()
+    };
+    // One first, for the connection; the body's size for the table.
+    let first = get().await.unwrap().bytes().await.unwrap();
+    println!("the service list is {} KiB", first.len() / 1024);
+    let c0 = cpu();
+    for _ in 0..rounds {
+        let resp = get().await.unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        drop(resp.bytes().await.unwrap());
+    }
+    (cpu() - c0) / rounds
+}
+
+/// The floor: what the HTTP stack alone costs this client per call on this machine. `calls` GETs of
+/// the instances (`/servers/{id}`, the progress read's answer) through a bare `reqwest::Client` (rustls,
+/// as the session builds it) at `concurrency`, each body read and dropped, nothing parsed or stored;
+/// its wall time and CPU.
+/// CPU time per call differs twofold between two runs of this VM on different days for the same
+/// build, so the pass's figure is shown beside this one: the difference is freezer-dr's own work.
+async fn floor(addr: &str, concurrency: usize, instances: u64, calls: u64) -> (Duration, Duration) {
+    let (http, token) = bare_client(addr).await;
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (c0, t0) = (cpu(), Instant::now());
     let mut workers = tokio::task::JoinSet::new();
@@ -579,6 +642,54 @@ async fn floor(addr: &str, concurrency: usize, instances: u64, calls: u64) -> (D
                     .unwrap();
                 assert!(resp.status().is_success(), "{}", resp.status());
                 drop(resp.bytes().await.unwrap());
+            }
+        });
+    }
+    while workers.join_next().await.is_some() {}
+    (t0.elapsed(), cpu() - c0)
+}
+
+/// The driver alone: `NovaEvacuator::progress` of the instances after the pass (each evacuated, so
+/// one `GET /servers/{id}` parsed into `Progress::Done`) at `concurrency`, `calls` of them, from tasks
+/// on the same runtime; its wall time and CPU. Against the floor: what the driver adds to a call
+/// (session, URL, headers, JSON, the `Progress`); against the pass: what the runtime adds (engine,
+/// journal, worker, tracing).
+async fn driver(
+    addr: &str,
+    concurrency: usize,
+    instances: u64,
+    calls: u64,
+) -> (Duration, Duration) {
+    let evacuator = Arc::new(NovaEvacuator::new(cfg(addr)).unwrap());
+    // Authenticate and negotiate first, as the pass had done before its evacuations.
+    evacuator.microversion().await.unwrap();
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (c0, t0) = (cpu(), Instant::now());
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (evacuator, next) = (evacuator.clone(), next.clone());
+        workers.spawn(async move {
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= calls {
+                    return;
+                }
+                let i = n % instances.max(1);
+                let instance = freezer_dr_core::Instance {
+                    id: format!("i{i:05}"),
+                    name: String::new(),
+                    project: String::new(),
+                    user: String::new(),
+                    status: "ACTIVE".into(),
+                    host: HostId::from(host_name(0)),
+                    metadata: Default::default(),
+                    volume_backed: false,
+                };
+                let progress = evacuator.progress(&instance).await.unwrap();
+                assert!(
+                    matches!(progress, freezer_dr_core::Progress::Done { .. }),
+                    "{progress:?}"
+                );
             }
         });
     }
@@ -611,6 +722,15 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
             format!("{:.1} ms", lat.as_secs_f64() * 1e3),
             over(wall, lat),
             format!("{:.1} ms", observe_cpu.as_secs_f64() * 1e3),
+        ]);
+        let observe_floor = observe_floor(&addr, rounds).await;
+        rows.push([
+            format!("bare reqwest GET of the {hosts} services (the observation's HTTP floor)"),
+            "1".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            format!("{:.1} ms", observe_floor.as_secs_f64() * 1e3),
         ]);
 
         // ---- 2. evacuate every instance of the failed hosts at concurrency 32 through the runtime.
@@ -676,7 +796,22 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
             ),
             secs(floor_cpu),
         ]);
+        // ---- 4. the driver alone on the same server, as many calls as the floor.
+        let (driver_wall, driver_cpu) = driver(&addr, concurrency, instances, floor_calls).await;
+        rows.push([
+            "NovaEvacuator::progress alone at the same concurrency (one GET each)".into(),
+            floor_calls.to_string(),
+            secs(driver_wall),
+            secs(lat * u32::try_from(floor_calls).unwrap() / u32::try_from(concurrency).unwrap()),
+            over(
+                driver_wall,
+                lat * u32::try_from(floor_calls).unwrap() / u32::try_from(concurrency).unwrap(),
+            ),
+            secs(driver_cpu),
+        ]);
         Summary {
+            observe_floor,
+            driver: driver_cpu / u32::try_from(floor_calls.max(1)).unwrap(),
             floor: floor_cpu / u32::try_from(floor_calls.max(1)).unwrap(),
             scale: format!("{hosts} services, {instances} instances on {failed} failed host(s)"),
             observe_cpu,
