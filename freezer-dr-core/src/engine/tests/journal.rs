@@ -138,6 +138,42 @@ fn progress_reads_that_change_nothing_are_not_journaled() {
 }
 
 #[test]
+fn an_instance_s_step_writes_its_record_not_its_host_s() {
+    // A recovery of 1,000 instances takes thousands of steps: each writes the instance it moved, and
+    // the host record only when the host's own state moves (here: the last one done).
+    let mut b = Bench::default();
+    b.fence_and_list("c1", vec![instance("a", "c1"), instance("b", "c1")]);
+    b.engine.take_changes();
+    let steps: [(&str, &dyn Fn(&mut Bench)); 4] = [
+        ("a's request answered", &|b| {
+            b.sent("c1", "a", Ok(()));
+        }),
+        ("b's request answered", &|b| {
+            b.sent("c1", "b", Ok(()));
+        }),
+        ("a under way", &|b| {
+            b.advance(2);
+            b.step(Input::Tick);
+            b.in_progress("c1", "a", "spawning");
+        }),
+        ("a done, b not yet", &|b| {
+            b.advance(2);
+            b.step(Input::Tick);
+            b.done("c1", "a", "c2");
+        }),
+    ];
+    for (what, step) in steps {
+        step(&mut b);
+        let c = b.engine.take_changes();
+        assert_eq!(c.instances.len(), 1, "{what}: {c:?}");
+        assert!(
+            c.hosts.is_empty(),
+            "{what}: the host record was written again: {c:?}"
+        );
+    }
+}
+
+#[test]
 fn changes_are_empty_only_when_nothing_changed() {
     let mut b = Bench::default();
     assert!(b.engine.take_changes().is_empty());
