@@ -22,7 +22,9 @@
 //! --failed 1]` runs one scenario; `--observe-rounds N` (default 50) observations are averaged;
 //! `--repeat N` (default 3) runs each scale N times, the summary showing the median run and the range;
 //! the client and the server are pinned to a core each (`--no-pin` leaves them to the scheduler);
-//! `--proc-clock` reads the CPU time from /proc (10 ms resolution), for a run under valgrind.
+//! `--proc-clock` reads the CPU time from /proc (10 ms resolution), for a run under valgrind;
+//! `--journal redb` journals the passes to a redb file (durable commits, as the daemon does) instead of
+//! in memory.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -36,8 +38,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use freezer_dr_core::config::RecoveryConfig;
-use freezer_dr_core::journal::Journal;
-use freezer_dr_core::journal::MemoryJournal;
+use freezer_dr_core::journal::{Journal, MemoryJournal, RedbJournal};
 use freezer_dr_core::runtime::Pipeline;
 use freezer_dr_core::{
     Evacuator, Fencer, HostId, Monitor, PowerState, Result, Runtime, Secret, Timestamp,
@@ -105,6 +106,13 @@ fn pin_to(core: usize) -> bool {
 /// The core the scripted server is to pin itself to (`--core`), chosen by the client before it pinned
 /// itself: a child inherits its parent's mask, so the server could not find a second core on its own.
 static SERVER_CORE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+
+/// True with `--journal redb`: the passes journal to a redb file in a temporary folder.
+fn redb() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2)
+        .any(|w| w[0] == "--journal" && w[1] == "redb")
+}
 
 /// The resident set of this process now and at its peak (`VmRSS`, `VmHWM` in /proc/self/status).
 fn rss() -> (String, String) {
@@ -281,7 +289,12 @@ fn main() {
     }
     println!(
         "\nfreezer-dr-nova summary, scripted Nova with {latency} ms per call, concurrency {concurrency}, \
-         {repeat} run(s) per scale{}\n",
+         {repeat} run(s) per scale, journal {}{}\n",
+        if redb() {
+            "redb (a file in a temporary folder)"
+        } else {
+            "in memory"
+        },
         if pinned {
             "; client and scripted server pinned to a core each"
         } else {
@@ -409,7 +422,7 @@ fn table<const N: usize>(head: [&str; N], rows: &[[String; N]]) {
 
 /// The first failed host's recovery, phase by phase, from the journal's history: when each host-level
 /// event happened (ms after the pass started), and its first and last instance events.
-async fn phases(journal: &MemoryJournal, started: Timestamp) {
+async fn phases(journal: &dyn Journal, started: Timestamp) {
     let history = journal.history(usize::MAX).await.unwrap();
     let host = HostId::from(host_name(0));
     let mine: Vec<_> = history
@@ -479,7 +492,9 @@ struct Pass {
     calls: u64,
     settle: Duration,
     poll: Duration,
-    journal: MemoryJournal,
+    journal: Arc<dyn Journal>,
+    /// The redb journal's folder (`--journal redb`), removed when the pass is dropped.
+    _dir: Option<tempfile::TempDir>,
     started: Timestamp,
     /// The server's counters before and after the pass.
     before: Value,
@@ -516,8 +531,16 @@ async fn pass(addr: &str, server: u32, concurrency: usize, failed: u64) -> Pass 
         notifiers: Vec::new(),
     };
     let (settle, poll) = (rc.isolation_settle, rc.evacuation.poll_interval);
-    let journal = MemoryJournal::new();
-    let runtime = Runtime::new(rc, pipeline, Arc::new(journal.clone()));
+    // In memory by default (each record still encoded and decoded as redb's are); `--journal redb`
+    // writes a redb file as the daemon does, each commit durable before the loop acts on it.
+    let (journal, dir): (Arc<dyn Journal>, _) = if redb() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = RedbJournal::open(dir.path().join("journal.redb")).unwrap();
+        (Arc::new(j), Some(dir))
+    } else {
+        (Arc::new(MemoryJournal::new()), None)
+    };
+    let runtime = Runtime::new(rc, pipeline, journal.clone());
     let (c0, t0, started) = (cpu(), Instant::now(), Timestamp::now());
     let server0 = cpu_of(server);
     let summary = runtime.run_once().await.unwrap();
@@ -544,6 +567,7 @@ async fn pass(addr: &str, server: u32, concurrency: usize, failed: u64) -> Pass 
         settle,
         poll,
         journal,
+        _dir: dir,
         started,
         before,
         after,
@@ -739,7 +763,7 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
             (p.wall, p.cpu, p.server_cpu, p.settle, p.poll);
         let rss = rss();
         let (journal, started, before, after, calls) = (p.journal, p.started, p.before, p.after, p.calls);
-        phases(&journal, started).await;
+        phases(journal.as_ref(), started).await;
         let d = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
         let (posts, gets) = (d("evacuate_posts"), d("server_gets"));
         // Before each request, the instance's evacuation migrations are read (one actor per host).
