@@ -144,33 +144,26 @@ fn an_instance_s_step_writes_its_record_not_its_host_s() {
     let mut b = Bench::default();
     b.fence_and_list("c1", vec![instance("a", "c1"), instance("b", "c1")]);
     b.engine.take_changes();
-    let steps: [(&str, &dyn Fn(&mut Bench)); 4] = [
-        ("a's request answered", &|b| {
-            b.sent("c1", "a", Ok(()));
-        }),
-        ("b's request answered", &|b| {
-            b.sent("c1", "b", Ok(()));
-        }),
-        ("a under way", &|b| {
-            b.advance(2);
-            b.step(Input::Tick);
-            b.in_progress("c1", "a", "spawning");
-        }),
-        ("a done, b not yet", &|b| {
-            b.advance(2);
-            b.step(Input::Tick);
-            b.done("c1", "a", "c2");
-        }),
-    ];
-    for (what, step) in steps {
-        step(&mut b);
+    let only_the_instance = |b: &mut Bench, what: &str| {
         let c = b.engine.take_changes();
         assert_eq!(c.instances.len(), 1, "{what}: {c:?}");
         assert!(
             c.hosts.is_empty(),
             "{what}: the host record was written again: {c:?}"
         );
-    }
+    };
+    b.sent("c1", "a", Ok(()));
+    only_the_instance(&mut b, "a's request answered");
+    b.sent("c1", "b", Ok(()));
+    only_the_instance(&mut b, "b's request answered");
+    b.advance(2);
+    b.step(Input::Tick);
+    b.in_progress("c1", "a", "spawning");
+    only_the_instance(&mut b, "a under way");
+    b.advance(2);
+    b.step(Input::Tick);
+    b.done("c1", "a", "c2");
+    only_the_instance(&mut b, "a done, b not yet");
 }
 
 #[test]
