@@ -373,7 +373,8 @@ fn main() {
          call minus it: freezer-dr's own work per call (session, JSON, engine, journal, tracing). The \
          driver alone is NovaEvacuator::progress of the evacuated instances at the same concurrency (one \
          GET each, parsed), its difference to the floor the driver's work; the runtime's share is the \
-         CPU per evacuation call minus the driver's (engine, journal, workers, tracing). \
+         CPU per evacuation call minus the driver's (engine, journal, workers, tracing, and what an \
+         evacuation request or a migration list costs the driver beyond a progress read). \
          RSS is this process's (VmRSS, VmHWM) right after the pass, its engine and journal (in memory) included.",
         arg("--observe-rounds", 50).max(1)
     );
