@@ -810,30 +810,31 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
         // 3,000: the floor per call does not depend on their number, and each costs 50 ms / 32 of wall).
         let floor_calls = evac_calls.min(3000);
         let (floor_wall, floor_cpu) = floor(&addr, concurrency, instances, floor_calls).await;
-        rows.push([
-            "bare reqwest GET /servers/{id} at the same concurrency (the HTTP floor)".into(),
-            floor_calls.to_string(),
-            secs(floor_wall),
-            secs(lat * u32::try_from(floor_calls).unwrap() / u32::try_from(concurrency).unwrap()),
-            over(
-                floor_wall,
-                lat * u32::try_from(floor_calls).unwrap() / u32::try_from(concurrency).unwrap(),
-            ),
-            secs(floor_cpu),
-        ]);
+        // Both side runs make `floor_calls` calls at `concurrency`: their ideal is the same.
+        let side_ideal =
+            lat * u32::try_from(floor_calls).unwrap() / u32::try_from(concurrency).unwrap();
+        let side_row = |what: &str, wall: Duration, cpu: Duration| {
+            [
+                what.to_owned(),
+                floor_calls.to_string(),
+                secs(wall),
+                secs(side_ideal),
+                over(wall, side_ideal),
+                secs(cpu),
+            ]
+        };
+        rows.push(side_row(
+            "bare reqwest GET /servers/{id} at the same concurrency (the HTTP floor)",
+            floor_wall,
+            floor_cpu,
+        ));
         // ---- 4. the driver alone on the same server, as many calls as the floor.
         let (driver_wall, driver_cpu) = driver(&addr, concurrency, instances, floor_calls).await;
-        rows.push([
-            "NovaEvacuator::progress alone at the same concurrency (one GET each)".into(),
-            floor_calls.to_string(),
-            secs(driver_wall),
-            secs(lat * u32::try_from(floor_calls).unwrap() / u32::try_from(concurrency).unwrap()),
-            over(
-                driver_wall,
-                lat * u32::try_from(floor_calls).unwrap() / u32::try_from(concurrency).unwrap(),
-            ),
-            secs(driver_cpu),
-        ]);
+        rows.push(side_row(
+            "NovaEvacuator::progress alone at the same concurrency (one GET each)",
+            driver_wall,
+            driver_cpu,
+        ));
         Summary {
             observe_floor,
             driver: driver_cpu / u32::try_from(floor_calls.max(1)).unwrap(),
