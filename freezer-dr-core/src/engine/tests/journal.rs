@@ -164,6 +164,17 @@ fn an_instance_s_step_writes_its_record_not_its_host_s() {
     b.step(Input::Tick);
     b.done("c1", "a", "c2");
     only_the_instance(&mut b, "a done, b not yet");
+    // The last one done moves the host on: then, and only then, its record is written too.
+    b.advance(2);
+    b.step(Input::Tick);
+    b.done("c1", "b", "c2");
+    let c = b.engine.take_changes();
+    assert!(
+        c.hosts
+            .iter()
+            .any(|h| h.host == "c1".into() && h.stage != Stage::Evacuating),
+        "the host's own change is written: {c:?}"
+    );
 }
 
 #[test]
