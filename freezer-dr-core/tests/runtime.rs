@@ -166,6 +166,8 @@ async fn run_once_with_nothing_down_does_nothing() {
         summary,
         Summary {
             steps: 2,
+            // The first sight of the hosts, journaled as the pass ends.
+            commits: 1,
             ..Summary::default()
         }
     );
@@ -387,10 +389,10 @@ async fn until_outbox_drained(journal: &MemoryJournal) {
 // ----- crashes -----------------------------------------------------------------------------------
 
 /// How a clean run goes: the number of driver calls until c1 is recovered and its reports delivered.
-async fn clean_run_calls() -> usize {
+async fn clean_run_calls(cfg: fn() -> RecoveryConfig) -> usize {
     let w = world();
     let journal = MemoryJournal::new();
-    run_until_recovered(&w, &journal).await;
+    run_until_recovered(&w, &journal, cfg()).await;
     w.calls().len()
 }
 
@@ -401,8 +403,8 @@ fn recovered(w: &World) -> bool {
         && kinds.contains(&"host_fenced".to_owned())
 }
 
-async fn run_until_recovered(w: &World, journal: &MemoryJournal) {
-    let rt = runtime(w, journal, config());
+async fn run_until_recovered(w: &World, journal: &MemoryJournal, cfg: RecoveryConfig) {
+    let rt = runtime(w, journal, cfg);
     let running = Running::start(rt);
     wait_for(|| recovered(w), 1200).await;
     // Let the outbox settle.
@@ -459,8 +461,8 @@ fn check_invariants(w: &World, k: usize) {
 
 /// Crashes a full recovery at every driver call (`after`: once the call took effect, its reply lost;
 /// otherwise before it has any effect), restarts from the journal, and checks the invariants.
-async fn crash_at_every_call(after: bool) {
-    let total = clean_run_calls().await;
+async fn crash_at_every_call(after: bool, cfg: fn() -> RecoveryConfig) {
+    let total = clean_run_calls(cfg).await;
     assert!(total > 10, "the clean run made {total} calls");
     for k in 1..=total {
         let w = world();
@@ -470,7 +472,7 @@ async fn crash_at_every_call(after: bool) {
         } else {
             w.crash_before(k);
         }
-        let rt = runtime(&w, &journal, config());
+        let rt = runtime(&w, &journal, cfg());
         let handle = tokio::spawn(rt.run(std::future::pending()));
         tokio::select! {
             () = w.crashed() => {}
@@ -479,7 +481,7 @@ async fn crash_at_every_call(after: bool) {
         handle.abort();
         let _ = handle.await;
         w.restart();
-        run_until_recovered(&w, &journal).await;
+        run_until_recovered(&w, &journal, cfg()).await;
         check_invariants(&w, k);
         assert!(
             journal.outbox().await.unwrap().is_empty(),
@@ -490,12 +492,31 @@ async fn crash_at_every_call(after: bool) {
 
 #[tokio::test(start_paused = true)]
 async fn a_crash_after_any_call_resumes_without_repeating_a_destructive_action() {
-    crash_at_every_call(true).await;
+    crash_at_every_call(true, config).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_crash_before_any_call_resumes_without_losing_anything() {
-    crash_at_every_call(false).await;
+    crash_at_every_call(false, config).await;
+}
+
+/// Reads every 100 ms: answers arrive faster than a commit's wait, so a crash finds them journaled late
+/// or not yet (see the runtime's `LATE_AT_MOST`).
+fn fast_reads() -> RecoveryConfig {
+    let mut cfg = config();
+    cfg.fencing.poll_interval = Duration::from_millis(100);
+    cfg.evacuation.poll_interval = Duration::from_millis(100);
+    cfg
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_after_any_call_while_answers_wait_for_their_commit_repeats_nothing() {
+    crash_at_every_call(true, fast_reads).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_before_any_call_while_answers_wait_for_their_commit_loses_nothing() {
+    crash_at_every_call(false, fast_reads).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -1012,4 +1033,67 @@ async fn the_observers_status_is_taken_after_each_observation_and_at_most_every_
             summary.steps
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_turns_that_change_the_cloud_or_tell_someone_wait_for_a_commit() {
+    // One evacuation at a time, each read three times: every answer arrives alone. The evacuation requests
+    // commit first (write-ahead); the answers "accepted" and "rebuilding", and the progress reads they
+    // ask for, ride on the next request's commit instead of writing one each.
+    let w = World::c1_failed(3, 10, 2);
+    let mut cfg = config();
+    cfg.storm.max_fraction = 1.0;
+    cfg.evacuation.concurrency = 1;
+    // Read every 100 ms: one instance's answers all fall within one commit's wait.
+    cfg.evacuation.poll_interval = Duration::from_millis(100);
+    let journal = MemoryJournal::new();
+    let summary = runtime(&w, &journal, cfg).run_once().await.unwrap();
+    assert_eq!(summary.failed_instances, 0, "{summary:?}");
+    assert_eq!(w.count(Op::Evacuate), 10);
+    assert_eq!(w.count(Op::Progress), 30);
+    assert_eq!(summary.commits, journal.commits());
+    // 10 requests, the host's stages that act (fence, isolate) and the reports: about 16. One commit per
+    // answer would be 40 more.
+    assert!(
+        journal.commits() <= 20,
+        "{} journal commits for 10 evacuations one at a time",
+        journal.commits()
+    );
+    assert!(w.violations().is_empty(), "{:?}", w.violations());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_whose_turn_only_reads_is_journaled_within_half_a_second() {
+    // One instance, read every 2 s for a long rebuild: after its request, nothing else commits.
+    let w = World::c1_failed(3, 1, 100);
+    let mut cfg = config();
+    cfg.storm.max_fraction = 1.0;
+    let journal = MemoryJournal::new();
+    let running = Running::start(runtime(&w, &journal, cfg));
+    for _ in 0..60_000 {
+        if w.count(Op::Evacuate) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(w.count(Op::Evacuate), 1, "no evacuation request");
+    let journaled = || async {
+        let snapshot = journal.load().await.unwrap();
+        let c1 = snapshot
+            .hosts
+            .iter()
+            .find(|h| h.host == "c1".into())
+            .cloned();
+        c1.and_then(|h| h.instances.into_values().next())
+            .map(|i| i.state)
+    };
+    // The request was journaled before it left; its answer ("accepted") waits for a commit.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let state = journaled().await;
+    assert!(
+        matches!(state, Some(InstanceState::Rebuilding { .. })),
+        "the accepted request is not journaled 600 ms later: {state:?}"
+    );
+    assert_eq!(w.count(Op::Progress), 0, "nothing else happened meanwhile");
+    running.stop().await.unwrap();
 }

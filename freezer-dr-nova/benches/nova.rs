@@ -557,8 +557,8 @@ async fn pass(addr: &str, server: u32, concurrency: usize, failed: u64) -> Pass 
     // Keystone's token requests are calls at the same latency too (the server logs them apart).
     let calls = d("calls") + d("auth");
     println!(
-        "engine steps in the pass: {} for {calls} calls (ticks included)",
-        summary.steps
+        "engine steps in the pass: {} for {calls} calls (ticks included), in {} journal commits",
+        summary.steps, summary.commits
     );
     Pass {
         wall,

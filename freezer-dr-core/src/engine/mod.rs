@@ -3,7 +3,8 @@
 //! [`Engine::step`] takes the time and one [`Input`] (an observation, a driver call's result, an operator
 //! request, or a tick) and returns the [`Command`]s to run next. It does no I/O and reads no clock, so every
 //! decision is reproducible in a test that asserts the exact command list. The runtime writes
-//! [`Engine::take_changes`] to the journal *before* executing the commands (write-ahead).
+//! [`Engine::take_changes`] to the journal *before* executing the commands that change the cloud
+//! (write-ahead); reads may go first.
 //!
 //! Per host: `Healthy → Suspect → Fencing → Verifying → Isolating → Evacuating → Evacuated → Restoring →
 //! Healthy`, or `NeedsOperator`. Per instance: `Pending → Requested → Rebuilding → Done | Failed` (or

@@ -360,6 +360,42 @@ impl Changes {
             && self.meta.is_none()
             && self.history.is_empty()
     }
+
+    /// Adds the changes made after these, as if both had been taken at once: the later record of a host
+    /// or an instance wins, and a host's instances cleared later drop the earlier records of them (a
+    /// journal clears a batch's hosts before it writes the batch's instances).
+    pub(crate) fn absorb(&mut self, later: Changes) {
+        if !later.clear_instances.is_empty() {
+            self.instances
+                .retain(|(h, _)| !later.clear_instances.contains(h));
+            for h in later.clear_instances {
+                if !self.clear_instances.contains(&h) {
+                    self.clear_instances.push(h);
+                }
+            }
+        }
+        self.hosts.extend(later.hosts);
+        self.instances.extend(later.instances);
+        if later.meta.is_some() {
+            self.meta = later.meta;
+        }
+        self.history.extend(later.history);
+    }
+
+    /// Keeps only the newest record of each host and instance (after [`Changes::absorb`]), in the order
+    /// they were last changed.
+    pub(crate) fn dedup(&mut self) {
+        fn newest<T, K: Eq + std::hash::Hash>(v: &mut Vec<T>, key: impl Fn(&T) -> K) {
+            let mut seen = std::collections::HashSet::new();
+            let keep: Vec<bool> = v.iter().rev().map(|x| seen.insert(key(x))).collect();
+            let mut keep = keep.into_iter().rev();
+            v.retain(|_| keep.next().unwrap_or(true));
+        }
+        newest(&mut self.hosts, |h| h.host.clone());
+        newest(&mut self.instances, |(h, i)| {
+            (h.clone(), i.instance.id.clone())
+        });
+    }
 }
 
 /// The whole engine state as loaded from the journal.

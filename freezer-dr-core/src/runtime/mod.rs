@@ -1,9 +1,12 @@
 //! The runtime: runs the observation loop and executes the engine's commands.
 //!
 //! - Every engine step's changes (and the reports it produced, as outbox entries) are committed to the
-//!   journal *before* any of its commands runs; a journal failure stops the runtime (acting without a
-//!   record is how a restart would repeat itself). Answers that arrived together are stepped one by one
-//!   and committed together: one durable write for a burst, not one per answer.
+//!   journal *before* any of its commands that changes the cloud runs, and before its reports go out; a
+//!   journal failure stops the runtime (acting without a record is how a restart would repeat itself).
+//!   Answers that arrived together are stepped one by one and committed together: one durable write for
+//!   a burst, not one per answer. A turn whose commands only read (a power status, an evacuation's
+//!   progress, a host's instances) sends them at once; its changes ride on the next commit, at most
+//!   [`LATE_AT_MOST`] later (and always before the runtime returns).
 //! - Host-level commands are serialized per host (one in flight per host); power-offs and evacuation
 //!   requests have global concurrency limits; every driver call has a timeout; temporary errors are
 //!   retried with exponential backoff and jitter (never an evacuation request, whose outcome is
@@ -30,7 +33,7 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::engine::RecoveryConfig;
-use crate::engine::{Command, Engine, Input, InstanceState, Stage};
+use crate::engine::{Changes, Command, Engine, Input, InstanceState, Stage};
 use crate::journal::{Batch, OutboxEntry};
 use crate::{
     Directory, Error, ErrorKind, Evacuator, Failure, Fencer, HostId, Journal, Monitor, Notifier,
@@ -96,6 +99,8 @@ pub struct Summary {
     pub undelivered: usize,
     /// Engine steps the pass took (inputs, ticks included): what waiting costs, in loop turns.
     pub steps: u64,
+    /// Journal commits the pass made (with redb, each one a durable write).
+    pub commits: u64,
 }
 
 /// Runs a [`Pipeline`] with the engine and the journal.
@@ -205,6 +210,18 @@ impl Runtime {
 /// burst still commits (and acts) every this many.
 const MAX_BATCH: usize = 64;
 
+/// The longest a change waits in memory for its commit when the turn that made it asked only for reads
+/// (a power status, an evacuation's progress, a host's instances): those go out at once, and the change
+/// rides on the next commit, which is at the latest this much later. A crash in between loses answers
+/// that the engine re-checks after a restart, as when it loses an answer in flight.
+const LATE_AT_MOST: Duration = Duration::from_millis(500);
+
+/// Changes not journaled yet, whose turn's commands were all reads, and when they must be.
+struct Late {
+    changes: Changes,
+    due: Instant,
+}
+
 /// The shortest time between two status snapshots for the observers on ticks alone.
 const TURN_EVERY: Duration = Duration::from_millis(100);
 
@@ -237,6 +254,10 @@ struct Core {
     observing: bool,
     draining: bool,
     steps: u64,
+    /// Journal commits made.
+    commits: u64,
+    /// Changes held for the next commit (see [`LATE_AT_MOST`]).
+    late: Option<Late>,
     /// When the observers were last given a status.
     last_turn: Option<Timestamp>,
     earlier_recoveries: std::collections::HashSet<Option<String>>,
@@ -310,6 +331,8 @@ impl Core {
             observing: false,
             draining: false,
             steps: 0,
+            commits: 0,
+            late: None,
             last_turn: None,
             earlier_recoveries: Default::default(),
             watch,
@@ -361,6 +384,7 @@ impl Core {
 
     /// When the loop should wake next: the earlier of `other` and the engine's next due poll/deadline.
     fn next_wake(&self, other: Instant) -> Instant {
+        let other = self.late.as_ref().map_or(other, |l| other.min(l.due));
         match self.engine.next_wakeup() {
             Some(t) => {
                 let now = self.clock.now();
@@ -443,16 +467,42 @@ impl Core {
         let wrote_outbox = !outbox.is_empty();
         let events = self.watch.changes(&changes);
         self.watch.outbox.added(&outbox);
-        // A destructive command always goes through a commit, even an empty one: a journal that guards
-        // leadership (HA) checks its fencing token there, right before anything is touched.
+        // Write-ahead for every command that changes the cloud, for the reports and for the operators'
+        // requests. A destructive command always goes through a commit, even an empty one: a journal that
+        // guards leadership (HA) checks its fencing token there, right before anything is touched. A turn
+        // that asked only for reads sends them now; its changes wait for the next commit (LATE_AT_MOST).
         let destructive = cmds.iter().any(Command::is_destructive);
-        if !changes.is_empty() || wrote_outbox || !applied_requests.is_empty() || destructive {
+        let urgent = destructive || wrote_outbox || !applied_requests.is_empty();
+        let changes = match self.late.take() {
+            Some(mut late) => {
+                late.changes.absorb(changes);
+                if urgent || Instant::now() >= late.due {
+                    late.changes.dedup();
+                    late.changes
+                } else {
+                    self.late = Some(late);
+                    Changes::default()
+                }
+            }
+            None if urgent => changes,
+            None => {
+                if !changes.is_empty() {
+                    self.late = Some(Late {
+                        changes,
+                        due: Instant::now() + LATE_AT_MOST,
+                    });
+                }
+                Changes::default()
+            }
+        };
+        if !changes.is_empty() || urgent {
             let batch = Batch {
                 changes,
                 outbox,
                 applied_requests,
             };
             // Write-ahead: nothing below runs unless this is on disk.
+            self.commits += 1;
             if let Err(e) = self.journal.commit(batch).await {
                 error!(error = %e, "journal write failed: stopping without acting on the decision");
                 return Err(e);
@@ -569,9 +619,23 @@ impl Core {
     }
 
     async fn finish(mut self) -> Result<Summary> {
+        // What the last turns changed, before the process may end.
+        if let Some(late) = self.late.take() {
+            let mut changes = late.changes;
+            changes.dedup();
+            self.commits += 1;
+            self.journal
+                .commit(Batch {
+                    changes,
+                    outbox: Vec::new(),
+                    applied_requests: Vec::new(),
+                })
+                .await?;
+        }
         let mut summary = Summary {
             plan: self.plan.lines(),
             steps: self.steps,
+            commits: self.commits,
             ..Summary::default()
         };
         for h in self.engine.hosts() {

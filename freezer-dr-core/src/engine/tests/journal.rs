@@ -389,3 +389,61 @@ fn accessors_and_names_say_what_they_hold() {
     let terminal: Vec<bool> = states.iter().map(InstanceState::is_terminal).collect();
     assert_eq!(terminal, [false, false, true, true, true, true]);
 }
+
+/// A host that dies again while its return to service is refused, and a second recovery with another
+/// instance; `between` runs after each stage of it.
+fn two_recoveries(b: &mut Bench, mut between: impl FnMut(&mut Bench)) {
+    b.rebuilding("c1", "a");
+    between(b);
+    b.done("c1", "a", "c2");
+    between(b);
+    b.up_for_strikes();
+    between(b);
+    b.restored("c1", Err(fail(ErrorKind::Conflict)));
+    between(b);
+    b.advance(10);
+    b.down_short_of_strikes("c1");
+    between(b);
+    b.advance(10);
+    b.observe(&["c1"]);
+    between(b);
+    b.powered_off("c1", 0, Ok(()));
+    b.power_read("c1", 0, PowerState::Off);
+    between(b);
+    b.isolated("c1");
+    b.listed("c1", vec![instance("b", "c1")]);
+    between(b);
+}
+
+#[test]
+fn changes_taken_apart_and_absorbed_write_what_one_take_would() {
+    // The runtime holds a turn's changes when its commands only read and absorbs the next turns' into
+    // them: the commit must write what taking them all at once would have.
+    let mut apart = Bench::default();
+    let mut absorbed = Changes::default();
+    two_recoveries(&mut apart, |b| absorbed.absorb(b.engine.take_changes()));
+    absorbed.dedup();
+    let mut whole = Bench::default();
+    two_recoveries(&mut whole, |_| {});
+    let once = whole.engine.take_changes();
+    let key = |c: &Changes| {
+        let mut hosts: Vec<String> = c.hosts.iter().map(|h| format!("{h:?}")).collect();
+        let mut instances: Vec<String> = c.instances.iter().map(|i| format!("{i:?}")).collect();
+        hosts.sort();
+        instances.sort();
+        (hosts, instances, c.clear_instances.clone(), c.meta.clone())
+    };
+    assert_eq!(key(&absorbed), key(&once));
+    assert_eq!(absorbed.history, once.history);
+    // The second recovery's "b" is written, not the first one's "a" (cleared in between).
+    assert_eq!(absorbed.clear_instances, [HostId::from("c1")]);
+    let written: Vec<_> = absorbed
+        .instances
+        .iter()
+        .map(|(_, i)| (i.instance.id.as_str(), &i.state))
+        .collect();
+    assert!(
+        matches!(written[..], [("b", InstanceState::Requested { .. })]),
+        "{written:?}"
+    );
+}
