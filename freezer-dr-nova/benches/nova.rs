@@ -239,6 +239,9 @@ struct Summary {
     floor: Duration,
     /// The client CPU per call of `NovaEvacuator::progress` alone against the same server (see `driver`).
     driver: Duration,
+    /// The pass's engine steps and journal commits.
+    steps: u64,
+    commits: u64,
 }
 
 impl Summary {
@@ -303,7 +306,7 @@ fn main() {
     );
     let mut medians = Vec::new();
     let mut above = Vec::new();
-    let rows: Vec<[String; 11]> = summaries
+    let rows: Vec<[String; 12]> = summaries
         .iter_mut()
         .map(|runs| {
             // The run with the median CPU per evacuation call stands for the scale; the spread is shown.
@@ -335,6 +338,7 @@ fn main() {
                 format!("{:.3} ms", s.per_evacuation_call() - floor),
                 format!("{driver:.3} ms ({:+.3})", driver - floor),
                 format!("{:.3} ms", s.per_evacuation_call() - driver),
+                format!("{} / {}", s.steps, s.commits),
                 format!("{} (peak {})", s.rss.0, s.rss.1),
             ]
         })
@@ -351,6 +355,7 @@ fn main() {
             "above the floor",
             "driver alone per call (vs floor)",
             "runtime's share (evacuation call - driver)",
+            "engine steps / journal commits",
             "RSS after the pass",
         ],
         &rows,
@@ -374,8 +379,10 @@ fn main() {
          driver alone is NovaEvacuator::progress of the evacuated instances at the same concurrency (one \
          GET each, parsed), its difference to the floor the driver's work; the runtime's share is the \
          CPU per evacuation call minus the driver's (engine, journal, workers, tracing, and what an \
-         evacuation request or a migration list costs the driver beyond a progress read). \
-         RSS is this process's (VmRSS, VmHWM) right after the pass, its engine and journal (in memory) included.",
+         evacuation request or a migration list costs the driver beyond a progress read). The journal \
+         commits are the runtime's (with redb, each a durable write): turns that only read ride on the next \
+         one. RSS is this process's (VmRSS, VmHWM) right after the pass, its engine and journal (in \
+         memory, or redb's page cache) included.",
         arg("--observe-rounds", 50).max(1)
     );
     println!(
@@ -491,6 +498,9 @@ struct Pass {
     server_cpu: Duration,
     /// The calls the server answered in the pass (Keystone's included).
     calls: u64,
+    /// The runtime's engine steps and journal commits in the pass.
+    steps: u64,
+    commits: u64,
     settle: Duration,
     poll: Duration,
     journal: Arc<dyn Journal>,
@@ -565,6 +575,8 @@ async fn pass(addr: &str, server: u32, concurrency: usize, failed: u64) -> Pass 
         cpu,
         server_cpu,
         calls,
+        steps: summary.steps,
+        commits: summary.commits,
         settle,
         poll,
         journal,
@@ -763,6 +775,7 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
         let (wall, pass_cpu, server_cpu, settle, poll) =
             (p.wall, p.cpu, p.server_cpu, p.settle, p.poll);
         let rss = rss();
+        let (steps, commits) = (p.steps, p.commits);
         let (journal, started, before, after, calls) = (p.journal, p.started, p.before, p.after, p.calls);
         phases(journal.as_ref(), started).await;
         let d = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
@@ -847,6 +860,8 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
             rss,
             base_cpu: Duration::ZERO,
             base_calls: 0,
+            steps,
+            commits,
         }
     });
     stop_server(child);
