@@ -10,7 +10,8 @@
 //! accepted, then done) and the clock moves 1 ms per input, as a runtime would drive the engine; the
 //! time per input is for the whole recovery, and the observation of every host is timed on its own.
 //! Last, the redb journal: the bytes written per commit of one step, with 1,000 and 20,000 instances
-//! stored (the commit writes what the step changed, not the journal's size).
+//! stored (the commit writes what the step changed, not the journal's size), and the CPU and wall time
+//! of one such durable commit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -441,6 +442,12 @@ fn at_scale(rows: &mut Vec<Row>, cloud: usize, instances: usize, failed: usize) 
     );
 }
 
+/// This process's CPU time so far (user + system, every thread: redb commits on tokio's blocking pool).
+fn cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 /// Bytes this process has written so far (`wchar` in /proc/self/io: what its write calls asked for).
 fn written() -> u64 {
     std::fs::read_to_string("/proc/self/io")
@@ -463,9 +470,9 @@ fn journal_bytes() {
         .unwrap();
     println!();
     println!(
-        "| redb journal | instances stored | commits | bytes written per commit | record bytes per commit |"
+        "| redb journal | instances stored | commits | bytes written per commit | record bytes per commit | CPU per commit | wall per commit |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for (cloud, instances, failed) in [(1_000, 1_000, 1), (10_000, 20_000, 100)] {
         let mut steps = Vec::new();
         recover(cloud, instances, failed, |c| steps.push(c));
@@ -483,12 +490,9 @@ fn journal_bytes() {
         let mut rest = steps.split_off(listed + 1);
         let mut first = freezer_dr_core::engine::Changes::default();
         for c in steps {
-            first.hosts.extend(c.hosts);
-            first.instances.extend(c.instances);
-            first.clear_instances.extend(c.clear_instances);
-            first.history.extend(c.history);
-            first.meta = c.meta.or(first.meta);
+            first.absorb(c);
         }
+        first.dedup();
         let commit = |changes| {
             rt.block_on(journal.commit(Batch {
                 changes,
@@ -520,15 +524,19 @@ fn journal_bytes() {
             })
             .sum();
         let n = sample.len();
-        let before = written();
+        let (before, cpu0, t0) = (written(), cpu(), Instant::now());
         for c in sample {
             commit(c);
         }
+        let (wall, cpu) = (t0.elapsed(), cpu() - cpu0);
         let bytes = written() - before;
+        let per = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3 / n as f64);
         println!(
-            "| {instances} instances on {failed} host(s) | {instances} | {n} | {} | {} |",
+            "| {instances} instances on {failed} host(s) | {instances} | {n} | {} | {} | {} | {} |",
             bytes / n as u64,
-            record / n
+            record / n,
+            per(cpu),
+            per(wall)
         );
     }
 }

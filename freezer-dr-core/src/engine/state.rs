@@ -364,7 +364,7 @@ impl Changes {
     /// Adds the changes made after these, as if both had been taken at once: the later record of a host
     /// or an instance wins, and a host's instances cleared later drop the earlier records of them (a
     /// journal clears a batch's hosts before it writes the batch's instances).
-    pub(crate) fn absorb(&mut self, later: Changes) {
+    pub fn absorb(&mut self, later: Changes) {
         if !later.clear_instances.is_empty() {
             self.instances
                 .retain(|(h, _)| !later.clear_instances.contains(h));
@@ -384,7 +384,7 @@ impl Changes {
 
     /// Keeps only the newest record of each host and instance (after [`Changes::absorb`]), in the order
     /// they were last changed.
-    pub(crate) fn dedup(&mut self) {
+    pub fn dedup(&mut self) {
         fn newest<T, K: Eq + std::hash::Hash>(v: &mut Vec<T>, key: impl Fn(&T) -> K) {
             let mut seen = std::collections::HashSet::new();
             let keep: Vec<bool> = v.iter().rev().map(|x| seen.insert(key(x))).collect();
