@@ -243,6 +243,12 @@ fn a_single_monitor_stores_no_views_and_writes_what_it_wrote_before() {
     );
     let meta = serde_json::to_value(b.engine.meta()).unwrap();
     assert!(meta.get("monitor_failures").is_none(), "{meta}");
+    // A disagreement under way is stored, and read back.
+    let mut disputed = rec.clone();
+    disputed.disputed = 2;
+    let back: HostRecord =
+        serde_json::from_value(serde_json::to_value(&disputed).unwrap()).unwrap();
+    assert_eq!(back.disputed, 2);
 }
 
 #[test]

@@ -108,3 +108,44 @@ impl Engine {
         self.hosts.values().all(|h| !h.stage.under_way())
     }
 }
+
+#[test]
+fn one_refile_moves_a_host_s_deadline_in_the_index() {
+    let mut b = Bench::default();
+    assert_eq!(b.down_for_strikes(&["c1"]), ["power_off c1 #0"]);
+    b.powered_off("c1", 0, Ok(()));
+    assert!(b.power_read("c1", 0, PowerState::On).is_empty());
+    let c1 = HostId::from("c1");
+    let due = |b: &Bench| -> Vec<Timestamp> {
+        b.engine
+            .work
+            .host_due
+            .iter()
+            .filter(|(_, h)| *h == c1)
+            .map(|(t, _)| *t)
+            .collect()
+    };
+    assert_eq!(
+        due(&b),
+        [b.now.after(Duration::from_secs(1))],
+        "the next read"
+    );
+    // An earlier deadline (a retry), filed by one refile.
+    let sooner = b.now.after(Duration::from_millis(500));
+    b.engine.hosts.get_mut(&c1).unwrap().retry_at = Some(sooner);
+    b.engine.refile_host(&c1, b.now, false);
+    assert_eq!(due(&b), [sooner]);
+}
+
+#[test]
+#[should_panic(expected = "work index: filed hosts and instances")]
+fn check_work_finds_a_host_the_index_no_longer_counts_under_way() {
+    // c1's power-off in flight: under way, nothing due, no wake-up of its own.
+    let mut b = Bench::default();
+    assert_eq!(b.down_for_strikes(&["c1"]), ["power_off c1 #0"]);
+    b.engine.check_work();
+    let filed = b.engine.work.hosts.get_mut(&HostId::from("c1")).unwrap();
+    assert!(filed.under_way);
+    filed.under_way = false;
+    b.engine.check_work();
+}
