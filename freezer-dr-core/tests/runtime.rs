@@ -1097,3 +1097,63 @@ async fn a_change_whose_turn_only_reads_is_journaled_within_half_a_second() {
     assert_eq!(w.count(Op::Progress), 0, "nothing else happened meanwhile");
     running.stop().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pass_counts_the_instances_it_could_not_evacuate() {
+    // Every evacuation request refused for good: the pass ends with both instances failed, and says so.
+    let w = World::c1_failed(3, 2, 0);
+    w.fail(Op::Evacuate, 1000, ErrorKind::InvalidResponse);
+    let mut cfg = config();
+    cfg.storm.max_fraction = 1.0;
+    let summary = runtime(&w, &MemoryJournal::new(), cfg)
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!(summary.recovered, [HostId::from("c1")], "{summary:?}");
+    assert_eq!(summary.failed_instances, 2, "{summary:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pass_that_cannot_observe_says_why_it_did_nothing() {
+    let w = world();
+    w.fail(Op::Observe, 1000, ErrorKind::PeerFailure);
+    let summary = run_once(&w).await;
+    assert_eq!(
+        summary.refused.as_deref(),
+        Some("the hosts could not be observed"),
+        "{summary:?}"
+    );
+    assert_eq!(w.count(Op::PowerOff), 0);
+}
+
+/// A `run --once` pass with a call timeout of an hour: its reports' delivery, what the pass left in the
+/// outbox, and how long it took in paused time.
+async fn one_pass_with_an_hour_to_deliver(w: &World) -> (Summary, Duration) {
+    let mut cfg = config();
+    cfg.call_timeout = Duration::from_secs(3600);
+    let started = tokio::time::Instant::now();
+    let summary = runtime(w, &MemoryJournal::new(), cfg)
+        .run_once()
+        .await
+        .unwrap();
+    (summary, started.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pass_ends_once_every_report_was_tried_not_after_the_whole_wait() {
+    // The pass gives the outbox up to call_timeout to be tried once; it ends as soon as it was, long
+    // before the hour: when the mail server answers at once, and when it is down.
+    let w = world();
+    let (summary, took) = one_pass_with_an_hour_to_deliver(&w).await;
+    assert_eq!(summary.undelivered, 0, "{summary:?}");
+    assert!(!delivered_kinds(&w).is_empty());
+    assert!(took < Duration::from_secs(600), "the pass took {took:?}");
+    let down = world();
+    down.fail(Op::Notify, 1000, ErrorKind::Unreachable);
+    let (summary, took) = one_pass_with_an_hour_to_deliver(&down).await;
+    assert!(summary.undelivered > 0, "{summary:?}");
+    assert!(
+        took < Duration::from_secs(600),
+        "the pass with the mail server down took {took:?}"
+    );
+}
