@@ -361,9 +361,10 @@ impl Changes {
             && self.history.is_empty()
     }
 
-    /// Adds the changes made after these, as if both had been taken at once: the later record of a host
-    /// or an instance wins, and a host's instances cleared later drop the earlier records of them (a
-    /// journal clears a batch's hosts before it writes the batch's instances).
+    /// Adds the changes made after these, as if both had been taken at once: a host's instances cleared
+    /// later drop the earlier records of them (a journal clears a batch's hosts before it writes the
+    /// batch's instances), and the later record of a host or an instance comes after the earlier one
+    /// (written in order, it wins; [`Changes::dedup`] drops the earlier).
     pub fn absorb(&mut self, later: Changes) {
         if !later.clear_instances.is_empty() {
             self.instances

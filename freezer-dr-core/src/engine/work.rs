@@ -480,8 +480,9 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    //! `host_due` alone: the full-scan comparison cannot see a change to it (both sides call it), and
-    //! filing too much only costs visits, so its cases are pinned here.
+    //! Parts of the index alone. `host_due`: the full-scan comparison cannot see a change to it (both
+    //! sides call it), and filing too much only costs visits, so its cases are pinned here. Unfiling one
+    //! instance: in the scenarios a host's requested instances all leave at once.
     use super::*;
     use crate::engine::state::HostCall;
 
