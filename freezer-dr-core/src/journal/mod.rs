@@ -1,8 +1,8 @@
-//! The journal: every decision is stored before the command it allows changes the cloud or a report goes
-//! out (write-ahead), so a restart resumes from reality instead of repeating itself. (Reads may leave
-//! first: the runtime journals a turn that only asked for reads with the next commit, within half a
-//! second.) It also holds the notification outbox, the history and the
-//! operators' requests.
+//! The journal: every decision is stored before any command it allows that changes the cloud, and before
+//! any report it makes goes out (write-ahead), so a restart resumes from reality instead of repeating
+//! itself. Reads may leave first: the runtime journals a turn that only asked for reads with the next
+//! commit, within half a second. It also holds the notification outbox, the history and the operators'
+//! requests.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
