@@ -115,6 +115,16 @@ fn prometheus_scrapes_a_recovery_and_the_health_endpoints_answer() {
     ] {
         expect(promql, &|v| v == want);
     }
+    // The daemon's redb journal: the power-off, the isolation and the evacuations are decided in three
+    // turns at least, and each turn's durable commit went before its commands (and took some time).
+    expect(
+        "freezer_dr_journal_commit_duration_seconds_count{kind=\"write_ahead\"}",
+        &|v| v >= 3.0,
+    );
+    expect(
+        "freezer_dr_journal_commit_duration_seconds_sum{kind=\"write_ahead\"}",
+        &|v| v > 0.0,
+    );
     // Observations go on; the last one is recent.
     expect(
         "freezer_dr_driver_calls_total{driver=\"testing\",role=\"monitor\",operation=\"observe\"}",

@@ -1062,6 +1062,68 @@ async fn only_turns_that_change_the_cloud_or_tell_someone_wait_for_a_commit() {
     assert!(w.violations().is_empty(), "{:?}", w.violations());
 }
 
+/// What an observer was told, in order: the journal's commits (whether commands waited for them) and the
+/// driver calls that change the cloud.
+#[derive(Default)]
+struct Writes(std::sync::Mutex<Vec<(&'static str, Option<bool>)>>);
+
+impl freezer_dr_core::runtime::Observer for Writes {
+    fn event(&self, event: &freezer_dr_core::runtime::Event) {
+        use freezer_dr_core::runtime::Event;
+        let seen = match event {
+            Event::Commit { write_ahead, .. } => ("commit", Some(*write_ahead)),
+            Event::Call(c) if matches!(c.operation, "power_off" | "isolate" | "evacuate") => {
+                (c.operation, None)
+            }
+            _ => return,
+        };
+        self.0.lock().unwrap().push(seen);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_observers_are_told_of_every_commit_and_each_destructive_call_follows_its_own() {
+    // One evacuation at a time: every command that changes the cloud is decided in a turn of its own.
+    let w = World::c1_failed(3, 10, 2);
+    let mut cfg = config();
+    cfg.storm.max_fraction = 1.0;
+    cfg.evacuation.concurrency = 1;
+    cfg.evacuation.poll_interval = Duration::from_millis(100);
+    let journal = MemoryJournal::new();
+    let writes = Arc::new(Writes::default());
+    let summary = runtime(&w, &journal, cfg)
+        .observer(writes.clone())
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!(summary.failed_instances, 0, "{summary:?}");
+    let seen = writes.0.lock().unwrap();
+    let commits = seen.iter().filter(|(what, _)| *what == "commit").count();
+    assert_eq!(commits as u64, summary.commits, "{seen:?}");
+    assert_eq!(summary.commits, journal.commits());
+    let late = seen.iter().filter(|s| s.1 == Some(false)).count();
+    assert!(late >= 1, "the last answers are journaled late: {seen:?}");
+    // The k-th power-off, isolation or evacuation to end came after at least k write-ahead commits.
+    let (mut ahead, mut acted) = (0, 0);
+    for (what, write_ahead) in seen.iter() {
+        match write_ahead {
+            Some(true) => ahead += 1,
+            Some(false) => {}
+            None => {
+                acted += 1;
+                assert!(
+                    ahead >= acted,
+                    "{what} #{acted} after {ahead} write-ahead commits: {seen:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        acted, 12,
+        "a power-off, an isolation, ten evacuations: {seen:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_change_whose_turn_only_reads_is_journaled_within_half_a_second() {
     // One instance, read every 2 s for a long rebuild: after its request, nothing else commits.

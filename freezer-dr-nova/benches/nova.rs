@@ -20,9 +20,11 @@
 //! process's resident memory after each pass.
 //! `cargo bench -p freezer-dr-nova --bench nova [-- --latency-ms 50 --hosts 1000 --instances 1000
 //! --failed 1]` runs one scenario; `--observe-rounds N` (default 50) observations are averaged;
-//! `--repeat N` (default 3) runs each scale N times, the summary showing the median run and the range;
+//! `--repeat N` (default 3) runs each scale N times, the scales taking turns (so a slower spell of the
+//! host falls on every scale alike), the summary showing the median run and the range;
 //! the client and the server are pinned to a core each (`--no-pin` leaves them to the scheduler);
 //! `--proc-clock` reads the CPU time from /proc (10 ms resolution), for a run under valgrind;
+//! `--unobserved` runs the passes without an observer (the packaged daemon has one: systemd's notifier);
 //! `--journal redb` journals the passes to a redb file (durable commits, as the daemon does) instead of
 //! in memory.
 
@@ -39,7 +41,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use freezer_dr_core::config::RecoveryConfig;
 use freezer_dr_core::journal::{Journal, MemoryJournal, RedbJournal};
-use freezer_dr_core::runtime::Pipeline;
+use freezer_dr_core::runtime::{Event, Observer, Pipeline};
 use freezer_dr_core::{
     Evacuator, Fencer, HostId, Monitor, PowerState, Result, Runtime, Secret, Timestamp,
 };
@@ -242,6 +244,8 @@ struct Summary {
     /// The pass's engine steps and journal commits.
     steps: u64,
     commits: u64,
+    /// The wall time of the pass's journal commits, as the runtime's observers are told it.
+    commit_wall: Vec<Duration>,
 }
 
 impl Summary {
@@ -283,12 +287,11 @@ fn main() {
     } else {
         vec![(1000, 1000, 1), (10_000, 2000, 1), (10_000, 20_000, 100)]
     };
-    let mut summaries: Vec<Vec<Summary>> = Vec::new();
-    for (hosts, instances, failed) in scenarios {
-        let runs = (0..repeat)
-            .map(|_| scenario(latency, concurrency, hosts, instances, failed))
-            .collect();
-        summaries.push(runs);
+    let mut summaries: Vec<Vec<Summary>> = scenarios.iter().map(|_| Vec::new()).collect();
+    for _ in 0..repeat {
+        for (runs, &(hosts, instances, failed)) in summaries.iter_mut().zip(&scenarios) {
+            runs.push(scenario(latency, concurrency, hosts, instances, failed));
+        }
     }
     println!(
         "\nfreezer-dr-nova summary, scripted Nova with {latency} ms per call, concurrency {concurrency}, \
@@ -306,7 +309,7 @@ fn main() {
     );
     let mut medians = Vec::new();
     let mut above = Vec::new();
-    let rows: Vec<[String; 12]> = summaries
+    let rows: Vec<[String; 13]> = summaries
         .iter_mut()
         .map(|runs| {
             // The run with the median CPU per evacuation call stands for the scale; the spread is shown.
@@ -339,6 +342,7 @@ fn main() {
                 format!("{driver:.3} ms ({:+.3})", driver - floor),
                 format!("{:.3} ms", s.per_evacuation_call() - driver),
                 format!("{} / {}", s.steps, s.commits),
+                commit_wall(&s.commit_wall),
                 format!("{} (peak {})", s.rss.0, s.rss.1),
             ]
         })
@@ -356,6 +360,7 @@ fn main() {
             "driver alone per call (vs floor)",
             "runtime's share (evacuation call - driver)",
             "engine steps / journal commits",
+            "wall per commit (median / p99)",
             "RSS after the pass",
         ],
         &rows,
@@ -381,7 +386,8 @@ fn main() {
          CPU per evacuation call minus the driver's (engine, journal, workers, tracing, and what an \
          evacuation request or a migration list costs the driver beyond a progress read). The journal \
          commits are the runtime's (with redb, each a durable write): turns that only read ride on the next \
-         one. RSS is this process's (VmRSS, VmHWM) right after the pass, its engine and journal (in \
+         one; their wall time is what the runtime tells its observers (the metric \
+         freezer_dr_journal_commit_duration_seconds). RSS is this process's (VmRSS, VmHWM) right after the pass, its engine and journal (in \
          memory, or redb's page cache) included.",
         arg("--observe-rounds", 50).max(1)
     );
@@ -501,6 +507,8 @@ struct Pass {
     /// The runtime's engine steps and journal commits in the pass.
     steps: u64,
     commits: u64,
+    /// How long each commit took (wall), as the observers are told.
+    commit_wall: Vec<Duration>,
     settle: Duration,
     poll: Duration,
     journal: Arc<dyn Journal>,
@@ -551,7 +559,13 @@ async fn pass(addr: &str, server: u32, concurrency: usize, failed: u64) -> Pass 
     } else {
         (Arc::new(MemoryJournal::new()), None)
     };
-    let runtime = Runtime::new(rc, pipeline, journal.clone());
+    // Observed, as the packaged daemon is (systemd's notifier, the metrics): `--unobserved` leaves the
+    // observers' work (a status per turn, an event per call and commit) out.
+    let commits = Arc::new(CommitWall::default());
+    let mut runtime = Runtime::new(rc, pipeline, journal.clone());
+    if !std::env::args().any(|a| a == "--unobserved") {
+        runtime = runtime.observer(commits.clone());
+    }
     let (c0, t0, started) = (cpu(), Instant::now(), Timestamp::now());
     let server0 = cpu_of(server);
     let summary = runtime.run_once().await.unwrap();
@@ -577,6 +591,7 @@ async fn pass(addr: &str, server: u32, concurrency: usize, failed: u64) -> Pass 
         calls,
         steps: summary.steps,
         commits: summary.commits,
+        commit_wall: std::mem::take(&mut *commits.0.lock().unwrap()),
         settle,
         poll,
         journal,
@@ -585,6 +600,29 @@ async fn pass(addr: &str, server: u32, concurrency: usize, failed: u64) -> Pass 
         before,
         after,
     }
+}
+
+/// The wall time of each journal commit of a pass (the runtime's [`Event::Commit`]).
+#[derive(Default)]
+struct CommitWall(std::sync::Mutex<Vec<Duration>>);
+
+impl Observer for CommitWall {
+    fn event(&self, event: &Event) {
+        if let Event::Commit { took, .. } = event {
+            self.0.lock().unwrap().push(*took);
+        }
+    }
+}
+
+/// "median / p99" of commit wall times, in ms.
+fn commit_wall(walls: &[Duration]) -> String {
+    if walls.is_empty() {
+        return "-".into();
+    }
+    let mut w = walls.to_vec();
+    w.sort_unstable();
+    let at = |q: f64| w[((w.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+    format!("{:.2} / {:.2} ms", at(0.5), at(0.99))
 }
 
 /// The same pass with no instances on the failed hosts: what a pass costs besides the evacuations
@@ -775,7 +813,7 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
         let (wall, pass_cpu, server_cpu, settle, poll) =
             (p.wall, p.cpu, p.server_cpu, p.settle, p.poll);
         let rss = rss();
-        let (steps, commits) = (p.steps, p.commits);
+        let (steps, commits, commit_wall) = (p.steps, p.commits, p.commit_wall);
         let (journal, started, before, after, calls) = (p.journal, p.started, p.before, p.after, p.calls);
         phases(journal.as_ref(), started).await;
         let d = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
@@ -862,6 +900,7 @@ fn scenario(latency: u64, concurrency: usize, hosts: u64, instances: u64, failed
             base_calls: 0,
             steps,
             commits,
+            commit_wall,
         }
     });
     stop_server(child);

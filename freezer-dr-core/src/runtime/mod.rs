@@ -502,8 +502,7 @@ impl Core {
                 applied_requests,
             };
             // Write-ahead: nothing below runs unless this is on disk.
-            self.commits += 1;
-            if let Err(e) = self.journal.commit(batch).await {
+            if let Err(e) = self.write(batch, urgent).await {
                 error!(error = %e, "journal write failed: stopping without acting on the decision");
                 return Err(e);
             }
@@ -517,6 +516,20 @@ impl Core {
         for cmd in cmds {
             self.execute(cmd);
         }
+        Ok(())
+    }
+
+    /// Commits `batch`, counts it and tells the observers how long the journal took
+    /// ([`observer::Event::Commit`]); `write_ahead`: commands wait for it.
+    async fn write(&mut self, batch: Batch, write_ahead: bool) -> Result<()> {
+        self.commits += 1;
+        // The wall clock, not tokio's (paused in tests): what a slow disk costs every command.
+        let started = std::time::Instant::now();
+        self.journal.commit(batch).await?;
+        self.watch.observers.event(&observer::Event::Commit {
+            took: started.elapsed(),
+            write_ahead,
+        });
         Ok(())
     }
 
@@ -623,14 +636,12 @@ impl Core {
         if let Some(late) = self.late.take() {
             let mut changes = late.changes;
             changes.dedup();
-            self.commits += 1;
-            self.journal
-                .commit(Batch {
-                    changes,
-                    outbox: Vec::new(),
-                    applied_requests: Vec::new(),
-                })
-                .await?;
+            let batch = Batch {
+                changes,
+                outbox: Vec::new(),
+                applied_requests: Vec::new(),
+            };
+            self.write(batch, false).await?;
         }
         let mut summary = Summary {
             plan: self.plan.lines(),

@@ -209,6 +209,15 @@ pub enum Event {
         /// The final state's name.
         result: &'static str,
     },
+    /// The journal made a commit durable (the runtime's own writes; not the CLI's requests).
+    Commit {
+        /// How long the journal took to write it, from the request to its answer (wall clock).
+        took: Duration,
+        /// Commands waited for it (write-ahead: a command that changes the cloud, a report, an
+        /// operator's request); `false`: it carried only changes read answers made, journaled late
+        /// (within half a second) or as the runtime returned.
+        write_ahead: bool,
+    },
     /// Shutting down: in-flight calls are drained from now on.
     Stopping,
 }
