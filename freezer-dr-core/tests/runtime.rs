@@ -1125,6 +1125,37 @@ async fn the_observers_are_told_of_every_commit_and_each_destructive_call_follow
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_commit_a_pass_makes_as_it_returns_is_told_too() {
+    // No notifier: no report commits at the end, so the last answers are journaled as run_once returns.
+    let w = World::c1_failed(3, 2, 2);
+    let mut cfg = config();
+    cfg.storm.max_fraction = 1.0;
+    let mut pipeline = pipeline(&w, 1);
+    pipeline.notifiers.clear();
+    let journal = MemoryJournal::new();
+    let writes = Arc::new(Writes::default());
+    let summary = Runtime::new(cfg, pipeline, Arc::new(journal.clone()))
+        .observer(writes.clone())
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!(summary.failed_instances, 0, "{summary:?}");
+    let seen = writes.0.lock().unwrap();
+    let commits: Vec<bool> = seen.iter().filter_map(|s| s.1).collect();
+    assert_eq!(commits.len() as u64, journal.commits(), "{seen:?}");
+    assert_eq!(commits.last(), Some(&false), "{seen:?}");
+    let done = journal.load().await.unwrap();
+    let c1 = done.hosts.iter().find(|h| h.host == "c1".into()).unwrap();
+    assert!(
+        c1.instances
+            .values()
+            .all(|i| matches!(i.state, InstanceState::Done { .. })),
+        "the last answers are journaled: {:?}",
+        c1.instances
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_change_whose_turn_only_reads_is_journaled_within_half_a_second() {
     // One instance, read every 2 s for a long rebuild: after its request, nothing else commits.
     let w = World::c1_failed(3, 1, 100);

@@ -312,6 +312,9 @@ fn main() {
     let rows: Vec<[String; 13]> = summaries
         .iter_mut()
         .map(|runs| {
+            // Memory from the scale's first run: the first round runs the scales smallest first, so only
+            // smaller ones ran before it in this process (the later rounds follow the largest).
+            let rss = runs[0].rss.clone();
             // The run with the median CPU per evacuation call stands for the scale; the spread is shown.
             runs.sort_by(|a, b| a.per_evacuation_call().total_cmp(&b.per_evacuation_call()));
             let (lo, hi) = (
@@ -343,7 +346,7 @@ fn main() {
                 format!("{:.3} ms", s.per_evacuation_call() - driver),
                 format!("{} / {}", s.steps, s.commits),
                 commit_wall(&s.commit_wall),
-                format!("{} (peak {})", s.rss.0, s.rss.1),
+                format!("{} (peak {})", rss.0, rss.1),
             ]
         })
         .collect();
@@ -387,7 +390,8 @@ fn main() {
          evacuation request or a migration list costs the driver beyond a progress read). The journal \
          commits are the runtime's (with redb, each a durable write): turns that only read ride on the next \
          one; their wall time is what the runtime tells its observers (the metric \
-         freezer_dr_journal_commit_duration_seconds). RSS is this process's (VmRSS, VmHWM) right after the pass, its engine and journal (in \
+         freezer_dr_journal_commit_duration_seconds). RSS is this process's (VmRSS, VmHWM) right after the scale's first pass (in the first round, \
+         where only smaller scales ran before it), its engine and journal (in \
          memory, or redb's page cache) included.",
         arg("--observe-rounds", 50).max(1)
     );
