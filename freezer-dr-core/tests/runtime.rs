@@ -1140,7 +1140,7 @@ async fn the_commit_a_pass_makes_as_it_returns_is_told_too() {
         .await
         .unwrap();
     assert_eq!(summary.failed_instances, 0, "{summary:?}");
-    let seen = writes.0.lock().unwrap();
+    let seen = writes.0.lock().unwrap().clone();
     let commits: Vec<bool> = seen.iter().filter_map(|s| s.1).collect();
     assert_eq!(commits.len() as u64, journal.commits(), "{seen:?}");
     assert_eq!(commits.last(), Some(&false), "{seen:?}");
