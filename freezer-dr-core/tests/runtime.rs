@@ -1035,17 +1035,24 @@ async fn the_observers_status_is_taken_after_each_observation_and_at_most_every_
     }
 }
 
+/// Three hosts, c1 dead with ten instances evacuated one at a time and read every 100 ms: each reads in
+/// progress twice, then done (three progress reads).
+fn ten_evacuations_one_at_a_time() -> (World, RecoveryConfig) {
+    let w = World::c1_failed(3, 10, 2);
+    let mut cfg = config();
+    cfg.storm.max_fraction = 1.0;
+    cfg.evacuation.concurrency = 1;
+    cfg.evacuation.poll_interval = Duration::from_millis(100);
+    (w, cfg)
+}
+
 #[tokio::test(start_paused = true)]
 async fn only_turns_that_change_the_cloud_or_tell_someone_wait_for_a_commit() {
     // One evacuation at a time, each read three times: every answer arrives alone. The evacuation requests
     // commit first (write-ahead); the answers "accepted" and "rebuilding", and the progress reads they
     // ask for, ride on the next request's commit instead of writing one each.
-    let w = World::c1_failed(3, 10, 2);
-    let mut cfg = config();
-    cfg.storm.max_fraction = 1.0;
-    cfg.evacuation.concurrency = 1;
     // Read every 100 ms: one instance's answers all fall within one commit's wait.
-    cfg.evacuation.poll_interval = Duration::from_millis(100);
+    let (w, cfg) = ten_evacuations_one_at_a_time();
     let journal = MemoryJournal::new();
     let summary = runtime(&w, &journal, cfg).run_once().await.unwrap();
     assert_eq!(summary.failed_instances, 0, "{summary:?}");
@@ -1084,11 +1091,7 @@ impl freezer_dr_core::runtime::Observer for Writes {
 #[tokio::test(start_paused = true)]
 async fn the_observers_are_told_of_every_commit_and_each_destructive_call_follows_its_own() {
     // One evacuation at a time: every command that changes the cloud is decided in a turn of its own.
-    let w = World::c1_failed(3, 10, 2);
-    let mut cfg = config();
-    cfg.storm.max_fraction = 1.0;
-    cfg.evacuation.concurrency = 1;
-    cfg.evacuation.poll_interval = Duration::from_millis(100);
+    let (w, cfg) = ten_evacuations_one_at_a_time();
     let journal = MemoryJournal::new();
     let writes = Arc::new(Writes::default());
     let summary = runtime(&w, &journal, cfg)

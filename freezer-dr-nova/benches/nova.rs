@@ -390,9 +390,9 @@ fn main() {
          evacuation request or a migration list costs the driver beyond a progress read). The journal \
          commits are the runtime's (with redb, each a durable write): turns that only read ride on the next \
          one; their wall time is what the runtime tells its observers (the metric \
-         freezer_dr_journal_commit_duration_seconds). RSS is this process's (VmRSS, VmHWM) right after the scale's first pass (in the first round, \
-         where only smaller scales ran before it), its engine and journal (in \
-         memory, or redb's page cache) included.",
+         freezer_dr_journal_commit_duration_seconds). RSS is this process's (VmRSS, VmHWM) right after \
+         the scale's first pass (in the first round, where only smaller scales ran before it), its \
+         engine and journal (in memory, or redb's page cache) included.",
         arg("--observe-rounds", 50).max(1)
     );
     println!(
