@@ -23,7 +23,9 @@ pub trait Observer: Send + Sync {
         let _ = status;
     }
 
-    /// Something happened (called right after the journal recorded it, for the engine's decisions).
+    /// Something happened. The engine's decisions are told once their turn's commit is done; what a turn
+    /// of read answers only changed (an evacuation read done, a power status read off) is told at once,
+    /// and its commit follows within half a second ([`Event::Commit`] with `write_ahead: false`).
     fn event(&self, event: &Event) {
         let _ = event;
     }
@@ -371,7 +373,7 @@ impl Watch {
     }
 
     /// The events in `changes` (hosts that changed stage, fencings and evacuations that ended), to be
-    /// told once the journal has them.
+    /// told after the turn's commit, or at once when the turn's changes wait for a later one.
     pub(crate) fn changes(&mut self, changes: &Changes) -> Vec<Event> {
         let mut events = Vec::new();
         if self.observers.is_empty() {
